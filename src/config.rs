@@ -1,0 +1,840 @@
+//! Command line and layered configuration.
+//!
+//! Layers, last wins: the shipped `config/default.toml` (compiled in), the file given with
+//! `--config`, environment variables `SIMULATOR__<SECTION>__<KEY>`, then command-line flags.
+//! Every value is read as text and parsed here, so that each problem is reported with the
+//! setting's name, its flag, what was given and what is allowed; all problems are collected and
+//! reported together before anything runs.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::Parser;
+use config::{Config, Environment, File, FileFormat, Map, Value, ValueKind};
+
+use crate::clock::Speed;
+use crate::model::{MAX_MINOR_UNITS, Money, Timestamp};
+use crate::sinks::FileCodec;
+
+/// The shipped defaults.
+pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
+/// Prefix of the environment variables read.
+pub const ENV_PREFIX: &str = "SIMULATOR";
+/// Most shoppers one process simulates.
+pub const MAX_SHOPPERS: u64 = 10_000_000;
+/// Most products in the catalogue.
+pub const MAX_PRODUCTS: u64 = 1_000_000;
+
+/// Simulates shoppers of a retail shop and publishes their events as Avro.
+#[derive(Debug, Default, Parser)]
+#[command(name = "simulator", version, about, long_about = None)]
+pub struct Cli {
+    /// A TOML file of settings, layered over the shipped defaults.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Orders per unit of time: N/s, N/m, N/h or N/d.
+    #[arg(long, value_name = "N/UNIT", allow_hyphen_values = true)]
+    pub rate: Option<String>,
+    /// Number of simulated shoppers.
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub shoppers: Option<String>,
+    /// Seed of every random choice (default: a fresh one, logged at start).
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub seed: Option<String>,
+    /// Stop after this much simulated time, like 90s, 15m or 24h (default: never).
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
+    pub duration: Option<String>,
+    /// Simulated start instant, RFC 3339 (default: now).
+    #[arg(long, value_name = "RFC3339")]
+    pub start: Option<String>,
+    /// Simulated seconds per real second, or `max`.
+    #[arg(long, value_name = "FACTOR|max", allow_hyphen_values = true)]
+    pub speed: Option<String>,
+    /// Where events go: file, stdout or null.
+    #[arg(long, value_name = "KIND")]
+    pub sink: Option<String>,
+    /// Root directory of the file sink.
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: Option<String>,
+    /// Log format: text or json.
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// Print the effective configuration and exit.
+    #[arg(long)]
+    pub print_config: bool,
+}
+
+impl Cli {
+    /// The settings the flags override, as `(key, flag, value)`.
+    fn overrides(&self) -> Vec<(&'static str, &String)> {
+        [
+            ("simulation.rate", &self.rate),
+            ("simulation.shoppers", &self.shoppers),
+            ("simulation.seed", &self.seed),
+            ("simulation.duration", &self.duration),
+            ("simulation.start", &self.start),
+            ("simulation.speed", &self.speed),
+            ("sink.kind", &self.sink),
+            ("file.output_dir", &self.output_dir),
+            ("log.format", &self.log_format),
+        ]
+        .into_iter()
+        .filter_map(|(key, value)| value.as_ref().map(|v| (key, v)))
+        .collect()
+    }
+}
+
+/// Every setting: its key and, where it has one, its flag.
+const SETTINGS: &[(&str, Option<&str>)] = &[
+    ("simulation.rate", Some("--rate")),
+    ("simulation.shoppers", Some("--shoppers")),
+    ("simulation.seed", Some("--seed")),
+    ("simulation.duration", Some("--duration")),
+    ("simulation.start", Some("--start")),
+    ("simulation.speed", Some("--speed")),
+    ("sink.kind", Some("--sink")),
+    ("file.output_dir", Some("--output-dir")),
+    ("file.codec", None),
+    ("catalogue.products", None),
+    ("catalogue.popularity_exponent", None),
+    ("shop.currency", None),
+    ("shop.tax_rate", None),
+    ("shop.shipping_fee", None),
+    ("shop.free_shipping_threshold", None),
+    ("shop.discount_probability", None),
+    ("log.format", Some("--log-format")),
+    ("log.level", None),
+];
+
+/// A rate of orders.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate {
+    per_second: f64,
+    text_count: f64,
+    unit: char,
+}
+
+impl Rate {
+    /// Orders per second.
+    pub fn per_second(self) -> f64 {
+        self.per_second
+    }
+
+    /// Orders per hour.
+    pub fn per_hour(self) -> f64 {
+        self.per_second * 3_600.0
+    }
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.text_count, self.unit)
+    }
+}
+
+impl FromStr for Rate {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let expected = "expected N/UNIT with N a number of orders greater than 0 and UNIT one of s, m, h, d (for example 500/h)";
+        let Some((count, unit)) = text.trim().split_once('/') else {
+            return Err(format!("`{text}` is not a rate: {expected}"));
+        };
+        let seconds = match unit.trim() {
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3_600.0,
+            "d" => 86_400.0,
+            other => {
+                return Err(format!(
+                    "`{other}` is not a unit of time in `{text}`: {expected}"
+                ));
+            }
+        };
+        let count: f64 = count
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{}` is not a number in `{text}`: {expected}", count.trim()))?;
+        if !count.is_finite() || count <= 0.0 {
+            return Err(format!(
+                "the number of orders in `{text}` must be greater than 0: {expected}"
+            ));
+        }
+        let per_second = count / seconds;
+        if per_second > 10_000_000.0 {
+            return Err(format!(
+                "`{text}` is more than 10,000,000 orders per second"
+            ));
+        }
+        Ok(Rate {
+            per_second,
+            text_count: count,
+            unit: unit.trim().chars().next().unwrap_or('s'),
+        })
+    }
+}
+
+/// Which sink events go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinkKind {
+    File,
+    Stdout,
+    Null,
+}
+
+impl SinkKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            SinkKind::File => "file",
+            SinkKind::Stdout => "stdout",
+            SinkKind::Null => "null",
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The shop's commercial settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShopSettings {
+    pub currency: String,
+    pub tax_rate: f64,
+    pub shipping_fee: Money,
+    pub free_shipping_threshold: Money,
+    pub discount_probability: f64,
+}
+
+/// Validated settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub rate: Rate,
+    pub shoppers: u32,
+    pub seed: Option<u64>,
+    pub duration: Option<Duration>,
+    pub start: Option<Timestamp>,
+    pub speed: Speed,
+    pub sink: SinkKind,
+    pub output_dir: PathBuf,
+    pub codec: FileCodec,
+    pub products: usize,
+    pub popularity_exponent: f64,
+    pub shop: ShopSettings,
+    pub log_format: LogFormat,
+    pub log_level: String,
+}
+
+/// One problem with one setting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The setting's key, like `simulation.rate`, or the file at fault.
+    pub setting: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let flag = SETTINGS
+            .iter()
+            .find(|(key, _)| *key == self.setting)
+            .and_then(|(_, flag)| *flag);
+        match flag {
+            Some(flag) => write!(f, "{} ({flag}): {}", self.setting, self.message),
+            None => write!(f, "{}: {}", self.setting, self.message),
+        }
+    }
+}
+
+/// Everything wrong with a configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let noun = if self.problems.len() == 1 {
+            "problem"
+        } else {
+            "problems"
+        };
+        write!(f, "invalid configuration ({} {noun}):", self.problems.len())?;
+        for problem in &self.problems {
+            write!(f, "\n  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Collects the keys of a nested table as dotted paths.
+fn collect_keys(prefix: &str, table: &Map<String, Value>, out: &mut Vec<String>) {
+    for (key, value) in table {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match &value.kind {
+            ValueKind::Table(inner) if prefix.is_empty() => collect_keys(&path, inner, out),
+            _ => out.push(path),
+        }
+    }
+}
+
+impl Settings {
+    /// Loads the layers for `cli`, reading the environment from `env` (pairs of name and
+    /// value), and validates the result.
+    pub fn load(
+        cli: &Cli,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let problem = |setting: &str, message: String| ConfigError {
+            problems: vec![Problem {
+                setting: setting.to_owned(),
+                message,
+            }],
+        };
+        let mut builder =
+            Config::builder().add_source(File::from_str(DEFAULT_CONFIG, FileFormat::Toml));
+        if let Some(path) = &cli.config {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                problem(
+                    &path.display().to_string(),
+                    format!("cannot read the configuration file: {e}"),
+                )
+            })?;
+            builder = builder.add_source(File::from_str(&text, FileFormat::Toml));
+        }
+        let env: Map<String, String> = env
+            .into_iter()
+            .filter(|(name, _)| name.starts_with(&format!("{ENV_PREFIX}__")))
+            .collect();
+        builder = builder.add_source(
+            Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("__")
+                .separator("__")
+                .source(Some(env)),
+        );
+        for (key, value) in cli.overrides() {
+            builder = builder
+                .set_override(key, value.as_str())
+                .map_err(|e| problem(key, e.to_string()))?;
+        }
+        let merged = builder.build().map_err(|e| {
+            let setting = cli
+                .config
+                .as_ref()
+                .map_or_else(|| "configuration".to_owned(), |p| p.display().to_string());
+            problem(&setting, e.to_string())
+        })?;
+        Self::from_config(&merged)
+    }
+
+    fn from_config(merged: &Config) -> Result<Self, ConfigError> {
+        let mut problems = Vec::new();
+        let table: Map<String, Value> =
+            merged.clone().try_deserialize().map_err(|e| ConfigError {
+                problems: vec![Problem {
+                    setting: "configuration".into(),
+                    message: e.to_string(),
+                }],
+            })?;
+        let mut keys = Vec::new();
+        collect_keys("", &table, &mut keys);
+        let known: BTreeSet<&str> = SETTINGS.iter().map(|(k, _)| *k).collect();
+        for key in keys.iter().filter(|k| !known.contains(k.as_str())) {
+            problems.push(Problem {
+                setting: key.clone(),
+                message: "unknown setting".into(),
+            });
+        }
+
+        let mut reader = Reader {
+            config: merged,
+            problems: &mut problems,
+        };
+        let rate = reader.parse("simulation.rate", |s| s.parse::<Rate>());
+        let shoppers = reader.parse("simulation.shoppers", |s| {
+            parse_count(s, 1, MAX_SHOPPERS).map(|n| n as u32)
+        });
+        let seed = reader.parse_optional("simulation.seed", |s| {
+            s.trim().parse::<u64>().map_err(|_| {
+                format!(
+                    "`{s}` is not a seed: expected a whole number from 0 to {}",
+                    u64::MAX
+                )
+            })
+        });
+        let duration = reader.parse_optional("simulation.duration", parse_duration);
+        let start = reader.parse_optional("simulation.start", |s| {
+            chrono::DateTime::parse_from_rfc3339(s.trim())
+                .map(|t| Timestamp::from_datetime(t.to_utc()))
+                .map_err(|e| {
+                    format!("`{s}` is not an RFC 3339 instant like 2026-01-01T00:00:00Z ({e})")
+                })
+        });
+        let speed = reader.parse("simulation.speed", parse_speed);
+        let sink = reader.parse("sink.kind", |s| match s.trim() {
+            "file" => Ok(SinkKind::File),
+            "stdout" => Ok(SinkKind::Stdout),
+            "null" => Ok(SinkKind::Null),
+            _ => Err(format!(
+                "`{s}` is not a sink: expected one of file, stdout, null"
+            )),
+        });
+        let output_dir = reader.parse("file.output_dir", |s| {
+            if s.trim().is_empty() {
+                Err("the output directory must not be empty".to_owned())
+            } else {
+                Ok(PathBuf::from(s))
+            }
+        });
+        let codec = reader.parse("file.codec", |s| {
+            s.trim()
+                .parse::<FileCodec>()
+                .map_err(|()| format!("`{s}` is not a codec: expected one of {}", FileCodec::NAMES))
+        });
+        let products = reader.parse("catalogue.products", |s| {
+            parse_count(s, 1, MAX_PRODUCTS).map(|n| n as usize)
+        });
+        let popularity_exponent = reader.parse("catalogue.popularity_exponent", |s| {
+            parse_fraction(s, 0.0, 10.0)
+        });
+        let currency = reader.parse("shop.currency", |s| {
+            if s.len() == 3 && s.bytes().all(|b| b.is_ascii_uppercase()) {
+                Ok(s.to_owned())
+            } else {
+                Err(format!(
+                    "`{s}` is not an ISO 4217 currency code like USD or EUR"
+                ))
+            }
+        });
+        let tax_rate = reader.parse("shop.tax_rate", |s| parse_fraction(s, 0.0, 1.0));
+        let money = |s: &str| {
+            let m: Money = s
+                .trim()
+                .parse()
+                .map_err(|e: crate::model::ParseMoneyError| e.to_string())?;
+            if m.cents() < 0 || m.cents() > MAX_MINOR_UNITS / 1000 {
+                Err(format!(
+                    "`{s}` must be between 0 and {}",
+                    Money::from_cents(MAX_MINOR_UNITS / 1000)
+                ))
+            } else {
+                Ok(m)
+            }
+        };
+        let shipping_fee = reader.parse("shop.shipping_fee", money);
+        let free_shipping_threshold = reader.parse("shop.free_shipping_threshold", money);
+        let discount_probability =
+            reader.parse("shop.discount_probability", |s| parse_fraction(s, 0.0, 1.0));
+        let log_format = reader.parse("log.format", |s| match s.trim() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(format!("`{s}` is not a log format: expected text or json")),
+        });
+        let log_level = reader.parse("log.level", |s| {
+            tracing_subscriber::EnvFilter::try_new(s)
+                .map(|_| s.to_owned())
+                .map_err(|e| format!("`{s}` is not a log filter: {e}"))
+        });
+
+        match (
+            rate,
+            shoppers,
+            speed,
+            sink,
+            output_dir,
+            codec,
+            products,
+            popularity_exponent,
+            currency,
+            tax_rate,
+            shipping_fee,
+            free_shipping_threshold,
+            discount_probability,
+            log_format,
+            log_level,
+        ) {
+            (
+                Some(rate),
+                Some(shoppers),
+                Some(speed),
+                Some(sink),
+                Some(output_dir),
+                Some(codec),
+                Some(products),
+                Some(popularity_exponent),
+                Some(currency),
+                Some(tax_rate),
+                Some(shipping_fee),
+                Some(free_shipping_threshold),
+                Some(discount_probability),
+                Some(log_format),
+                Some(log_level),
+            ) if problems.is_empty() => Ok(Settings {
+                rate,
+                shoppers,
+                seed: seed.flatten(),
+                duration: duration.flatten(),
+                start: start.flatten(),
+                speed,
+                sink,
+                output_dir,
+                codec,
+                products,
+                popularity_exponent,
+                shop: ShopSettings {
+                    currency,
+                    tax_rate,
+                    shipping_fee,
+                    free_shipping_threshold,
+                    discount_probability,
+                },
+                log_format,
+                log_level,
+            }),
+            _ => Err(ConfigError { problems }),
+        }
+    }
+
+    /// The effective configuration as TOML, in the layout of `config/default.toml`.
+    pub fn to_toml(&self) -> String {
+        let line = |key: &str, value: Option<String>| match value {
+            Some(value) => format!("{key} = {value}\n"),
+            None => format!("# {key} is unset\n"),
+        };
+        let speed = match self.speed {
+            Speed::Max => "max".to_owned(),
+            Speed::Factor(f) => f.to_string(),
+        };
+        let codec = match self.codec {
+            FileCodec::Null => "null",
+            FileCodec::Deflate => "deflate",
+            FileCodec::Snappy => "snappy",
+        };
+        let format = match self.log_format {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        };
+        let quoted = |s: &str| format!("{s:?}");
+        [
+            "[simulation]\n".to_owned(),
+            line("rate", Some(quoted(&self.rate.to_string()))),
+            line("shoppers", Some(self.shoppers.to_string())),
+            line("seed", self.seed.map(|s| s.to_string())),
+            line(
+                "duration",
+                self.duration
+                    .map(|d| quoted(&humantime::format_duration(d).to_string())),
+            ),
+            line("start", self.start.map(|s| quoted(&s.to_string()))),
+            line("speed", Some(quoted(&speed))),
+            "\n[sink]\n".to_owned(),
+            line("kind", Some(quoted(self.sink.as_str()))),
+            "\n[file]\n".to_owned(),
+            line(
+                "output_dir",
+                Some(quoted(&self.output_dir.display().to_string())),
+            ),
+            line("codec", Some(quoted(codec))),
+            "\n[catalogue]\n".to_owned(),
+            line("products", Some(self.products.to_string())),
+            line(
+                "popularity_exponent",
+                Some(format!("{:?}", self.popularity_exponent)),
+            ),
+            "\n[shop]\n".to_owned(),
+            line("currency", Some(quoted(&self.shop.currency))),
+            line("tax_rate", Some(format!("{:?}", self.shop.tax_rate))),
+            line(
+                "shipping_fee",
+                Some(quoted(&self.shop.shipping_fee.to_string())),
+            ),
+            line(
+                "free_shipping_threshold",
+                Some(quoted(&self.shop.free_shipping_threshold.to_string())),
+            ),
+            line(
+                "discount_probability",
+                Some(format!("{:?}", self.shop.discount_probability)),
+            ),
+            "\n[log]\n".to_owned(),
+            line("format", Some(quoted(format))),
+            line("level", Some(quoted(&self.log_level))),
+        ]
+        .concat()
+    }
+}
+
+/// Reads settings as text and records the problems.
+struct Reader<'a> {
+    config: &'a Config,
+    problems: &'a mut Vec<Problem>,
+}
+
+impl Reader<'_> {
+    fn text(&mut self, key: &str) -> Option<Option<String>> {
+        match self.config.get::<String>(key) {
+            Ok(text) => Some(Some(text)),
+            Err(config::ConfigError::NotFound(_)) => Some(None),
+            Err(e) => {
+                self.problems.push(Problem {
+                    setting: key.to_owned(),
+                    message: format!("expected a single value: {e}"),
+                });
+                None
+            }
+        }
+    }
+
+    /// A setting that must be present.
+    fn parse<T>(&mut self, key: &str, parse: impl FnOnce(&str) -> Result<T, String>) -> Option<T> {
+        match self.parse_optional(key, parse)? {
+            Some(value) => Some(value),
+            None => {
+                self.problems.push(Problem {
+                    setting: key.to_owned(),
+                    message: "missing".into(),
+                });
+                None
+            }
+        }
+    }
+
+    /// A setting that may be absent: `Some(None)` when absent, `None` when invalid.
+    fn parse_optional<T>(
+        &mut self,
+        key: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<Option<T>> {
+        match self.text(key)? {
+            None => Some(None),
+            Some(text) => match parse(&text) {
+                Ok(value) => Some(Some(value)),
+                Err(message) => {
+                    self.problems.push(Problem {
+                        setting: key.to_owned(),
+                        message,
+                    });
+                    None
+                }
+            },
+        }
+    }
+}
+
+fn parse_count(text: &str, min: u64, max: u64) -> Result<u64, String> {
+    match text.trim().parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "`{text}` is not a whole number from {min} to {max}"
+        )),
+    }
+}
+
+fn parse_fraction(text: &str, min: f64, max: f64) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(x) if x.is_finite() && (min..=max).contains(&x) => Ok(x),
+        _ => Err(format!("`{text}` is not a number from {min} to {max}")),
+    }
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text.trim())
+        .map_err(|e| format!("`{text}` is not a duration like 90s, 15m, 24h or 7days ({e})"))?;
+    if duration.is_zero() {
+        return Err(format!("`{text}` is zero: the duration must be positive"));
+    }
+    if duration > Duration::from_secs(100 * 365 * 86_400) {
+        return Err(format!("`{text}` is more than 100 years"));
+    }
+    Ok(duration)
+}
+
+fn parse_speed(text: &str) -> Result<Speed, String> {
+    let text = text.trim();
+    if text == "max" {
+        return Ok(Speed::Max);
+    }
+    match text.trim_end_matches('x').parse::<f64>() {
+        Ok(f) if f.is_finite() && f > 0.0 && f <= 1e9 => Ok(Speed::Factor(f)),
+        _ => Err(format!(
+            "`{text}` is not a speed: expected `max` or a factor greater than 0 (1 is real time, 60 is a simulated minute per second)"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(args: &[&str], env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let cli =
+            Cli::try_parse_from(std::iter::once("simulator").chain(args.iter().copied())).unwrap();
+        Settings::load(
+            &cli,
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+    }
+
+    fn problems(args: &[&str], env: &[(&str, &str)]) -> Vec<String> {
+        load(args, env)
+            .unwrap_err()
+            .problems
+            .iter()
+            .map(|p| p.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let s = load(&[], &[]).unwrap();
+        assert_eq!(s.rate.per_hour(), 500.0);
+        assert_eq!(s.shoppers, 10_000);
+        assert_eq!(s.sink, SinkKind::File);
+        assert_eq!(s.output_dir, PathBuf::from("./data"));
+        assert_eq!(s.speed, Speed::Factor(1.0));
+        assert_eq!(s.seed, None);
+        assert_eq!(s.shop.shipping_fee, Money::from_cents(599));
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sim.toml");
+        std::fs::write(
+            &file,
+            "[simulation]\nrate = \"10/m\"\nshoppers = 7\nseed = 1\n",
+        )
+        .unwrap();
+        let f = file.to_str().unwrap();
+        let s = load(&["--config", f], &[]).unwrap();
+        assert_eq!(
+            (s.rate.per_second(), s.shoppers, s.seed),
+            (10.0 / 60.0, 7, Some(1))
+        );
+        let env = [
+            ("SIMULATOR__SIMULATION__SHOPPERS", "9"),
+            ("SIMULATOR__SIMULATION__SEED", "2"),
+        ];
+        let s = load(&["--config", f], &env).unwrap();
+        assert_eq!((s.shoppers, s.seed), (9, Some(2)));
+        let s = load(&["--config", f, "--seed", "3"], &env).unwrap();
+        assert_eq!((s.shoppers, s.seed), (9, Some(3)));
+        let s = load(&[], &[("SIMULATOR__FILE__OUTPUT_DIR", "/tmp/x")]).unwrap();
+        assert_eq!(s.output_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn bad_rates_are_refused_with_the_flag_named() {
+        for (rate, needle) in [
+            ("500/x", "`x` is not a unit of time"),
+            ("0/h", "must be greater than 0"),
+            ("-5/h", "must be greater than 0"),
+            ("abc/h", "`abc` is not a number"),
+            ("500", "is not a rate"),
+            ("inf/s", "must be greater than 0"),
+        ] {
+            let p = problems(&["--rate", rate], &[]);
+            assert_eq!(p.len(), 1, "{p:?}");
+            assert!(p[0].starts_with("simulation.rate (--rate): "), "{}", p[0]);
+            assert!(p[0].contains(needle), "{rate}: {}", p[0]);
+            assert!(
+                p[0].contains("s, m, h, d") || p[0].contains("more than"),
+                "{}",
+                p[0]
+            );
+        }
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let p = problems(
+            &[
+                "--duration",
+                "soon",
+                "--start",
+                "yesterday",
+                "--speed",
+                "0",
+                "--shoppers",
+                "0",
+                "--sink",
+                "kafka2",
+            ],
+            &[
+                ("SIMULATOR__SIMULATION__RAET", "1/s"),
+                ("SIMULATOR__SHOP__CURRENCY", "usd"),
+            ],
+        );
+        let joined = p.join("\n");
+        for needle in [
+            "simulation.duration (--duration): `soon` is not a duration",
+            "simulation.start (--start): `yesterday` is not an RFC 3339 instant",
+            "simulation.speed (--speed): `0` is not a speed",
+            "simulation.shoppers (--shoppers): `0` is not a whole number from 1",
+            "sink.kind (--sink): `kafka2` is not a sink",
+            "simulation.raet: unknown setting",
+            "shop.currency: `usd` is not an ISO 4217 currency code",
+        ] {
+            assert!(joined.contains(needle), "missing {needle:?} in:\n{joined}");
+        }
+        assert_eq!(p.len(), 7, "{joined}");
+    }
+
+    #[test]
+    fn unknown_keys_in_files_and_unreadable_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sim.toml");
+        std::fs::write(&file, "[simulation]\nrat = \"1/s\"\n[extra]\nx = 1\n").unwrap();
+        let p = problems(&["--config", file.to_str().unwrap()], &[]);
+        assert!(
+            p.contains(&"simulation.rat: unknown setting".to_owned()),
+            "{p:?}"
+        );
+        assert!(p.contains(&"extra.x: unknown setting".to_owned()), "{p:?}");
+
+        std::fs::write(&file, "[simulation\nrate = ").unwrap();
+        let p = problems(&["--config", file.to_str().unwrap()], &[]);
+        assert_eq!(p.len(), 1);
+        assert!(p[0].contains("sim.toml"), "{p:?}");
+
+        let missing = dir.path().join("missing.toml");
+        let p = problems(&["--config", missing.to_str().unwrap()], &[]);
+        assert!(
+            p[0].contains("missing.toml") && p[0].contains("cannot read"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn printed_configuration_loads_back_to_the_same_settings() {
+        let s = load(
+            &[
+                "--seed",
+                "5",
+                "--duration",
+                "1h 30m",
+                "--speed",
+                "max",
+                "--start",
+                "2026-01-01T00:00:00Z",
+            ],
+            &[],
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("printed.toml");
+        std::fs::write(&file, s.to_toml()).unwrap();
+        let again = load(&["--config", file.to_str().unwrap()], &[]).unwrap();
+        assert_eq!(again, s);
+    }
+}

@@ -1,0 +1,248 @@
+//! Avro encoding of events with the schemas shipped in `avro/`.
+//!
+//! The schemas are compiled into the binary and parsed once, at first use (the simulator asks
+//! for them at start-up, so a broken schema stops it before anything runs). Events are
+//! serialised straight into Avro binary against their topic's schema, without an intermediate
+//! value tree.
+
+use std::sync::OnceLock;
+
+use apache_avro::Schema;
+
+use crate::model::{Event, Topic};
+
+/// The `.avsc` text of each topic, as shipped in `avro/`.
+pub const SCHEMA_TEXTS: [(Topic, &str); 4] = [
+    (Topic::Products, include_str!("../avro/products.avsc")),
+    (Topic::Customers, include_str!("../avro/customers.avsc")),
+    (Topic::Orders, include_str!("../avro/orders.avsc")),
+    (Topic::Payments, include_str!("../avro/payments.avsc")),
+];
+
+/// Encoding failures.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodingError {
+    #[error("the Avro schema of topic `{topic}` is invalid: {message}")]
+    Schema { topic: Topic, message: String },
+    #[error("cannot encode a `{event_type}` event with the `{topic}` schema: {source}")]
+    Encode {
+        topic: Topic,
+        event_type: &'static str,
+        #[source]
+        source: Box<apache_avro::Error>,
+    },
+}
+
+/// The parsed schema of every topic.
+#[derive(Debug)]
+pub struct Schemas {
+    by_topic: [Schema; 4],
+}
+
+impl Schemas {
+    fn parse() -> Result<Self, EncodingError> {
+        let mut parsed = Vec::with_capacity(4);
+        for topic in Topic::ALL {
+            let (_, text) = SCHEMA_TEXTS[topic.index()];
+            let schema = Schema::parse_str(text).map_err(|e| EncodingError::Schema {
+                topic,
+                message: e.to_string(),
+            })?;
+            parsed.push(schema);
+        }
+        let by_topic = parsed.try_into().expect("one schema per topic");
+        Ok(Self { by_topic })
+    }
+
+    /// The schema of `topic`.
+    pub fn get(&self, topic: Topic) -> &Schema {
+        &self.by_topic[topic.index()]
+    }
+
+    /// The canonical-form JSON of `topic`'s schema, for readers such as Spark's `from_avro`.
+    pub fn canonical_json(&self, topic: Topic) -> String {
+        self.get(topic).canonical_form()
+    }
+}
+
+/// The schemas, parsed on first call and kept for the life of the process.
+pub fn schemas() -> Result<&'static Schemas, EncodingError> {
+    static SCHEMAS: OnceLock<Result<Schemas, String>> = OnceLock::new();
+    match SCHEMAS.get_or_init(|| Schemas::parse().map_err(|e| e.to_string())) {
+        Ok(schemas) => Ok(schemas),
+        Err(message) => Err(EncodingError::Schema {
+            topic: Topic::Products,
+            message: message.clone(),
+        }),
+    }
+}
+
+/// Encodes events as plain Avro binary datums (no container, no header).
+#[derive(Debug)]
+pub struct Encoder {
+    schemas: &'static Schemas,
+}
+
+impl Encoder {
+    /// An encoder over the shipped schemas.
+    pub fn new() -> Result<Self, EncodingError> {
+        Ok(Self {
+            schemas: schemas()?,
+        })
+    }
+
+    /// Appends the Avro datum of `event` to `out`.
+    pub fn encode_into(&self, event: &Event, out: &mut Vec<u8>) -> Result<(), EncodingError> {
+        let topic = event.topic();
+        apache_avro::write_avro_datum_ref(self.schemas.get(topic), event, out)
+            .map(drop)
+            .map_err(|source| EncodingError::Encode {
+                topic,
+                event_type: event.event_type(),
+                source: Box::new(source),
+            })
+    }
+
+    /// The Avro datum of `event`.
+    pub fn encode(&self, event: &Event) -> Result<Vec<u8>, EncodingError> {
+        let mut out = Vec::with_capacity(256);
+        self.encode_into(event, &mut out)?;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Money, OrderEvent, OrderLine, PaymentEvent, Timestamp};
+    use apache_avro::types::Value;
+    use uuid::Uuid;
+
+    fn payment(failure_reason: Option<&'static str>) -> Event {
+        Event::Payment(PaymentEvent {
+            event_id: Uuid::from_u128(0x0123_4567_89ab_4def_8123_4567_89ab_cdef),
+            event_type: "payment_declined",
+            event_time: Timestamp::from_micros(1_000_000), // 1000 ms
+            payment_id: 3,
+            order_id: 2,
+            customer_id: 1,
+            amount: Money::from_cents(1999),
+            currency: "USD",
+            method: "paypal",
+            status: "declined",
+            attempt: 1,
+            failure_reason,
+        })
+    }
+
+    /// Avro's zig-zag varint of a long.
+    fn long(n: i64) -> Vec<u8> {
+        let mut z = ((n << 1) ^ (n >> 63)) as u64;
+        let mut out = Vec::new();
+        loop {
+            if z < 0x80 {
+                out.push(z as u8);
+                return out;
+            }
+            out.push((z as u8 & 0x7f) | 0x80);
+            z >>= 7;
+        }
+    }
+
+    fn string(s: &[u8]) -> Vec<u8> {
+        [long(s.len() as i64), s.to_vec()].concat()
+    }
+
+    #[test]
+    fn payment_encodes_to_exact_bytes() {
+        let encoder = Encoder::new().unwrap();
+        let bytes = encoder
+            .encode(&payment(Some("account_restricted")))
+            .unwrap();
+        let expected = [
+            string(b"01234567-89ab-4def-8123-456789abcdef"),
+            string(b"payment_declined"),
+            long(1000),
+            long(3),
+            long(2),
+            long(1),
+            string(&[0x07, 0xcf]), // 19.99 as decimal(12,2)
+            string(b"USD"),
+            string(b"paypal"),
+            string(b"declined"),
+            long(1),
+            long(1), // union branch 1: string
+            string(b"account_restricted"),
+        ]
+        .concat();
+        assert_eq!(bytes, expected);
+
+        let none = encoder.encode(&payment(None)).unwrap();
+        assert_eq!(none[none.len() - 1], 0, "union branch 0: null");
+    }
+
+    #[test]
+    fn order_round_trips_through_the_avro_reader() {
+        let line = OrderLine {
+            line_number: 1,
+            product_id: 7,
+            quantity: 2,
+            unit_price: Money::from_cents(1050),
+            line_total: Money::from_cents(2100),
+        };
+        let event = Event::Order(OrderEvent {
+            event_id: Uuid::nil(),
+            event_type: "order_placed",
+            event_time: Timestamp::from_micros(5_000),
+            order_id: 1_000_000_001,
+            customer_id: 1,
+            items: vec![line],
+            subtotal: Money::from_cents(2100),
+            discount: Money::from_cents(0),
+            tax: Money::from_cents(173),
+            shipping: Money::from_cents(599),
+            total: Money::from_cents(2872),
+            currency: "USD",
+            channel: "web",
+            status: "placed",
+        });
+        let encoder = Encoder::new().unwrap();
+        let bytes = encoder.encode(&event).unwrap();
+        let schema = schemas().unwrap().get(Topic::Orders);
+        let value = apache_avro::from_avro_datum(schema, &mut bytes.as_slice(), None).unwrap();
+        let Value::Record(fields) = value else {
+            panic!("not a record: {value:?}")
+        };
+        let get = |name: &str| {
+            fields
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+                .unwrap()
+        };
+        assert_eq!(get("order_id"), Value::Long(1_000_000_001));
+        assert_eq!(get("event_time"), Value::TimestampMillis(5));
+        let Value::Decimal(total) = get("total") else {
+            panic!("total is not a decimal")
+        };
+        assert_eq!(<Vec<u8>>::try_from(total).unwrap(), vec![0x0b, 0x38]); // 2872
+        let Value::Array(items) = get("items") else {
+            panic!("items is not an array")
+        };
+        assert_eq!(items.len(), 1);
+    }
+
+    #[test]
+    fn every_schema_parses_and_has_the_envelope() {
+        let schemas = schemas().unwrap();
+        for topic in Topic::ALL {
+            let json = schemas.canonical_json(topic);
+            for field in ["event_id", "event_type", "event_time"] {
+                assert!(
+                    json.contains(&format!("\"name\":\"{field}\"")),
+                    "{topic} lacks {field}"
+                );
+            }
+        }
+    }
+}

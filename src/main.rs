@@ -1,0 +1,165 @@
+//! The `simulator` binary: parses the command line, validates the configuration, runs the
+//! simulation until its end or a signal, and reports what was delivered.
+//!
+//! Exit codes: 0 when everything generated was delivered; 1 when the run failed or lost
+//! events (the counts are reported); 2 for bad input, before anything runs.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+use simulator::clock::{Clock, Speed};
+use simulator::config::{Cli, LogFormat, Settings, SinkKind};
+use simulator::encoding;
+use simulator::simulation::{self, RunPlan};
+use simulator::sinks::{FileSink, NullSink, Sink, StdoutSink, describe, total};
+
+const EXIT_FAILED: u8 = 1;
+const EXIT_BAD_INPUT: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version print to stdout and exit 0; mistakes exit 2.
+            let _ = e.print();
+            return ExitCode::from(e.exit_code() as u8);
+        }
+    };
+    let settings = match Settings::load(&cli, std::env::vars()) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("simulator: {e}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    if cli.print_config {
+        print!("{}", settings.to_toml());
+        return ExitCode::SUCCESS;
+    }
+    init_logging(&settings);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    match runtime.block_on(run(settings)) {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
+}
+
+fn init_logging(settings: &Settings) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.log_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match settings.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn open_sink(settings: &Settings) -> Result<Box<dyn Sink>, String> {
+    Ok(match settings.sink {
+        SinkKind::File => Box::new(
+            FileSink::new(&settings.output_dir, settings.codec)
+                .map_err(|e| format!("file.output_dir (--output-dir): cannot write there: {e}"))?,
+        ),
+        SinkKind::Stdout => Box::new(StdoutSink::new()),
+        SinkKind::Null => Box::new(NullSink::new().map_err(|e| e.to_string())?),
+    })
+}
+
+async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
+    // A broken schema stops the simulator before anything runs.
+    encoding::schemas().context("loading the Avro schemas")?;
+    let seed = settings.seed.unwrap_or_else(rand::random);
+    let start = settings.start.unwrap_or_else(Clock::wall_now);
+    let clock = Clock::new(start, settings.speed);
+    let plan = RunPlan {
+        seed,
+        end: settings.duration.map(|d| start + d),
+    };
+    let ctx = simulation::shop_context(&settings, seed).context("building the catalogue")?;
+    let sink = match open_sink(&settings) {
+        Ok(sink) => sink,
+        Err(message) => {
+            eprintln!("simulator: {message}");
+            return Ok(ExitCode::from(EXIT_BAD_INPUT));
+        }
+    };
+    tracing::info!(
+        seed,
+        rate = %settings.rate,
+        shoppers = settings.shoppers,
+        sink = sink.name(),
+        start = %start,
+        end = %plan.end.map_or_else(|| "never".to_owned(), |e| e.to_string()),
+        speed = %match settings.speed { Speed::Max => "max".to_owned(), Speed::Factor(f) => f.to_string() },
+        "simulator starting"
+    );
+
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    let summary = simulation::run(&settings, plan, ctx, clock, sink, shutdown).await;
+
+    let generated = total(&summary.generated);
+    let delivered = total(&summary.delivered);
+    if summary.is_complete() {
+        tracing::info!(
+            generated,
+            delivered,
+            reached = %summary.reached,
+            events = %describe(&summary.delivered),
+            "simulator stopped; every event was delivered"
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        tracing::error!(
+            generated,
+            delivered,
+            undelivered = summary.undelivered(),
+            error = %summary.sink_error.as_ref().map_or_else(String::new, |e| e.to_string()),
+            generated_by_topic = %describe(&summary.generated),
+            delivered_by_topic = %describe(&summary.delivered),
+            "simulator stopped; some events were not delivered"
+        );
+        Ok(ExitCode::from(EXIT_FAILED))
+    }
+}
+
+/// Cancels `shutdown` at the first SIGINT or SIGTERM.
+async fn stop_on_signal(shutdown: CancellationToken) {
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received; finishing"),
+        () = terminate => tracing::info!("SIGTERM received; finishing"),
+    }
+    shutdown.cancel();
+}

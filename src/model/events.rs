@@ -1,0 +1,244 @@
+//! The business events the simulator publishes, one record type per topic.
+//!
+//! Field order here is the field order of the Avro schemas in `avro/`: the Avro encoder writes
+//! fields in the order serde hands them over, and the encoding tests decode every record type
+//! with an independent reader to keep the two in step.
+
+use std::fmt;
+
+use serde::{Serialize, Serializer};
+use uuid::Uuid;
+
+use super::{Money, Timestamp};
+
+/// Customer ids are shopper ids: a shopper becomes customer `id` at its first visit.
+pub type CustomerId = i64;
+/// Product ids are 1-based positions in the catalogue.
+pub type ProductId = i64;
+/// Order ids encode the customer that placed them, see [`order_id`].
+pub type OrderId = i64;
+/// Payment ids encode the customer that made them, see [`payment_id`].
+pub type PaymentId = i64;
+
+/// How many ids of one kind a single customer can own: ids are `customer_id * ID_STRIDE + seq`.
+pub const ID_STRIDE: i64 = 1_000_000_000;
+
+/// The id of customer `customer`'s `seq`-th order (from 1). `42_000_000_017` is the 17th order
+/// of customer 42. Each shopper numbers its own orders, so ids never depend on task scheduling
+/// and never collide between shoppers.
+pub const fn order_id(customer: CustomerId, seq: u32) -> OrderId {
+    customer * ID_STRIDE + seq as i64
+}
+
+/// The id of customer `customer`'s `seq`-th payment attempt (from 1), numbered like orders.
+pub const fn payment_id(customer: CustomerId, seq: u32) -> PaymentId {
+    customer * ID_STRIDE + seq as i64
+}
+
+/// The four topics, one per entity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Topic {
+    Customers,
+    Products,
+    Orders,
+    Payments,
+}
+
+impl Topic {
+    /// Every topic, in the order reference data must appear.
+    pub const ALL: [Topic; 4] = [
+        Topic::Products,
+        Topic::Customers,
+        Topic::Orders,
+        Topic::Payments,
+    ];
+
+    /// The topic's default name, also the file sink's directory name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Topic::Customers => "customers",
+            Topic::Products => "products",
+            Topic::Orders => "orders",
+            Topic::Payments => "payments",
+        }
+    }
+
+    /// A dense index, for per-topic arrays.
+    pub const fn index(self) -> usize {
+        match self {
+            Topic::Products => 0,
+            Topic::Customers => 1,
+            Topic::Orders => 2,
+            Topic::Payments => 3,
+        }
+    }
+}
+
+impl fmt::Display for Topic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Serialises a UUID as its hyphenated text, the Avro `uuid` logical type on `string`.
+fn uuid_text<S: Serializer>(id: &Uuid, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(id.hyphenated().encode_lower(&mut Uuid::encode_buffer()))
+}
+
+/// A customer signed up (topic `customers`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CustomerEvent {
+    #[serde(serialize_with = "uuid_text")]
+    pub event_id: Uuid,
+    pub event_type: &'static str,
+    pub event_time: Timestamp,
+    pub customer_id: CustomerId,
+    pub first_name: String,
+    pub last_name: String,
+    pub email: String,
+    pub phone: String,
+    pub street_address: String,
+    pub city: String,
+    pub region: String,
+    pub postal_code: String,
+    pub country: &'static str,
+    pub signup_time: Timestamp,
+    pub signup_channel: &'static str,
+}
+
+/// A product was published in the catalogue (topic `products`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProductEvent {
+    #[serde(serialize_with = "uuid_text")]
+    pub event_id: Uuid,
+    pub event_type: &'static str,
+    pub event_time: Timestamp,
+    pub product_id: ProductId,
+    pub sku: String,
+    pub name: String,
+    pub category_id: i32,
+    pub category: &'static str,
+    pub unit_price: Money,
+    pub currency: &'static str,
+}
+
+/// One line of an order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OrderLine {
+    pub line_number: i32,
+    pub product_id: ProductId,
+    pub quantity: i32,
+    pub unit_price: Money,
+    pub line_total: Money,
+}
+
+/// An order was placed (topic `orders`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OrderEvent {
+    #[serde(serialize_with = "uuid_text")]
+    pub event_id: Uuid,
+    pub event_type: &'static str,
+    pub event_time: Timestamp,
+    pub order_id: OrderId,
+    pub customer_id: CustomerId,
+    pub items: Vec<OrderLine>,
+    pub subtotal: Money,
+    pub discount: Money,
+    pub tax: Money,
+    pub shipping: Money,
+    pub total: Money,
+    pub currency: &'static str,
+    pub channel: &'static str,
+    pub status: &'static str,
+}
+
+/// A payment attempt changed state (topic `payments`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PaymentEvent {
+    #[serde(serialize_with = "uuid_text")]
+    pub event_id: Uuid,
+    pub event_type: &'static str,
+    pub event_time: Timestamp,
+    pub payment_id: PaymentId,
+    pub order_id: OrderId,
+    pub customer_id: CustomerId,
+    pub amount: Money,
+    pub currency: &'static str,
+    pub method: &'static str,
+    pub status: &'static str,
+    pub attempt: i32,
+    pub failure_reason: Option<&'static str>,
+}
+
+/// Any event, as it travels from shoppers to a sink.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Customer(CustomerEvent),
+    Product(ProductEvent),
+    Order(OrderEvent),
+    Payment(PaymentEvent),
+}
+
+impl Event {
+    /// The topic the event belongs to.
+    pub fn topic(&self) -> Topic {
+        match self {
+            Event::Customer(_) => Topic::Customers,
+            Event::Product(_) => Topic::Products,
+            Event::Order(_) => Topic::Orders,
+            Event::Payment(_) => Topic::Payments,
+        }
+    }
+
+    /// When it happened.
+    pub fn event_time(&self) -> Timestamp {
+        match self {
+            Event::Customer(e) => e.event_time,
+            Event::Product(e) => e.event_time,
+            Event::Order(e) => e.event_time,
+            Event::Payment(e) => e.event_time,
+        }
+    }
+
+    /// Its unique id.
+    pub fn event_id(&self) -> Uuid {
+        match self {
+            Event::Customer(e) => e.event_id,
+            Event::Product(e) => e.event_id,
+            Event::Order(e) => e.event_id,
+            Event::Payment(e) => e.event_id,
+        }
+    }
+
+    /// Its `event_type`, for example `order_placed`.
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            Event::Customer(e) => e.event_type,
+            Event::Product(e) => e.event_type,
+            Event::Order(e) => e.event_type,
+            Event::Payment(e) => e.event_type,
+        }
+    }
+
+    /// The message key: the order for orders and payments (so a payment shares its order's
+    /// partition), the customer for customers, the product for products.
+    pub fn key(&self) -> i64 {
+        match self {
+            Event::Customer(e) => e.customer_id,
+            Event::Product(e) => e.product_id,
+            Event::Order(e) => e.order_id,
+            Event::Payment(e) => e.order_id,
+        }
+    }
+}
+
+impl Serialize for Event {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Event::Customer(e) => e.serialize(serializer),
+            Event::Product(e) => e.serialize(serializer),
+            Event::Order(e) => e.serialize(serializer),
+            Event::Payment(e) => e.serialize(serializer),
+        }
+    }
+}

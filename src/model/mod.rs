@@ -1,0 +1,34 @@
+//! The retail OLTP model: pure data and rules, no I/O and no clock.
+//!
+//! Entities and their keys (documented field by field in `avro/README.md`):
+//! - a **customer** (`customer_id`) signs up at a shopper's first visit;
+//! - a **product** (`product_id`) belongs to a category and is published at start;
+//! - an **order** (`order_id`) belongs to a customer and has lines, each naming a product;
+//! - a **payment** (`payment_id`) is one attempt to pay an order.
+//!
+//! Every key an event mentions was published by an earlier event: the catalogue comes first,
+//! a customer signs up before its first order, and a payment follows its order.
+
+mod catalogue;
+mod events;
+mod money;
+mod pricing;
+mod time;
+
+pub use catalogue::{Catalogue, CatalogueError, Product};
+pub use events::{
+    CustomerEvent, CustomerId, Event, ID_STRIDE, OrderEvent, OrderId, OrderLine, PaymentEvent,
+    PaymentId, ProductEvent, ProductId, Topic, order_id, payment_id,
+};
+pub use money::{MAX_MINOR_UNITS, Money, ParseMoneyError};
+pub use pricing::{OrderTotals, ShopRules};
+pub use time::{MICROS_PER_HOUR, Timestamp};
+
+use uuid::Uuid;
+
+/// A random (version 4) UUID drawn from a seeded generator, so event ids are reproducible.
+pub fn new_event_id<R: rand::Rng + ?Sized>(rng: &mut R) -> Uuid {
+    let mut bytes = [0u8; 16];
+    rng.fill_bytes(&mut bytes);
+    uuid::Builder::from_random_bytes(bytes).into_uuid()
+}

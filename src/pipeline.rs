@@ -1,0 +1,102 @@
+//! The path from shoppers to a sink: one bounded channel, drained on a dedicated thread.
+//!
+//! Shoppers send batches of events; a ticker sends the clock's watermark so the sink can
+//! complete what is due. The bounded channel is the backpressure: when the sink is slow,
+//! shoppers wait to send and simulated time waits with them.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::model::{Event, Timestamp, Topic};
+use crate::sinks::{Sink, SinkError, TopicCounts};
+
+/// Batches in flight between shoppers and the sink, at most.
+pub const CHANNEL_CAPACITY: usize = 1024;
+
+/// What flows to the sink.
+#[derive(Debug)]
+pub enum Message {
+    /// Events, in the order one shopper produced them.
+    Events(Vec<Event>),
+    /// Simulated time has reached this instant.
+    Watermark(Timestamp),
+}
+
+/// Events that entered the pipeline, by topic; shared with the progress reporter.
+#[derive(Debug, Default)]
+pub struct Generated([AtomicU64; 4]);
+
+impl Generated {
+    /// Counts a batch.
+    pub fn add(&self, events: &[Event]) {
+        for event in events {
+            self.0[event.topic().index()].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The counts so far.
+    pub fn snapshot(&self) -> TopicCounts {
+        std::array::from_fn(|i| self.0[i].load(Ordering::Relaxed))
+    }
+
+    /// All topics together.
+    pub fn total(&self) -> u64 {
+        self.snapshot().iter().sum()
+    }
+
+    /// The count of one topic.
+    pub fn of(&self, topic: Topic) -> u64 {
+        self.0[topic.index()].load(Ordering::Relaxed)
+    }
+}
+
+/// How the sink fared.
+#[derive(Debug)]
+pub struct Delivery {
+    /// Events delivered, by topic.
+    pub delivered: TopicCounts,
+    /// The first failure; after it, events are counted but not written.
+    pub error: Option<SinkError>,
+}
+
+/// Drains `inbox` into `sink` until every sender is gone, then closes the sink. On a sink
+/// failure it asks the simulation to stop (through `stop`) and keeps draining, counting what it
+/// can no longer write, so every generated event is accounted for.
+pub fn drain(
+    mut sink: Box<dyn Sink>,
+    mut inbox: mpsc::Receiver<Message>,
+    generated: Arc<Generated>,
+    stop: CancellationToken,
+) -> Delivery {
+    let mut error: Option<SinkError> = None;
+    while let Some(message) = inbox.blocking_recv() {
+        let result = match message {
+            Message::Events(events) => {
+                generated.add(&events);
+                if error.is_some() {
+                    continue;
+                }
+                sink.write(&events)
+            }
+            Message::Watermark(at) if error.is_none() => sink.advance(at),
+            Message::Watermark(_) => continue,
+        };
+        if let Err(e) = result {
+            tracing::error!(sink = sink.name(), error = %e, "sink failed; stopping the simulation");
+            error = Some(e);
+            stop.cancel();
+        }
+    }
+    // Even after a failure, completing what can be completed delivers more.
+    if let Err(e) = sink.close() {
+        tracing::error!(sink = sink.name(), error = %e, "sink failed to close");
+        error.get_or_insert(e);
+    }
+    Delivery {
+        delivered: sink.delivered(),
+        error,
+    }
+}

@@ -1,0 +1,406 @@
+//! One shopper's behaviour as a pure step function over `(state, now, rng)`.
+//!
+//! A shopper's sessions arrive as a Poisson process: the gap between two sessions is
+//! exponentially distributed with the shopper's mean gap. At its first session the shopper signs
+//! up as a customer; every session places one order, then its payment flow plays out as
+//! follow-ups kept in a small time-ordered queue: authorisation a few seconds later, then capture,
+//! or a decline and perhaps a retry with another attempt.
+//!
+//! Nothing here reads a clock or touches a task: [`Shopper::step`] is handed the instant it runs
+//! at and returns the events of that instant, and [`Shopper::next_wake`] says when it next has
+//! something to do. The actor in `shoppers::actor` only sleeps until then.
+
+use fake::Fake;
+use fake::faker::address::en::{
+    BuildingNumber, CityName, StateAbbr, StreetName, StreetSuffix, ZipCode,
+};
+use fake::faker::internet::en::FreeEmailProvider;
+use fake::faker::name::en::{FirstName, LastName};
+use fake::faker::phone_number::en::PhoneNumber;
+use rand::{RngExt, SeedableRng};
+use rand_distr::{Distribution, Exp1, Geometric, LogNormal, Poisson};
+use rand_pcg::Pcg64Mcg;
+
+use crate::model::{
+    Catalogue, CustomerEvent, CustomerId, Event, Money, OrderEvent, OrderId, OrderLine,
+    PaymentEvent, PaymentId, ShopRules, Timestamp, new_event_id, order_id, payment_id,
+};
+
+/// Payment attempts per order, at most.
+pub const MAX_PAYMENT_ATTEMPTS: i32 = 3;
+/// Mean delay from an order (or a retry decision) to the authorisation answer, in seconds.
+const MEAN_AUTHORIZATION_DELAY_SECS: f64 = 4.0;
+/// Mean delay before a declined customer tries again, in seconds.
+const MEAN_RETRY_DELAY_SECS: f64 = 180.0;
+/// Median delay from authorisation to capture, in seconds (log-normal, sigma 1).
+const MEDIAN_CAPTURE_DELAY_SECS: f64 = 1_200.0;
+/// Probability that a declined customer tries again (while attempts remain).
+const RETRY_PROBABILITY: f64 = 0.7;
+/// Most lines in one order.
+const MAX_LINES: usize = 10;
+/// Most units of one product in one line.
+const MAX_QUANTITY: i32 = 10;
+/// Discount rates offered by coupons.
+const COUPON_RATES: [f64; 4] = [0.05, 0.10, 0.15, 0.20];
+
+/// Sales channels with their shares of orders and sign-ups.
+pub const CHANNELS: [(&str, f64); 3] = [("web", 0.55), ("mobile_app", 0.40), ("call_center", 0.05)];
+
+/// Payment methods: share of customers who prefer it, decline probability, decline reasons.
+pub const PAYMENT_METHODS: [(&str, f64, f64, &[&str]); 4] = [
+    (
+        "credit_card",
+        0.45,
+        0.07,
+        &[
+            "insufficient_funds",
+            "card_declined",
+            "expired_card",
+            "suspected_fraud",
+        ],
+    ),
+    (
+        "debit_card",
+        0.25,
+        0.05,
+        &["insufficient_funds", "card_declined", "expired_card"],
+    ),
+    (
+        "paypal",
+        0.22,
+        0.03,
+        &["account_restricted", "funding_source_declined"],
+    ),
+    ("gift_card", 0.08, 0.02, &["insufficient_balance"]),
+];
+
+/// What all shoppers share: the catalogue and the shop's rules.
+#[derive(Debug)]
+pub struct ShopContext {
+    pub catalogue: Catalogue,
+    pub rules: ShopRules,
+    /// Mean time between two sessions of one shopper, in microseconds.
+    pub mean_session_gap_micros: f64,
+    /// Probability that an order uses a coupon.
+    pub discount_probability: f64,
+}
+
+/// Something a shopper has to do later.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct FollowUp {
+    at: Timestamp,
+    order: OrderId,
+    amount: Money,
+    action: Action,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Action {
+    /// Ask for authorisation: payment attempt number `attempt`.
+    Authorize { attempt: i32 },
+    /// Capture an authorised payment.
+    Capture {
+        payment: PaymentId,
+        attempt: i32,
+        method: u8,
+    },
+}
+
+/// One simulated shopper: about a hundred bytes while idle.
+#[derive(Debug, Clone)]
+pub struct Shopper {
+    id: CustomerId,
+    rng: Pcg64Mcg,
+    next_session: Timestamp,
+    signed_up: bool,
+    orders: u32,
+    payments: u32,
+    preferred_method: u8,
+    /// Pending follow-ups, kept sorted by time (rarely more than two).
+    pending: Vec<FollowUp>,
+}
+
+/// Mixes two words into a well-spread 64-bit value (SplitMix64's finaliser).
+fn mix(a: u64, b: u64) -> u64 {
+    let mut z = a ^ b.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn exp_secs<R: rand::Rng + ?Sized>(rng: &mut R, mean_secs: f64) -> f64 {
+    let x: f64 = Exp1.sample(rng);
+    x * mean_secs * 1e6
+}
+
+fn pick_weighted<R: rand::Rng + ?Sized, T>(
+    rng: &mut R,
+    items: &[T],
+    weight: impl Fn(&T) -> f64,
+) -> usize {
+    let mut u: f64 = rng.random::<f64>() * items.iter().map(&weight).sum::<f64>();
+    for (i, item) in items.iter().enumerate() {
+        u -= weight(item);
+        if u < 0.0 {
+            return i;
+        }
+    }
+    items.len() - 1
+}
+
+impl Shopper {
+    /// Shopper `id` (its future customer id, from 1), whose first session follows `start` by an
+    /// exponential gap. Its generator is seeded from `(seed, id)` alone.
+    pub fn new(seed: u64, id: CustomerId, start: Timestamp, ctx: &ShopContext) -> Self {
+        let lo = mix(seed, id as u64);
+        let hi = mix(lo, 0x5EED);
+        let mut rng = Pcg64Mcg::from_seed(((u128::from(hi) << 64) | u128::from(lo)).to_le_bytes());
+        let preferred_method = pick_weighted(&mut rng, &PAYMENT_METHODS, |m| m.1) as u8;
+        let gap: f64 = Exp1.sample(&mut rng);
+        let next_session = start.add_micros_f64(gap * ctx.mean_session_gap_micros);
+        Self {
+            id,
+            rng,
+            next_session,
+            signed_up: false,
+            orders: 0,
+            payments: 0,
+            preferred_method,
+            pending: Vec::new(),
+        }
+    }
+
+    /// The shopper's (future) customer id.
+    pub fn id(&self) -> CustomerId {
+        self.id
+    }
+
+    /// When the shopper next has something to do.
+    pub fn next_wake(&self) -> Timestamp {
+        match self.pending.first() {
+            Some(f) if f.at < self.next_session => f.at,
+            _ => self.next_session,
+        }
+    }
+
+    /// Runs everything due at or before `now`, in time order, appending the events to `out`.
+    /// Each event carries the instant it was due (truncated to milliseconds).
+    pub fn step(&mut self, now: Timestamp, ctx: &ShopContext, out: &mut Vec<Event>) {
+        loop {
+            let due_follow_up = self
+                .pending
+                .first()
+                .filter(|f| f.at <= now && f.at < self.next_session);
+            if let Some(&follow_up) = due_follow_up {
+                self.pending.remove(0);
+                self.follow_up(follow_up, ctx, out);
+            } else if self.next_session <= now {
+                let at = self.next_session;
+                self.session(at, ctx, out);
+            } else {
+                return;
+            }
+        }
+    }
+
+    fn schedule(&mut self, follow_up: FollowUp) {
+        let index = self.pending.partition_point(|f| f.at <= follow_up.at);
+        self.pending.insert(index, follow_up);
+    }
+
+    fn session(&mut self, at: Timestamp, ctx: &ShopContext, out: &mut Vec<Event>) {
+        let time = at.truncate_to_millis();
+        if !self.signed_up {
+            self.signed_up = true;
+            out.push(Event::Customer(self.sign_up(time)));
+        }
+        let order = self.place_order(time, ctx);
+        let delay = exp_secs(&mut self.rng, MEAN_AUTHORIZATION_DELAY_SECS);
+        self.schedule(FollowUp {
+            at: at.add_micros_f64(delay),
+            order: order.order_id,
+            amount: order.total,
+            action: Action::Authorize { attempt: 1 },
+        });
+        out.push(Event::Order(order));
+        let gap: f64 = Exp1.sample(&mut self.rng);
+        // At least one microsecond, so time always moves on.
+        self.next_session = at.add_micros_f64((gap * ctx.mean_session_gap_micros).max(1.0));
+    }
+
+    fn sign_up(&mut self, time: Timestamp) -> CustomerEvent {
+        let rng = &mut self.rng;
+        let first_name: String = FirstName().fake_with_rng(rng);
+        let last_name: String = LastName().fake_with_rng(rng);
+        let provider: String = FreeEmailProvider().fake_with_rng(rng);
+        let local: String = format!("{first_name}.{last_name}")
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '.')
+            .collect::<String>()
+            .to_ascii_lowercase();
+        let building: String = BuildingNumber().fake_with_rng(rng);
+        let street: String = StreetName().fake_with_rng(rng);
+        let suffix: String = StreetSuffix().fake_with_rng(rng);
+        let channel = CHANNELS[pick_weighted(rng, &CHANNELS, |c| c.1)].0;
+        CustomerEvent {
+            event_id: new_event_id(rng),
+            event_type: "customer_signed_up",
+            event_time: time,
+            customer_id: self.id,
+            email: format!("{local}{}@{provider}", self.id),
+            first_name,
+            last_name,
+            phone: PhoneNumber().fake_with_rng(rng),
+            street_address: format!("{building} {street} {suffix}"),
+            city: CityName().fake_with_rng(rng),
+            region: StateAbbr().fake_with_rng(rng),
+            postal_code: ZipCode().fake_with_rng(rng),
+            country: "US",
+            signup_time: time,
+            signup_channel: channel,
+        }
+    }
+
+    fn place_order(&mut self, time: Timestamp, ctx: &ShopContext) -> OrderEvent {
+        let rng = &mut self.rng;
+        let extra_lines: f64 = Poisson::new(0.9).expect("a positive mean").sample(rng);
+        let wanted = (1 + extra_lines as usize).min(MAX_LINES);
+        let quantities = Geometric::new(0.72).expect("a probability in (0, 1]");
+        let mut items: Vec<OrderLine> = Vec::with_capacity(wanted);
+        for _ in 0..wanted {
+            let product = ctx.catalogue.pick(rng);
+            let quantity =
+                (1 + quantities.sample(rng).min(MAX_QUANTITY as u64 - 1) as i32).min(MAX_QUANTITY);
+            // The same product drawn twice adds to its line rather than making a second one.
+            match items.iter_mut().find(|l| l.product_id == product.id) {
+                Some(line) => line.quantity = (line.quantity + quantity).min(MAX_QUANTITY),
+                None => items.push(OrderLine {
+                    line_number: items.len() as i32 + 1,
+                    product_id: product.id,
+                    quantity,
+                    unit_price: product.unit_price,
+                    line_total: Money::ZERO,
+                }),
+            }
+        }
+        for line in &mut items {
+            line.line_total = line.unit_price * i64::from(line.quantity);
+        }
+        let discount_rate = if rng.random_bool(ctx.discount_probability) {
+            COUPON_RATES[rng.random_range(0..COUPON_RATES.len())]
+        } else {
+            0.0
+        };
+        let totals = ctx.rules.price(&items, discount_rate);
+        let channel = CHANNELS[pick_weighted(rng, &CHANNELS, |c| c.1)].0;
+        self.orders += 1;
+        OrderEvent {
+            event_id: new_event_id(rng),
+            event_type: "order_placed",
+            event_time: time,
+            order_id: order_id(self.id, self.orders),
+            customer_id: self.id,
+            items,
+            subtotal: totals.subtotal,
+            discount: totals.discount,
+            tax: totals.tax,
+            shipping: totals.shipping,
+            total: totals.total,
+            currency: ctx.rules.currency,
+            channel,
+            status: "placed",
+        }
+    }
+
+    fn follow_up(&mut self, follow_up: FollowUp, ctx: &ShopContext, out: &mut Vec<Event>) {
+        let time = follow_up.at.truncate_to_millis();
+        match follow_up.action {
+            Action::Authorize { attempt } => {
+                // A retry sometimes switches to another method.
+                let method = if attempt > 1 && self.rng.random_bool(0.5) {
+                    pick_weighted(&mut self.rng, &PAYMENT_METHODS, |m| m.1) as u8
+                } else {
+                    self.preferred_method
+                };
+                let (_, _, decline_rate, reasons) = PAYMENT_METHODS[usize::from(method)];
+                self.payments += 1;
+                let payment = payment_id(self.id, self.payments);
+                let declined = self.rng.random_bool(decline_rate);
+                let failure_reason =
+                    declined.then(|| reasons[self.rng.random_range(0..reasons.len())]);
+                out.push(self.payment_event(
+                    time,
+                    payment,
+                    &follow_up,
+                    method,
+                    attempt,
+                    failure_reason,
+                    ctx,
+                ));
+                if !declined {
+                    let delay: f64 = LogNormal::new(MEDIAN_CAPTURE_DELAY_SECS.ln(), 1.0)
+                        .expect("finite parameters")
+                        .sample(&mut self.rng);
+                    self.schedule(FollowUp {
+                        at: follow_up.at.add_micros_f64(delay * 1e6),
+                        action: Action::Capture {
+                            payment,
+                            attempt,
+                            method,
+                        },
+                        ..follow_up
+                    });
+                } else if attempt < MAX_PAYMENT_ATTEMPTS && self.rng.random_bool(RETRY_PROBABILITY)
+                {
+                    let delay = exp_secs(&mut self.rng, MEAN_RETRY_DELAY_SECS);
+                    self.schedule(FollowUp {
+                        at: follow_up.at.add_micros_f64(delay),
+                        action: Action::Authorize {
+                            attempt: attempt + 1,
+                        },
+                        ..follow_up
+                    });
+                }
+            }
+            Action::Capture {
+                payment,
+                attempt,
+                method,
+            } => {
+                out.push(self.payment_event(time, payment, &follow_up, method, attempt, None, ctx));
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn payment_event(
+        &mut self,
+        time: Timestamp,
+        payment: PaymentId,
+        follow_up: &FollowUp,
+        method: u8,
+        attempt: i32,
+        failure_reason: Option<&'static str>,
+        ctx: &ShopContext,
+    ) -> Event {
+        let (event_type, status) = match (follow_up.action, failure_reason) {
+            (_, Some(_)) => ("payment_declined", "declined"),
+            (Action::Authorize { .. }, None) => ("payment_authorized", "authorized"),
+            (Action::Capture { .. }, None) => ("payment_captured", "captured"),
+        };
+        Event::Payment(PaymentEvent {
+            event_id: new_event_id(&mut self.rng),
+            event_type,
+            event_time: time,
+            payment_id: payment,
+            order_id: follow_up.order,
+            customer_id: self.id,
+            amount: follow_up.amount,
+            currency: ctx.rules.currency,
+            method: PAYMENT_METHODS[usize::from(method)].0,
+            status,
+            attempt,
+            failure_reason,
+        })
+    }
+}

@@ -1,0 +1,186 @@
+//! Wires a run together: catalogue, shoppers, clock, pipeline and sink.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::model::{Catalogue, CatalogueError, Event, ShopRules, Timestamp};
+use crate::pipeline::{self, CHANNEL_CAPACITY, Delivery, Generated, Message};
+use crate::shoppers::{ShopContext, Shopper, run_shopper};
+use crate::sinks::{Sink, SinkError, TopicCounts, describe};
+
+/// How often the sink hears the clock's watermark (real time).
+const WATERMARK_INTERVAL: Duration = Duration::from_millis(500);
+/// How often progress is logged (real time).
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The parameters of one run that are not settings.
+#[derive(Debug, Clone, Copy)]
+pub struct RunPlan {
+    /// The seed in force (given, or drawn and logged).
+    pub seed: u64,
+    /// Simulated end, exclusive; `None` runs until shutdown.
+    pub end: Option<Timestamp>,
+}
+
+/// What a run produced.
+#[derive(Debug)]
+pub struct Summary {
+    pub start: Timestamp,
+    /// The simulated instant reached.
+    pub reached: Timestamp,
+    pub generated: TopicCounts,
+    pub delivered: TopicCounts,
+    pub sink_error: Option<SinkError>,
+}
+
+impl Summary {
+    /// Events generated and not delivered.
+    pub fn undelivered(&self) -> u64 {
+        self.generated
+            .iter()
+            .zip(self.delivered)
+            .map(|(g, d)| g.saturating_sub(d))
+            .sum()
+    }
+
+    /// Whether every generated event was delivered and the sink reported no failure.
+    pub fn is_complete(&self) -> bool {
+        self.sink_error.is_none() && self.undelivered() == 0
+    }
+}
+
+/// The shared state of all shoppers, built from the settings.
+pub fn shop_context(settings: &Settings, seed: u64) -> Result<ShopContext, CatalogueError> {
+    let catalogue = Catalogue::generate(seed, settings.products, settings.popularity_exponent)?;
+    // One string for the life of the process, shared by every event.
+    let currency: &'static str = Box::leak(settings.shop.currency.clone().into_boxed_str());
+    Ok(ShopContext {
+        catalogue,
+        rules: ShopRules {
+            currency,
+            tax_rate: settings.shop.tax_rate,
+            shipping_fee: settings.shop.shipping_fee,
+            free_shipping_threshold: settings.shop.free_shipping_threshold,
+        },
+        mean_session_gap_micros: f64::from(settings.shoppers) / settings.rate.per_second() * 1e6,
+        discount_probability: settings.shop.discount_probability,
+    })
+}
+
+/// Runs a simulation on `clock` into `sink` until the plan's end or `shutdown`, and returns
+/// what was generated and delivered. The sink is closed before this returns.
+pub async fn run(
+    settings: &Settings,
+    plan: RunPlan,
+    ctx: ShopContext,
+    clock: Clock,
+    sink: Box<dyn Sink>,
+    shutdown: CancellationToken,
+) -> Summary {
+    let start = clock.now();
+    let ctx = Arc::new(ctx);
+    let generated = Arc::new(Generated::default());
+    let (outbox, inbox) = mpsc::channel::<Message>(CHANNEL_CAPACITY);
+    let sink_thread = {
+        let (generated, stop) = (Arc::clone(&generated), shutdown.clone());
+        tokio::task::spawn_blocking(move || pipeline::drain(sink, inbox, generated, stop))
+    };
+
+    // Reference data first: every product exists before any order names it.
+    let catalogue = ctx
+        .catalogue
+        .publish(start, plan.seed, ctx.rules.currency)
+        .into_iter()
+        .map(Event::Product)
+        .collect();
+    let _ = outbox.send(Message::Events(catalogue)).await;
+
+    let shoppers = TaskTracker::new();
+    // Holding a timer keeps a virtual clock still until every shopper has joined.
+    let hold = clock.timer();
+    for id in 1..=i64::from(settings.shoppers) {
+        let shopper = Shopper::new(plan.seed, id, start, &ctx);
+        shoppers.spawn(run_shopper(
+            shopper,
+            Arc::clone(&ctx),
+            clock.timer(),
+            plan.end,
+            outbox.clone(),
+            shutdown.clone(),
+        ));
+    }
+    drop(hold);
+    shoppers.close();
+
+    let ticker_stop = CancellationToken::new();
+    let ticker = tokio::spawn(tick(
+        clock.clone(),
+        outbox.clone(),
+        Arc::clone(&generated),
+        ticker_stop.clone(),
+    ));
+    shoppers.wait().await;
+    ticker_stop.cancel();
+    let _ = ticker.await;
+
+    let reached = match plan.end {
+        Some(end) if !shutdown.is_cancelled() => end,
+        _ => clock.now(),
+    };
+    let _ = outbox.send(Message::Watermark(reached)).await;
+    drop(outbox);
+    let Delivery { delivered, error } = match sink_thread.await {
+        Ok(delivery) => delivery,
+        Err(e) => Delivery {
+            delivered: [0; 4],
+            error: Some(SinkError::Thread(e.to_string())),
+        },
+    };
+    Summary {
+        start,
+        reached,
+        generated: generated.snapshot(),
+        delivered,
+        sink_error: error,
+    }
+}
+
+/// Sends the watermark to the sink at a steady pace and logs progress.
+async fn tick(
+    clock: Clock,
+    outbox: mpsc::Sender<Message>,
+    generated: Arc<Generated>,
+    stop: CancellationToken,
+) {
+    let mut interval = tokio::time::interval(WATERMARK_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let every = (PROGRESS_INTERVAL.as_millis() / WATERMARK_INTERVAL.as_millis()) as u64;
+    let (mut ticks, mut last_total) = (0u64, 0u64);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = interval.tick() => {}
+        }
+        if outbox.send(Message::Watermark(clock.now())).await.is_err() {
+            return;
+        }
+        ticks += 1;
+        if ticks.is_multiple_of(every) {
+            let counts = generated.snapshot();
+            let total: u64 = counts.iter().sum();
+            tracing::info!(
+                simulated_time = %clock.now(),
+                events_per_second = (total - last_total) / PROGRESS_INTERVAL.as_secs(),
+                events = %describe(&counts),
+                "progress"
+            );
+            last_total = total;
+        }
+    }
+}

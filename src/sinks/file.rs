@@ -1,0 +1,397 @@
+//! Avro object container files, one per topic per event-time hour (UTC):
+//! `<output-dir>/<topic>/date=YYYY-MM-DD/hour=HH/<topic>-YYYYMMDDTHH-NNNNN.avro`.
+//!
+//! A file is written under a hidden temporary name (`.<name>.inprogress`, which Spark, Hive and
+//! most readers skip) and renamed into place only once complete and synced, so a reader never
+//! sees a partial file. An hour's file is completed once simulated time is [`CLOSE_GRACE`] past
+//! the end of the hour, and every file is completed at shutdown. An event that arrives for an
+//! hour whose file is already complete starts another part (`NNNNN` + 1): nothing is dropped
+//! and no complete file is rewritten.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use apache_avro::{Codec, DeflateSettings, Writer};
+
+use super::{Sink, SinkError, TopicCounts};
+use crate::encoding::{Schemas, schemas};
+use crate::model::{Event, MICROS_PER_HOUR, Timestamp, Topic};
+
+/// How long after an hour ends its files are completed, in simulated time.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(60);
+/// Uncompressed bytes per Avro block.
+const BLOCK_SIZE: usize = 64 * 1024;
+/// Suffix of files being written.
+const IN_PROGRESS: &str = ".inprogress";
+
+/// Compression of the Avro blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FileCodec {
+    /// No compression: the fastest, read by every Avro reader.
+    #[default]
+    Null,
+    /// Deflate (RFC 1951), part of the Avro specification.
+    Deflate,
+    /// Snappy with a CRC32 per block.
+    Snappy,
+}
+
+impl FileCodec {
+    /// The accepted names.
+    pub const NAMES: &'static str = "null, deflate, snappy";
+
+    fn avro(self) -> Codec {
+        match self {
+            FileCodec::Null => Codec::Null,
+            FileCodec::Deflate => Codec::Deflate(DeflateSettings::default()),
+            FileCodec::Snappy => Codec::Snappy,
+        }
+    }
+}
+
+impl FromStr for FileCodec {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "null" => Ok(FileCodec::Null),
+            "deflate" => Ok(FileCodec::Deflate),
+            "snappy" => Ok(FileCodec::Snappy),
+            _ => Err(()),
+        }
+    }
+}
+
+struct OpenFile {
+    writer: Writer<'static, BufWriter<File>>,
+    temp: PathBuf,
+    path: PathBuf,
+    events: u64,
+}
+
+/// The `file` sink.
+pub struct FileSink {
+    root: PathBuf,
+    codec: FileCodec,
+    schemas: &'static Schemas,
+    /// Files being written, by (topic, start of hour in microseconds).
+    open: HashMap<(Topic, i64), OpenFile>,
+    /// The next part number of each (topic, hour) this sink has written.
+    next_part: HashMap<(Topic, i64), u32>,
+    /// The latest event time seen.
+    latest: Timestamp,
+    delivered: TopicCounts,
+}
+
+impl std::fmt::Debug for FileSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileSink")
+            .field("root", &self.root)
+            .field("codec", &self.codec)
+            .field("open_files", &self.open.len())
+            .finish()
+    }
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> SinkError + '_ {
+    move |source| SinkError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+impl FileSink {
+    /// A sink writing under `root`, which is created if missing.
+    pub fn new(root: impl Into<PathBuf>, codec: FileCodec) -> Result<Self, SinkError> {
+        let root = root.into();
+        fs::create_dir_all(&root).map_err(io_error(&root))?;
+        Ok(Self {
+            root,
+            codec,
+            schemas: schemas()?,
+            open: HashMap::new(),
+            next_part: HashMap::new(),
+            latest: Timestamp::default(),
+            delivered: [0; 4],
+        })
+    }
+
+    /// The directory of one topic's hour.
+    pub fn hour_dir(root: &Path, topic: Topic, hour: Timestamp) -> PathBuf {
+        let at = hour.to_datetime();
+        root.join(topic.as_str())
+            .join(at.format("date=%Y-%m-%d").to_string())
+            .join(at.format("hour=%H").to_string())
+    }
+
+    /// The first part number not used in `dir` by a complete or unfinished file.
+    fn first_free_part(dir: &Path, prefix: &str) -> Result<u32, SinkError> {
+        let entries = match fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(io_error(dir)(e)),
+        };
+        let mut next = 0;
+        for entry in entries {
+            let name = entry.map_err(io_error(dir))?.file_name();
+            let name = name.to_string_lossy();
+            let name = name.trim_start_matches('.').trim_end_matches(IN_PROGRESS);
+            if let Some(part) = name
+                .strip_prefix(prefix)
+                .and_then(|rest| rest.strip_suffix(".avro"))
+                .and_then(|n| n.parse::<u32>().ok())
+            {
+                next = next.max(part + 1);
+            }
+        }
+        Ok(next)
+    }
+
+    fn open_file(&mut self, topic: Topic, hour: i64) -> Result<OpenFile, SinkError> {
+        let start = Timestamp::from_micros(hour);
+        let dir = Self::hour_dir(&self.root, topic, start);
+        fs::create_dir_all(&dir).map_err(io_error(&dir))?;
+        let prefix = format!("{topic}-{}-", start.to_datetime().format("%Y%m%dT%H"));
+        let part = match self.next_part.get(&(topic, hour)) {
+            Some(&part) => part,
+            None => Self::first_free_part(&dir, &prefix)?,
+        };
+        self.next_part.insert((topic, hour), part + 1);
+        let name = format!("{prefix}{part:05}.avro");
+        let path = dir.join(&name);
+        let temp = dir.join(format!(".{name}{IN_PROGRESS}"));
+        let file = File::options()
+            .write(true)
+            .create_new(true)
+            .open(&temp)
+            .map_err(io_error(&temp))?;
+        let writer = Writer::builder()
+            .schema(self.schemas.get(topic))
+            .writer(BufWriter::with_capacity(BLOCK_SIZE, file))
+            .codec(self.codec.avro())
+            .block_size(BLOCK_SIZE)
+            .build();
+        Ok(OpenFile {
+            writer,
+            temp,
+            path,
+            events: 0,
+        })
+    }
+
+    /// Completes a file: flushes, syncs and renames it into place.
+    fn finish(&mut self, topic: Topic, file: OpenFile) -> Result<(), SinkError> {
+        let avro_error = |source| SinkError::Avro {
+            path: file.temp.clone(),
+            source: Box::new(source),
+        };
+        let buffered = file.writer.into_inner().map_err(avro_error)?;
+        let handle = buffered
+            .into_inner()
+            .map_err(|e| io_error(&file.temp)(e.into_error()))?;
+        handle.sync_all().map_err(io_error(&file.temp))?;
+        fs::rename(&file.temp, &file.path).map_err(io_error(&file.path))?;
+        self.delivered[topic.index()] += file.events;
+        Ok(())
+    }
+
+    /// Completes every open file of an hour that ended at least [`CLOSE_GRACE`] before `now`.
+    fn close_ended_hours(&mut self, now: Timestamp) -> Result<(), SinkError> {
+        let grace = CLOSE_GRACE.as_micros() as i64;
+        let ended: Vec<(Topic, i64)> = self
+            .open
+            .keys()
+            .filter(|(_, hour)| hour + MICROS_PER_HOUR + grace <= now.as_micros())
+            .copied()
+            .collect();
+        for key in ended {
+            let file = self.open.remove(&key).expect("listed above");
+            self.finish(key.0, file)?;
+        }
+        Ok(())
+    }
+}
+
+impl Sink for FileSink {
+    fn name(&self) -> &'static str {
+        "file"
+    }
+
+    fn write(&mut self, events: &[Event]) -> Result<(), SinkError> {
+        for event in events {
+            let topic = event.topic();
+            let hour = event.event_time().hour_floor().as_micros();
+            let file = match self.open.entry((topic, hour)) {
+                std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+                std::collections::hash_map::Entry::Vacant(_) => {
+                    let file = self.open_file(topic, hour)?;
+                    self.open.entry((topic, hour)).or_insert(file)
+                }
+            };
+            file.writer
+                .append_ser(event)
+                .map_err(|source| SinkError::Avro {
+                    path: file.temp.clone(),
+                    source: Box::new(source),
+                })?;
+            file.events += 1;
+            self.latest = self.latest.max(event.event_time());
+        }
+        Ok(())
+    }
+
+    fn advance(&mut self, watermark: Timestamp) -> Result<(), SinkError> {
+        self.close_ended_hours(watermark.max(self.latest))
+    }
+
+    fn close(&mut self) -> Result<(), SinkError> {
+        let mut first_error = None;
+        let mut keys: Vec<(Topic, i64)> = self.open.keys().copied().collect();
+        keys.sort_unstable();
+        for key in keys {
+            let file = self.open.remove(&key).expect("listed above");
+            if let Err(e) = self.finish(key.0, file) {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    fn delivered(&self) -> TopicCounts {
+        self.delivered
+    }
+}
+
+impl Drop for FileSink {
+    fn drop(&mut self) {
+        // Unfinished files keep their temporary names: readers never take them for complete.
+        for (_, file) in self.open.drain() {
+            let _ = file.writer.into_inner().map(|mut w| w.flush());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Money, PaymentEvent};
+
+    fn payment(at: &str, id: i64) -> Event {
+        Event::Payment(PaymentEvent {
+            event_id: uuid::Uuid::from_u128(id as u128),
+            event_type: "payment_authorized",
+            event_time: Timestamp::from_datetime(at.parse().unwrap()),
+            payment_id: id,
+            order_id: id,
+            customer_id: 1,
+            amount: Money::from_cents(100),
+            currency: "USD",
+            method: "paypal",
+            status: "authorized",
+            attempt: 1,
+            failure_reason: None,
+        })
+    }
+
+    fn files_under(root: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            for entry in fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else {
+                    out.push(
+                        path.strip_prefix(root)
+                            .unwrap()
+                            .to_string_lossy()
+                            .into_owned(),
+                    );
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    fn read_ids(path: &Path) -> Vec<i64> {
+        let reader = apache_avro::Reader::new(File::open(path).unwrap()).unwrap();
+        reader
+            .map(|v| match v.unwrap() {
+                apache_avro::types::Value::Record(fields) => match fields[3].1 {
+                    apache_avro::types::Value::Long(id) => id,
+                    ref other => panic!("payment_id is {other:?}"),
+                },
+                other => panic!("not a record: {other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn files_appear_only_when_their_hour_is_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sink = FileSink::new(dir.path(), FileCodec::Deflate).unwrap();
+        sink.write(&[
+            payment("2026-01-01T10:15:00Z", 1),
+            payment("2026-01-01T10:59:00Z", 2),
+        ])
+        .unwrap();
+        sink.write(&[payment("2026-01-01T11:00:30Z", 3)]).unwrap();
+        // Still within the grace period of hour 10: only unfinished, hidden files.
+        assert!(
+            files_under(dir.path())
+                .iter()
+                .all(|f| f.ends_with(IN_PROGRESS))
+        );
+        assert_eq!(sink.delivered(), [0; 4]);
+
+        sink.advance(Timestamp::from_datetime(
+            "2026-01-01T11:01:00Z".parse().unwrap(),
+        ))
+        .unwrap();
+        let hour10 = "payments/date=2026-01-01/hour=10/payments-20260101T10-00000.avro";
+        assert!(files_under(dir.path()).contains(&hour10.to_string()));
+        assert_eq!(read_ids(&dir.path().join(hour10)), vec![1, 2]);
+        assert_eq!(sink.delivered()[Topic::Payments.index()], 2);
+
+        // A late event for hour 10 starts a second part instead of touching the first.
+        sink.write(&[payment("2026-01-01T10:30:00Z", 4)]).unwrap();
+        sink.close().unwrap();
+        let files = files_under(dir.path());
+        assert_eq!(
+            files,
+            vec![
+                hour10.to_string(),
+                "payments/date=2026-01-01/hour=10/payments-20260101T10-00001.avro".to_string(),
+                "payments/date=2026-01-01/hour=11/payments-20260101T11-00000.avro".to_string(),
+            ]
+        );
+        assert_eq!(sink.delivered()[Topic::Payments.index()], 4);
+    }
+
+    #[test]
+    fn a_new_sink_does_not_overwrite_earlier_parts() {
+        let dir = tempfile::tempdir().unwrap();
+        for id in 1..=2 {
+            let mut sink = FileSink::new(dir.path(), FileCodec::Snappy).unwrap();
+            sink.write(&[payment("2026-01-01T10:15:00Z", id)]).unwrap();
+            sink.close().unwrap();
+        }
+        let files = files_under(dir.path());
+        assert_eq!(files.len(), 2, "{files:?}");
+        assert_eq!(read_ids(&dir.path().join(&files[1])), vec![2]);
+    }
+
+    #[test]
+    fn unwritable_root_is_reported_with_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocker = dir.path().join("not-a-dir");
+        fs::write(&blocker, b"x").unwrap();
+        let err = FileSink::new(blocker.join("data"), FileCodec::Null).unwrap_err();
+        assert!(err.to_string().contains("not-a-dir"), "{err}");
+    }
+}
