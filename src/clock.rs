@@ -142,17 +142,33 @@ pub enum Timer {
 
 impl Timer {
     /// Waits until simulated time reaches `at`.
-    pub async fn sleep_until(&mut self, at: Timestamp) {
+    pub fn sleep_until(&mut self, at: Timestamp) -> Sleep<'_> {
         match self {
-            Timer::Scaled(c) => tokio::time::sleep_until(c.instant_for(at)).await,
-            Timer::Virtual(p) => {
-                VirtualSleep {
-                    participant: p,
-                    deadline: at.as_micros(),
-                    registered: false,
-                }
-                .await
+            Timer::Scaled(c) => {
+                Sleep::Scaled(Box::pin(tokio::time::sleep_until(c.instant_for(at))))
             }
+            Timer::Virtual(p) => Sleep::Virtual(VirtualSleep {
+                participant: p,
+                deadline: at.as_micros(),
+                registered: false,
+            }),
+        }
+    }
+}
+
+/// The future of [`Timer::sleep_until`].
+pub enum Sleep<'a> {
+    Scaled(Pin<Box<tokio::time::Sleep>>),
+    Virtual(VirtualSleep<'a>),
+}
+
+impl Future for Sleep<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        match self.get_mut() {
+            Sleep::Scaled(sleep) => sleep.as_mut().poll(cx),
+            Sleep::Virtual(sleep) => Pin::new(sleep).poll(cx),
         }
     }
 }
@@ -275,7 +291,8 @@ impl Drop for Participant {
     }
 }
 
-struct VirtualSleep<'a> {
+/// A sleep on the virtual clock.
+pub struct VirtualSleep<'a> {
     participant: &'a mut Participant,
     deadline: i64,
     registered: bool,

@@ -404,3 +404,93 @@ impl Shopper {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn context(mean_gap_secs: f64) -> ShopContext {
+        ShopContext {
+            catalogue: Catalogue::generate(1, 50, 1.1).unwrap(),
+            rules: ShopRules {
+                currency: "EUR",
+                tax_rate: 0.2,
+                shipping_fee: Money::from_cents(499),
+                free_shipping_threshold: Money::from_cents(4000),
+            },
+            mean_session_gap_micros: mean_gap_secs * 1e6,
+            discount_probability: 0.3,
+        }
+    }
+
+    /// Steps a shopper `steps` times and returns each step's instant and events.
+    fn run(shopper: &mut Shopper, ctx: &ShopContext, steps: usize) -> Vec<(Timestamp, Vec<Event>)> {
+        (0..steps)
+            .map(|_| {
+                let at = shopper.next_wake();
+                let mut out = Vec::new();
+                shopper.step(at, ctx, &mut out);
+                (at, out)
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn a_shoppers_stream_is_causal_and_reproducible(
+            seed in any::<u64>(),
+            id in 1i64..1_000_000,
+            mean_gap_secs in 1.0f64..100_000.0,
+        ) {
+            let ctx = context(mean_gap_secs);
+            let start = Timestamp::from_micros(1_750_000_000_000_000);
+            let mut shopper = Shopper::new(seed, id, start, &ctx);
+            let mut twin = shopper.clone();
+            let steps = run(&mut shopper, &ctx, 200);
+            prop_assert_eq!(&steps, &run(&mut twin, &ctx, 200));
+
+            let mut last = start;
+            let mut orders = std::collections::HashMap::new();
+            let mut signed_up = false;
+            for (at, events) in &steps {
+                prop_assert!(*at >= last, "time went backwards");
+                last = *at;
+                prop_assert!(!events.is_empty(), "a wake-up with nothing to do");
+                for event in events {
+                    prop_assert_eq!(event.event_time(), at.truncate_to_millis());
+                    match event {
+                        Event::Customer(c) => {
+                            prop_assert!(!signed_up);
+                            prop_assert_eq!(c.customer_id, id);
+                            signed_up = true;
+                        }
+                        Event::Order(o) => {
+                            prop_assert!(signed_up, "order before sign-up");
+                            prop_assert_eq!(o.order_id / crate::model::ID_STRIDE, id);
+                            prop_assert_eq!(o.total, o.subtotal - o.discount + o.tax + o.shipping);
+                            orders.insert(o.order_id, o.total);
+                        }
+                        Event::Payment(p) => {
+                            prop_assert_eq!(orders.get(&p.order_id), Some(&p.amount));
+                            prop_assert_eq!(p.payment_id / crate::model::ID_STRIDE, id);
+                        }
+                        Event::Product(_) => prop_assert!(false, "shoppers do not publish products"),
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn different_shoppers_and_seeds_draw_different_streams() {
+        let ctx = context(3_600.0);
+        let start = Timestamp::from_micros(0);
+        let first = |seed, id| Shopper::new(seed, id, start, &ctx).next_wake();
+        assert_ne!(first(1, 1), first(1, 2));
+        assert_ne!(first(1, 1), first(2, 1));
+        assert_eq!(first(1, 1), first(1, 1));
+    }
+}

@@ -1,0 +1,348 @@
+//! The `simulator` binary as a user runs it: bad input, files read back by an independent
+//! reader, reproducible output, and a clean stop on SIGTERM.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use apache_avro::types::Value;
+
+fn simulator() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_simulator"));
+    // Only what the test says: no settings from the developer's environment.
+    for (name, _) in std::env::vars() {
+        if name.starts_with("SIMULATOR__") || name == "RUST_LOG" {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+fn run(args: &[&str]) -> Output {
+    simulator().args(args).output().unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Every file below `dir`, recursively.
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The `delivered` count of the final JSON log line.
+fn delivered(output: &Output) -> u64 {
+    let text = stderr(output);
+    let last = text
+        .lines()
+        .rev()
+        .find(|l| l.contains("\"delivered\""))
+        .unwrap_or_else(|| panic!("no summary in:\n{text}"));
+    let value: serde_json::Value = serde_json::from_str(last).unwrap();
+    value["delivered"].as_u64().unwrap()
+}
+
+#[test]
+fn bad_input_is_refused_with_exit_code_2_and_no_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("file");
+    std::fs::write(&blocker, "x").unwrap();
+    let bad_toml = dir.path().join("bad.toml");
+    std::fs::write(&bad_toml, "[simulation]\nrate = 5/h\n").unwrap();
+    let out_dir = format!("{}/data", blocker.display());
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["--rate", "500/x"],
+            "simulation.rate (--rate): `x` is not a unit of time",
+        ),
+        (
+            vec!["--rate", "0/h"],
+            "simulation.rate (--rate): the number of orders in `0/h` must be greater than 0",
+        ),
+        (vec!["--rate", "-3/h"], "must be greater than 0"),
+        (vec!["--rate", "lots/h"], "`lots` is not a number"),
+        (
+            vec!["--duration", "forever"],
+            "simulation.duration (--duration): `forever` is not a duration",
+        ),
+        (vec!["--duration", "0s"], "the duration must be positive"),
+        (
+            vec!["--start", "2026-13-01"],
+            "simulation.start (--start): `2026-13-01` is not an RFC 3339 instant",
+        ),
+        (
+            vec!["--speed", "fast"],
+            "simulation.speed (--speed): `fast` is not a speed",
+        ),
+        (vec!["--shoppers", "-1"], "simulation.shoppers (--shoppers)"),
+        (
+            vec!["--seed", "x"],
+            "simulation.seed (--seed): `x` is not a seed",
+        ),
+        (
+            vec!["--sink", "s3"],
+            "sink.kind (--sink): `s3` is not a sink",
+        ),
+        (
+            vec!["--config", "/nonexistent/sim.toml"],
+            "cannot read the configuration file",
+        ),
+        (vec!["--config", bad_toml.to_str().unwrap()], "bad.toml"),
+        (vec!["--nonsense"], "unexpected argument '--nonsense'"),
+        (
+            vec!["--output-dir", &out_dir, "--duration", "1s"],
+            "file.output_dir (--output-dir): cannot write there",
+        ),
+    ];
+    for (args, needle) in cases {
+        let output = run(&args);
+        let text = stderr(&output);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?} exited {:?}: {text}",
+            output.status
+        );
+        assert!(
+            text.contains(needle),
+            "{args:?}: {needle:?} not in:\n{text}"
+        );
+        assert!(
+            !text.contains("panicked") && !text.contains("backtrace"),
+            "{args:?}: {text}"
+        );
+    }
+
+    // Environment variables are checked the same way, including unknown keys.
+    let output = simulator()
+        .env("SIMULATOR__SIMULATION__RATE", "9/fortnight")
+        .env("SIMULATOR__SIMULATION__SHOPERS", "3")
+        .output()
+        .unwrap();
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("invalid configuration (2 problems)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("simulation.shopers: unknown setting"),
+        "{text}"
+    );
+}
+
+#[test]
+fn print_config_shows_the_effective_layers() {
+    let output = simulator()
+        .env("SIMULATOR__SHOP__CURRENCY", "EUR")
+        .args(["--rate", "20/s", "--print-config"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.contains("rate = \"20/s\""), "{text}");
+    assert!(text.contains("currency = \"EUR\""), "{text}");
+    assert!(text.contains("# seed is unset"), "{text}");
+}
+
+/// Runs a simulated day as fast as possible into `dir`.
+fn simulate_day(dir: &Path, seed: &str) -> Output {
+    let output = run(&[
+        "--rate",
+        "2000/h",
+        "--shoppers",
+        "800",
+        "--seed",
+        seed,
+        "--start",
+        common::START,
+        "--duration",
+        "24h",
+        "--speed",
+        "max",
+        "--output-dir",
+        dir.to_str().unwrap(),
+        "--log-format",
+        "json",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    output
+}
+
+#[test]
+fn files_are_read_back_by_an_independent_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = simulate_day(dir.path(), "42");
+    let avsc = Path::new(env!("CARGO_MANIFEST_DIR")).join("avro");
+    let check = Command::new(common::python())
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/check_avro_files.py"))
+        .args([dir.path(), &avsc])
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "fastavro check failed:\n{}",
+        stderr(&check)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
+    let records: u64 = summary["records"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(records, delivered(&output), "fastavro read {summary}");
+    assert_eq!(summary["records"]["products"], 500);
+    // An hourly file of orders and of payments for each of the 24 hours, plus the catalogue's
+    // and the sign-ups' (which all happen in the first hours).
+    assert!(
+        summary["files"].as_u64().unwrap() >= 2 * 24 + 2,
+        "{summary}"
+    );
+    let orders = summary["records"]["orders"].as_u64().unwrap();
+    assert!(
+        (44_000..52_000).contains(&orders),
+        "{orders} orders in a day at 2000/h"
+    );
+}
+
+/// Every record under `dir`, as text, sorted.
+fn all_records(dir: &Path) -> Vec<String> {
+    let mut records: Vec<String> = files(dir)
+        .iter()
+        .flat_map(|path| {
+            let reader = apache_avro::Reader::new(File::open(path).unwrap()).unwrap();
+            reader
+                .map(|v| format!("{:?}", v.unwrap()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    records.sort_unstable();
+    records
+}
+
+#[test]
+fn same_seed_writes_the_same_events() {
+    let (a, b, c) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    simulate_day(a.path(), "7");
+    simulate_day(b.path(), "7");
+    simulate_day(c.path(), "8");
+    let (ra, rb, rc) = (
+        all_records(a.path()),
+        all_records(b.path()),
+        all_records(c.path()),
+    );
+    assert!(ra.len() > 100_000);
+    assert_eq!(ra, rb, "same seed, different events");
+    assert_ne!(ra, rc, "different seeds, same events");
+    // Same names too: the file layout is a function of the events.
+    let names = |d: &Path| {
+        files(d)
+            .iter()
+            .map(|p| p.strip_prefix(d).unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(a.path()), names(b.path()));
+}
+
+#[test]
+fn sigterm_leaves_only_complete_readable_files() {
+    let dir = tempfile::tempdir().unwrap();
+    // Ten simulated minutes per second: files of the current hour stay open until the signal.
+    let child = simulator()
+        .args([
+            "--rate",
+            "40/s",
+            "--shoppers",
+            "500",
+            "--seed",
+            "5",
+            "--speed",
+            "600",
+        ])
+        .args([
+            "--output-dir",
+            dir.path().to_str().unwrap(),
+            "--log-format",
+            "json",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait (bounded) until files are being written, then stop it mid-run.
+    let mut writing = false;
+    for _ in 0..300 {
+        if dir.path().exists()
+            && files(dir.path())
+                .iter()
+                .filter(|p| p.to_string_lossy().ends_with(".inprogress"))
+                .count()
+                >= 3
+        {
+            writing = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(writing, "no file was started within 15 s");
+    std::thread::sleep(Duration::from_millis(500));
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+
+    let written = files(dir.path());
+    assert!(
+        written
+            .iter()
+            .all(|p| p.extension().is_some_and(|e| e == "avro")),
+        "{written:?}"
+    );
+    let mut per_topic = BTreeMap::new();
+    for path in &written {
+        let reader = apache_avro::Reader::new(File::open(path).unwrap()).unwrap();
+        let topic = path
+            .strip_prefix(dir.path())
+            .unwrap()
+            .iter()
+            .next()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        for value in reader {
+            assert!(matches!(value.unwrap(), Value::Record(_)));
+            *per_topic.entry(topic.clone()).or_insert(0u64) += 1;
+        }
+    }
+    let records: u64 = per_topic.values().sum();
+    assert!(
+        per_topic.get("orders").copied().unwrap_or(0) > 0,
+        "{per_topic:?}"
+    );
+    assert_eq!(records, delivered(&output), "{per_topic:?}");
+}

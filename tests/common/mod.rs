@@ -1,0 +1,80 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use simulator::clock::Clock;
+use simulator::config::{Cli, Settings};
+use simulator::model::{Event, Timestamp};
+use simulator::simulation::{self, RunPlan, Summary};
+use simulator::sinks::MemorySink;
+use tokio_util::sync::CancellationToken;
+
+pub const START: &str = "2026-03-02T00:00:00Z";
+
+pub fn start() -> Timestamp {
+    Timestamp::from_datetime(START.parse().unwrap())
+}
+
+/// Settings from flags over the shipped defaults (no environment).
+pub fn settings(rate: &str, shoppers: u32) -> Settings {
+    let cli = Cli {
+        rate: Some(rate.into()),
+        shoppers: Some(shoppers.to_string()),
+        ..Cli::default()
+    };
+    Settings::load(&cli, std::iter::empty()).unwrap()
+}
+
+/// Runs a simulation as fast as possible from [`START`] for `hours` simulated hours and returns
+/// every event in the order the sink received it.
+pub fn run_in_memory(settings: &Settings, seed: u64, hours: u64) -> (Vec<Event>, Summary) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let sink = MemorySink::new();
+        let plan = RunPlan {
+            seed,
+            end: Some(start() + std::time::Duration::from_secs(hours * 3600)),
+        };
+        let ctx = simulation::shop_context(settings, seed).unwrap();
+        let summary = simulation::run(
+            settings,
+            plan,
+            ctx,
+            Clock::virtual_at(start()),
+            Box::new(sink.clone()),
+            CancellationToken::new(),
+        )
+        .await;
+        assert!(summary.is_complete(), "{summary:?}");
+        (sink.events(), summary)
+    })
+}
+
+/// Counts events by `event_type`.
+pub fn count_types(events: &[Event]) -> HashMap<&'static str, usize> {
+    let mut counts = HashMap::new();
+    for e in events {
+        *counts.entry(e.event_type()).or_default() += 1;
+    }
+    counts
+}
+
+/// The Python interpreter of the test virtual environment that `.ci/run` creates.
+pub fn python() -> PathBuf {
+    if let Some(path) = std::env::var_os("SIMULATOR_TEST_PYTHON") {
+        return PathBuf::from(path);
+    }
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    assert!(
+        venv.exists(),
+        "the test virtual environment is missing: run `.ci/run` once (it creates .venv with fastavro), \
+         or point SIMULATOR_TEST_PYTHON at a Python that has it"
+    );
+    venv
+}
