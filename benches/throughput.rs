@@ -14,7 +14,7 @@ use simulator::sinks::{FileCodec, FileSink, NullSink, Sink, total};
 use tokio_util::sync::CancellationToken;
 
 const SEED: u64 = 1;
-/// Simulated time per iteration: at 1000 orders/s about 2.7 million events.
+/// Simulated time per iteration: at 1000 orders/s about 2 million events.
 const SPAN: Duration = Duration::from_secs(15 * 60);
 
 fn settings() -> Settings {

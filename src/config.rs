@@ -16,8 +16,10 @@ use clap::Parser;
 use config::{Config, Environment, File, FileFormat, Map, Value, ValueKind};
 
 use crate::clock::Speed;
+use crate::model::Topic;
 use crate::model::{MAX_MINOR_UNITS, Money, Timestamp};
 use crate::sinks::FileCodec;
+use crate::sinks::kafka::{EventHubsConnection, Framing, KafkaSettings, KafkaTarget, Secret};
 
 /// The shipped defaults.
 pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
@@ -59,6 +61,9 @@ pub struct Cli {
     /// Root directory of the file sink.
     #[arg(long, value_name = "DIR")]
     pub output_dir: Option<String>,
+    /// Kafka bootstrap servers, host:port[,host:port...] (for --sink kafka).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub bootstrap_servers: Option<String>,
     /// Log format: text or json.
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<String>,
@@ -79,6 +84,7 @@ impl Cli {
             ("simulation.speed", &self.speed),
             ("sink.kind", &self.sink),
             ("file.output_dir", &self.output_dir),
+            ("kafka.bootstrap_servers", &self.bootstrap_servers),
             ("log.format", &self.log_format),
         ]
         .into_iter()
@@ -105,9 +111,25 @@ const SETTINGS: &[(&str, Option<&str>)] = &[
     ("shop.shipping_fee", None),
     ("shop.free_shipping_threshold", None),
     ("shop.discount_probability", None),
+    ("kafka.bootstrap_servers", Some("--bootstrap-servers")),
+    ("kafka.connection_string", None),
+    ("kafka.connection_string_file", None),
+    ("kafka.framing", None),
+    ("kafka.idempotence", None),
+    ("kafka.delivery_timeout", None),
+    ("kafka.flush_timeout", None),
+    ("kafka.topics.products", None),
+    ("kafka.topics.customers", None),
+    ("kafka.topics.orders", None),
+    ("kafka.topics.payments", None),
+    ("kafka.properties", None),
+    ("schema_registry.url", None),
     ("log.format", Some("--log-format")),
     ("log.level", None),
 ];
+
+/// Settings whose value is a free-form table.
+const FREE_FORM: &[&str] = &["kafka.properties"];
 
 /// A rate of orders.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -183,6 +205,7 @@ pub enum SinkKind {
     File,
     Stdout,
     Null,
+    Kafka,
 }
 
 impl SinkKind {
@@ -191,6 +214,7 @@ impl SinkKind {
             SinkKind::File => "file",
             SinkKind::Stdout => "stdout",
             SinkKind::Null => "null",
+            SinkKind::Kafka => "kafka",
         }
     }
 }
@@ -227,6 +251,8 @@ pub struct Settings {
     pub products: usize,
     pub popularity_exponent: f64,
     pub shop: ShopSettings,
+    /// Present when the sink is `kafka`.
+    pub kafka: Option<KafkaSettings>,
     pub log_format: LogFormat,
     pub log_level: String,
 }
@@ -282,7 +308,9 @@ fn collect_keys(prefix: &str, table: &Map<String, Value>, out: &mut Vec<String>)
             format!("{prefix}.{key}")
         };
         match &value.kind {
-            ValueKind::Table(inner) if prefix.is_empty() => collect_keys(&path, inner, out),
+            ValueKind::Table(inner) if !FREE_FORM.contains(&path.as_str()) => {
+                collect_keys(&path, inner, out)
+            }
             _ => out.push(path),
         }
     }
@@ -385,8 +413,9 @@ impl Settings {
             "file" => Ok(SinkKind::File),
             "stdout" => Ok(SinkKind::Stdout),
             "null" => Ok(SinkKind::Null),
+            "kafka" => Ok(SinkKind::Kafka),
             _ => Err(format!(
-                "`{s}` is not a sink: expected one of file, stdout, null"
+                "`{s}` is not a sink: expected one of file, kafka, stdout, null"
             )),
         });
         let output_dir = reader.parse("file.output_dir", |s| {
@@ -446,61 +475,35 @@ impl Settings {
                 .map_err(|e| format!("`{s}` is not a log filter: {e}"))
         });
 
-        match (
-            rate,
-            shoppers,
-            speed,
-            sink,
-            output_dir,
-            codec,
-            products,
-            popularity_exponent,
-            currency,
-            tax_rate,
-            shipping_fee,
-            free_shipping_threshold,
-            discount_probability,
-            log_format,
-            log_level,
-        ) {
-            (
-                Some(rate),
-                Some(shoppers),
-                Some(speed),
-                Some(sink),
-                Some(output_dir),
-                Some(codec),
-                Some(products),
-                Some(popularity_exponent),
-                Some(currency),
-                Some(tax_rate),
-                Some(shipping_fee),
-                Some(free_shipping_threshold),
-                Some(discount_probability),
-                Some(log_format),
-                Some(log_level),
-            ) if problems.is_empty() => Ok(Settings {
-                rate,
-                shoppers,
-                seed: seed.flatten(),
-                duration: duration.flatten(),
-                start: start.flatten(),
-                speed,
-                sink,
-                output_dir,
-                codec,
-                products,
-                popularity_exponent,
+        let kafka = read_kafka(&mut reader, sink);
+
+        let settings = (|| {
+            Some(Settings {
+                rate: rate?,
+                shoppers: shoppers?,
+                seed: seed?,
+                duration: duration?,
+                start: start?,
+                speed: speed?,
+                sink: sink?,
+                output_dir: output_dir?,
+                codec: codec?,
+                products: products?,
+                popularity_exponent: popularity_exponent?,
                 shop: ShopSettings {
-                    currency,
-                    tax_rate,
-                    shipping_fee,
-                    free_shipping_threshold,
-                    discount_probability,
+                    currency: currency?,
+                    tax_rate: tax_rate?,
+                    shipping_fee: shipping_fee?,
+                    free_shipping_threshold: free_shipping_threshold?,
+                    discount_probability: discount_probability?,
                 },
-                log_format,
-                log_level,
-            }),
+                kafka: kafka?,
+                log_format: log_format?,
+                log_level: log_level?,
+            })
+        })();
+        match settings {
+            Some(settings) if problems.is_empty() => Ok(settings),
             _ => Err(ConfigError { problems }),
         }
     }
@@ -566,12 +569,47 @@ impl Settings {
                 "discount_probability",
                 Some(format!("{:?}", self.shop.discount_probability)),
             ),
+            self.kafka.as_ref().map_or_else(String::new, kafka_toml),
             "\n[log]\n".to_owned(),
             line("format", Some(quoted(format))),
             line("level", Some(quoted(&self.log_level))),
         ]
         .concat()
     }
+}
+
+/// The `kafka` and `schema_registry` sections of the printed configuration; the connection
+/// string is never printed.
+fn kafka_toml(kafka: &KafkaSettings) -> String {
+    let mut out = String::from("\n[kafka]\n");
+    match &kafka.target {
+        KafkaTarget::Bootstrap(servers) => out += &format!("bootstrap_servers = {servers:?}\n"),
+        KafkaTarget::EventHubs(c) => {
+            out += &format!(
+                "# connection_string is set (redacted): Event Hubs namespace {}\n",
+                c.host
+            )
+        }
+    }
+    out += &format!(
+        "framing = {:?}\nidempotence = {}\ndelivery_timeout = {:?}\nflush_timeout = {:?}\n",
+        kafka.framing.as_str(),
+        kafka.idempotence,
+        humantime::format_duration(kafka.delivery_timeout).to_string(),
+        humantime::format_duration(kafka.flush_timeout).to_string(),
+    );
+    out += "\n[kafka.topics]\n";
+    for topic in Topic::ALL {
+        out += &format!("{topic} = {:?}\n", kafka.topics[topic.index()]);
+    }
+    out += "\n[kafka.properties]\n";
+    for (key, value) in &kafka.properties {
+        out += &format!("{key:?} = {value:?}\n");
+    }
+    if let Some(url) = &kafka.schema_registry_url {
+        out += &format!("\n[schema_registry]\nurl = {url:?}\n");
+    }
+    out
 }
 
 /// Reads settings as text and records the problems.
@@ -590,6 +628,31 @@ impl Reader<'_> {
                     setting: key.to_owned(),
                     message: format!("expected a single value: {e}"),
                 });
+                None
+            }
+        }
+    }
+
+    fn problem(&mut self, key: &str, message: &str) {
+        self.problems.push(Problem {
+            setting: key.to_owned(),
+            message: message.to_owned(),
+        });
+    }
+
+    /// A free-form table of text values, like `kafka.properties`.
+    fn table(&mut self, key: &str) -> Option<Vec<(String, String)>> {
+        match self
+            .config
+            .get::<std::collections::BTreeMap<String, String>>(key)
+        {
+            Ok(table) => Some(table.into_iter().collect()),
+            Err(config::ConfigError::NotFound(_)) => Some(Vec::new()),
+            Err(e) => {
+                self.problem(
+                    key,
+                    &format!("expected a table of `\"name\" = \"value\"`: {e}"),
+                );
                 None
             }
         }
@@ -629,6 +692,130 @@ impl Reader<'_> {
             },
         }
     }
+}
+
+/// Reads the `kafka` and `schema_registry` sections; the connection target is required only
+/// when the sink is `kafka`. Returns `Some(None)` for other sinks, `None` on problems.
+fn read_kafka(reader: &mut Reader<'_>, sink: Option<SinkKind>) -> Option<Option<KafkaSettings>> {
+    let bootstrap = reader.parse_optional("kafka.bootstrap_servers", |s| {
+        let s = s.trim();
+        if s.is_empty() || s.split(',').any(|server| !server.trim().contains(':')) {
+            Err(format!(
+                "`{s}` is not a list of host:port separated by commas"
+            ))
+        } else {
+            Ok(s.to_owned())
+        }
+    });
+    // The secret is never echoed in a message.
+    let inline = reader.parse_optional("kafka.connection_string", |s| Ok(Secret::new(s)));
+    let from_file = reader.parse_optional("kafka.connection_string_file", |path| {
+        std::fs::read_to_string(path)
+            .map(|text| Secret::new(text.trim()))
+            .map_err(|e| format!("cannot read the connection string from `{path}`: {e}"))
+    });
+    let framing = reader.parse("kafka.framing", |s| match s.trim() {
+        "raw" => Ok(Framing::Raw),
+        "confluent" => Ok(Framing::Confluent),
+        _ => Err(format!("`{s}` is not a framing: expected raw or confluent")),
+    });
+    let registry = reader.parse_optional("schema_registry.url", |s| {
+        let s = s.trim();
+        if (s.starts_with("http://") || s.starts_with("https://")) && s.len() > "https://".len() {
+            Ok(s.trim_end_matches('/').to_owned())
+        } else {
+            Err(format!("`{s}` is not an http:// or https:// URL"))
+        }
+    });
+    let idempotence = reader.parse("kafka.idempotence", |s| match s.trim() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(format!("`{s}` is not true or false")),
+    });
+    let delivery_timeout = reader.parse("kafka.delivery_timeout", parse_duration);
+    let flush_timeout = reader.parse("kafka.flush_timeout", parse_duration);
+    let mut topics: [Option<String>; 4] = Default::default();
+    for topic in Topic::ALL {
+        topics[topic.index()] = reader.parse(&format!("kafka.topics.{topic}"), |s| {
+            let valid = !s.is_empty()
+                && s.len() <= 249
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+            if valid {
+                Ok(s.to_owned())
+            } else {
+                Err(format!(
+                    "`{s}` is not a topic name: 1 to 249 letters, digits, `.`, `_` or `-`"
+                ))
+            }
+        });
+    }
+    let properties = reader.table("kafka.properties");
+
+    let inline = inline?;
+    let from_file = from_file?;
+    let bootstrap = bootstrap?;
+    if sink? != SinkKind::Kafka {
+        return Some(None);
+    }
+    let connection_string = match (inline, from_file) {
+        (Some(_), Some(_)) => {
+            reader.problem(
+                "kafka.connection_string",
+                "set either the connection string or kafka.connection_string_file, not both",
+            );
+            return None;
+        }
+        (inline, from_file) => inline.or(from_file),
+    };
+    let target = match (connection_string, bootstrap) {
+        (Some(_), Some(_)) => {
+            reader.problem(
+                "kafka.bootstrap_servers",
+                "not used with an Event Hubs connection string, which gives the bootstrap server: set one or the other",
+            );
+            return None;
+        }
+        (Some(secret), None) => match EventHubsConnection::parse(&secret) {
+            Ok(connection) => KafkaTarget::EventHubs(connection),
+            Err(message) => {
+                reader.problem(
+                    "kafka.connection_string",
+                    &format!("the connection string {message}"),
+                );
+                return None;
+            }
+        },
+        (None, Some(servers)) => KafkaTarget::Bootstrap(servers),
+        (None, None) => {
+            reader.problem(
+                "kafka.bootstrap_servers",
+                "missing: the kafka sink needs kafka.bootstrap_servers, or an Event Hubs connection string \
+                 in SIMULATOR__KAFKA__CONNECTION_STRING or a file named by kafka.connection_string_file",
+            );
+            return None;
+        }
+    };
+    let framing = framing?;
+    let registry = registry?;
+    if framing == Framing::Confluent && registry.is_none() {
+        reader.problem(
+            "schema_registry.url",
+            "missing: the confluent framing needs a schema registry",
+        );
+        return None;
+    }
+    let [products, customers, orders, payments] = topics;
+    Some(Some(KafkaSettings {
+        target,
+        topics: [products?, customers?, orders?, payments?],
+        framing,
+        schema_registry_url: registry,
+        idempotence: idempotence?,
+        delivery_timeout: delivery_timeout?,
+        flush_timeout: flush_timeout?,
+        properties: properties?,
+    }))
 }
 
 fn parse_count(text: &str, min: u64, max: u64) -> Result<u64, String> {
@@ -781,7 +968,7 @@ mod tests {
             "simulation.start (--start): `yesterday` is not an RFC 3339 instant",
             "simulation.speed (--speed): `0` is not a speed",
             "simulation.shoppers (--shoppers): `0` is not a whole number from 1",
-            "sink.kind (--sink): `kafka2` is not a sink",
+            "sink.kind (--sink): `kafka2` is not a sink: expected one of file, kafka, stdout, null",
             "simulation.raet: unknown setting",
             "shop.currency: `usd` is not an ISO 4217 currency code",
         ] {

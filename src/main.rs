@@ -15,6 +15,7 @@ use simulator::clock::{Clock, Speed};
 use simulator::config::{Cli, LogFormat, Settings, SinkKind};
 use simulator::encoding;
 use simulator::simulation::{self, RunPlan};
+use simulator::sinks::kafka::KafkaSink;
 use simulator::sinks::{FileSink, NullSink, Sink, StdoutSink, describe, total};
 
 const EXIT_FAILED: u8 = 1;
@@ -80,6 +81,13 @@ fn open_sink(settings: &Settings) -> Result<Box<dyn Sink>, String> {
         ),
         SinkKind::Stdout => Box::new(StdoutSink::new()),
         SinkKind::Null => Box::new(NullSink::new().map_err(|e| e.to_string())?),
+        SinkKind::Kafka => {
+            let kafka = settings
+                .kafka
+                .as_ref()
+                .ok_or("sink.kind (--sink): the kafka settings are missing")?;
+            Box::new(KafkaSink::new(kafka).map_err(|e| e.to_string())?)
+        }
     })
 }
 

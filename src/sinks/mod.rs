@@ -7,6 +7,7 @@
 //! silently.
 
 mod file;
+pub mod kafka;
 mod memory;
 mod null;
 mod stdout;
@@ -43,6 +44,8 @@ pub enum SinkError {
     Encoding(#[from] EncodingError),
     #[error("cannot write to standard output: {0}")]
     Stdout(#[source] std::io::Error),
+    #[error("Kafka: {0}")]
+    Kafka(String),
     #[error("the sink thread stopped abnormally: {0}")]
     Thread(String),
 }

@@ -78,3 +78,24 @@ pub fn python() -> PathBuf {
     );
     venv
 }
+
+/// Settings for the kafka sink: flags over the shipped defaults, plus `SIMULATOR__…` pairs.
+pub fn kafka_settings(
+    rate: &str,
+    shoppers: u32,
+    bootstrap: &str,
+    env: &[(&str, &str)],
+) -> Settings {
+    let cli = Cli {
+        rate: Some(rate.into()),
+        shoppers: Some(shoppers.to_string()),
+        sink: Some("kafka".into()),
+        bootstrap_servers: Some(bootstrap.into()),
+        ..Cli::default()
+    };
+    Settings::load(
+        &cli,
+        env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+    )
+    .unwrap()
+}

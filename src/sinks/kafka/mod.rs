@@ -1,0 +1,377 @@
+//! Publishes events to Kafka, or to Azure Event Hubs through its Kafka endpoint.
+//!
+//! Each event becomes one message: key the entity's id as text (`order_id` for orders and
+//! payments, so a payment shares its order's partition), value the Avro datum (raw or in the
+//! Confluent wire format), headers `event_type`, `schema`, `schema_fingerprint` and
+//! `content-type`, timestamp the event time.
+//!
+//! Delivery: idempotent producer with `acks=all`; librdkafka retries until the delivery
+//! timeout. Every delivery report is counted, success or failure (with its reason). When
+//! librdkafka's queue is full, [`Sink::write`] waits, which holds the pipeline and so the
+//! shoppers: memory stays bounded and nothing is dropped. [`Sink::close`] flushes within the
+//! flush timeout; what is still undelivered then is reported.
+
+mod config;
+mod registry;
+
+pub use config::{
+    EventHubsConnection, Framing, KafkaSettings, KafkaTarget, Property, PropertyValue, Secret,
+};
+pub use registry::{RegistryError, register};
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::client::ClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+
+use super::{Sink, SinkError, TopicCounts};
+use crate::encoding::{Encoder, schemas};
+use crate::model::{Event, Topic};
+
+/// How long to wait before offering a message again when librdkafka's queue is full.
+const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(2);
+/// How long start-up waits for the cluster's metadata before going on regardless.
+const CONNECT_CHECK: Duration = Duration::from_secs(10);
+/// Repeated client errors of one kind are logged at most this often.
+const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Delivery outcomes, shared with librdkafka's callback thread.
+#[derive(Debug, Default)]
+pub struct DeliveryStats {
+    delivered: [AtomicU64; 4],
+    failed: [AtomicU64; 4],
+    /// Failures by reason (librdkafka's error name).
+    reasons: Mutex<BTreeMap<String, u64>>,
+    /// A failure no retry can mend (authorisation, size, fatal idempotence errors).
+    permanent: Mutex<Option<String>>,
+    /// Whether the cluster has answered at least once.
+    connected: AtomicBool,
+}
+
+impl DeliveryStats {
+    /// Messages delivered, by topic.
+    pub fn delivered(&self) -> TopicCounts {
+        std::array::from_fn(|i| self.delivered[i].load(Ordering::Relaxed))
+    }
+
+    /// Messages that failed, by topic.
+    pub fn failed(&self) -> TopicCounts {
+        std::array::from_fn(|i| self.failed[i].load(Ordering::Relaxed))
+    }
+
+    /// Failures by reason.
+    pub fn failure_reasons(&self) -> BTreeMap<String, u64> {
+        self.reasons
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn set_permanent(&self, reason: String) {
+        self.permanent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(reason);
+    }
+
+    fn permanent(&self) -> Option<String> {
+        self.permanent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// Errors after which retrying cannot succeed.
+fn is_permanent(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::TopicAuthorizationFailed
+            | RDKafkaErrorCode::ClusterAuthorizationFailed
+            | RDKafkaErrorCode::SaslAuthenticationFailed
+            | RDKafkaErrorCode::MessageSizeTooLarge
+            | RDKafkaErrorCode::InvalidMessageSize
+            | RDKafkaErrorCode::InvalidRecord
+            | RDKafkaErrorCode::Authentication
+            | RDKafkaErrorCode::Fatal
+    )
+}
+
+/// librdkafka's callbacks: delivery reports, client errors and logs.
+struct Context {
+    stats: Arc<DeliveryStats>,
+    last_logged: Mutex<BTreeMap<String, tokio::time::Instant>>,
+}
+
+impl Context {
+    /// Whether an error of this kind may be logged now (at most once per interval).
+    fn may_log(&self, kind: &str) -> bool {
+        let now = tokio::time::Instant::now();
+        let mut last = self.last_logged.lock().unwrap_or_else(|e| e.into_inner());
+        match last.get(kind) {
+            Some(at) if now.duration_since(*at) < ERROR_LOG_INTERVAL => false,
+            _ => {
+                last.insert(kind.to_owned(), now);
+                true
+            }
+        }
+    }
+}
+
+impl ClientContext for Context {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if let Some(code) = error.rdkafka_error_code()
+            && (code == RDKafkaErrorCode::Fatal || is_permanent(code))
+        {
+            self.stats.set_permanent(format!("{error}: {reason}"));
+        }
+        if self.may_log(&format!("{error}")) {
+            tracing::warn!(error = %error, reason, "Kafka client error; librdkafka keeps retrying");
+        }
+    }
+
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        use rdkafka::config::RDKafkaLogLevel::*;
+        match level {
+            Emerg | Alert | Critical | Error => {
+                tracing::error!(facility = fac, "librdkafka: {log_message}")
+            }
+            Warning => tracing::warn!(facility = fac, "librdkafka: {log_message}"),
+            Notice | Info => tracing::info!(facility = fac, "librdkafka: {log_message}"),
+            Debug => tracing::debug!(facility = fac, "librdkafka: {log_message}"),
+        }
+    }
+}
+
+impl ProducerContext for Context {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, topic: usize) {
+        match result {
+            Ok(_) => {
+                self.stats.connected.store(true, Ordering::Relaxed);
+                self.stats.delivered[topic].fetch_add(1, Ordering::Relaxed);
+            }
+            Err((error, _)) => {
+                self.stats.failed[topic].fetch_add(1, Ordering::Relaxed);
+                let reason = match error.rdkafka_error_code() {
+                    Some(code) => {
+                        if is_permanent(code) {
+                            self.stats.set_permanent(error.to_string());
+                        }
+                        format!("{code:?}")
+                    }
+                    None => error.to_string(),
+                };
+                if self.may_log(&reason) {
+                    tracing::warn!(topic = Topic::ALL[topic].as_str(), %reason, error = %error, "a message was not delivered");
+                }
+                *self
+                    .stats
+                    .reasons
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .entry(reason)
+                    .or_default() += 1;
+            }
+        }
+    }
+}
+
+/// Per-topic constants of every message.
+struct TopicSpec {
+    name: String,
+    schema_name: String,
+    fingerprint: String,
+    /// The 5-byte Confluent prefix, when that framing is in force.
+    prefix: Option<[u8; 5]>,
+}
+
+/// The `kafka` sink.
+pub struct KafkaSink {
+    producer: ThreadedProducer<Context>,
+    stats: Arc<DeliveryStats>,
+    topics: Vec<TopicSpec>,
+    encoder: Encoder,
+    value: Vec<u8>,
+    flush_timeout: Duration,
+}
+
+impl std::fmt::Debug for KafkaSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSink")
+            .field(
+                "topics",
+                &self.topics.iter().map(|t| &t.name).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl KafkaSink {
+    /// Creates the producer (and registers the schemas for the `confluent` framing). An
+    /// unreachable cluster is reported but not fatal: librdkafka keeps trying.
+    pub fn new(settings: &KafkaSettings) -> Result<Self, SinkError> {
+        let schemas = schemas()?;
+        let mut topics = Vec::with_capacity(4);
+        for topic in Topic::ALL {
+            let schema = schemas.get(topic);
+            let name = settings.topics[topic.index()].clone();
+            let prefix = match settings.framing {
+                Framing::Raw => None,
+                Framing::Confluent => {
+                    let url = settings.schema_registry_url.as_deref().unwrap_or_default();
+                    let text = crate::encoding::SCHEMA_TEXTS[topic.index()].1;
+                    let id = register(url, &format!("{name}-value"), text)
+                        .map_err(|e| SinkError::Kafka(e.to_string()))?;
+                    tracing::info!(topic = %name, schema_id = id, "schema registered");
+                    let mut prefix = [0u8; 5];
+                    prefix[1..].copy_from_slice(&id.to_be_bytes());
+                    Some(prefix)
+                }
+            };
+            topics.push(TopicSpec {
+                name,
+                schema_name: schema.name().map(|n| n.fullname(None)).unwrap_or_default(),
+                fingerprint: format!("{}", schema.fingerprint::<apache_avro::rabin::Rabin>()),
+                prefix,
+            });
+        }
+
+        let mut config = ClientConfig::new();
+        for property in settings.producer_properties() {
+            config.set(property.key.as_str(), property.value.expose());
+        }
+        let stats = Arc::new(DeliveryStats::default());
+        let context = Context {
+            stats: Arc::clone(&stats),
+            last_logged: Mutex::new(BTreeMap::new()),
+        };
+        let producer: ThreadedProducer<Context> = config
+            .create_with_context(context)
+            .map_err(|e| SinkError::Kafka(format!("cannot create the Kafka producer: {e}")))?;
+        let bootstrap = settings.target.bootstrap_servers();
+        match producer.client().fetch_metadata(None, CONNECT_CHECK) {
+            Ok(metadata) => {
+                stats.connected.store(true, Ordering::Relaxed);
+                tracing::info!(%bootstrap, brokers = metadata.brokers().len(), "connected to the Kafka cluster");
+            }
+            Err(e) => tracing::warn!(
+                %bootstrap,
+                error = %e,
+                "cannot reach the Kafka cluster yet; events are queued and delivery is retried until the delivery timeout"
+            ),
+        }
+        Ok(Self {
+            producer,
+            stats,
+            topics,
+            encoder: Encoder::new()?,
+            value: Vec::with_capacity(1024),
+            flush_timeout: settings.flush_timeout,
+        })
+    }
+
+    /// The delivery statistics.
+    pub fn stats(&self) -> Arc<DeliveryStats> {
+        Arc::clone(&self.stats)
+    }
+
+    fn check_permanent(&self) -> Result<(), SinkError> {
+        match self.stats.permanent() {
+            Some(reason) => Err(SinkError::Kafka(format!(
+                "delivery cannot succeed: {reason}"
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Sink for KafkaSink {
+    fn name(&self) -> &'static str {
+        "kafka"
+    }
+
+    fn write(&mut self, events: &[Event]) -> Result<(), SinkError> {
+        self.check_permanent()?;
+        let mut key = itoa::Buffer::new();
+        for event in events {
+            let topic = event.topic().index();
+            let spec = &self.topics[topic];
+            self.value.clear();
+            if let Some(prefix) = &spec.prefix {
+                self.value.extend_from_slice(prefix);
+            }
+            self.encoder.encode_into(event, &mut self.value)?;
+            let key = key.format(event.key());
+            let headers = OwnedHeaders::new_with_capacity(4)
+                .insert(Header {
+                    key: "event_type",
+                    value: Some(event.event_type()),
+                })
+                .insert(Header {
+                    key: "schema",
+                    value: Some(spec.schema_name.as_str()),
+                })
+                .insert(Header {
+                    key: "schema_fingerprint",
+                    value: Some(spec.fingerprint.as_str()),
+                })
+                .insert(Header {
+                    key: "content-type",
+                    value: Some("avro/binary"),
+                });
+            let mut record = BaseRecord::with_opaque_to(&spec.name, topic)
+                .key(key)
+                .payload(&self.value)
+                .timestamp(event.event_time().as_millis())
+                .headers(headers);
+            loop {
+                match self.producer.send(record) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                        // Backpressure: wait for deliveries to make room.
+                        record = returned;
+                        std::thread::sleep(QUEUE_FULL_BACKOFF);
+                        self.check_permanent()?;
+                    }
+                    Err((error, _)) => {
+                        return Err(SinkError::Kafka(format!(
+                            "cannot produce to `{}`: {error}",
+                            spec.name
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<(), SinkError> {
+        let result = self.producer.flush(self.flush_timeout);
+        let in_flight = self.producer.in_flight_count();
+        let failed: u64 = self.stats.failed().iter().sum();
+        match result {
+            Ok(()) if failed == 0 => Ok(()),
+            Ok(()) => Err(SinkError::Kafka(format!(
+                "{failed} messages were not delivered ({:?})",
+                self.stats.failure_reasons()
+            ))),
+            Err(e) => Err(SinkError::Kafka(format!(
+                "{in_flight} messages still undelivered after the {} flush timeout ({e}); failures so far: {:?}",
+                humantime::format_duration(self.flush_timeout),
+                self.stats.failure_reasons()
+            ))),
+        }
+    }
+
+    fn delivered(&self) -> TopicCounts {
+        self.stats.delivered()
+    }
+}

@@ -1,0 +1,374 @@
+//! The Kafka sink against a real Kafka-compatible broker (tansu, in its own process), checked
+//! by an independent client: kafka-python consumes every topic and fastavro decodes every value.
+//!
+//! The broker is the one `.ci/run` starts (`SIMULATOR_TEST_KAFKA_BOOTSTRAP`); without it, the
+//! test starts its own `tansu` from PATH on a free port.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+
+/// A broker for the test: the shared one, or a private tansu stopped on drop.
+struct Broker {
+    bootstrap: String,
+    child: Option<Child>,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn broker() -> Broker {
+    if let Ok(bootstrap) = std::env::var("SIMULATOR_TEST_KAFKA_BOOTSTRAP") {
+        return Broker {
+            bootstrap,
+            child: None,
+        };
+    }
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("tcp://127.0.0.1:{port}");
+    let child = Command::new("tansu")
+        .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+        .args(["--storage-engine", "memory://tansu/"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("no Kafka broker: set SIMULATOR_TEST_KAFKA_BOOTSTRAP or put tansu on PATH (.ci/run installs it)");
+    let bootstrap = format!("127.0.0.1:{port}");
+    for _ in 0..100 {
+        if TcpStream::connect(&bootstrap).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Broker {
+        bootstrap,
+        child: Some(child),
+    }
+}
+
+/// Creates the four topics under `prefix`.
+fn create_topics(bootstrap: &str, prefix: &str) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    let names: Vec<String> = ["products", "customers", "orders", "payments"]
+        .iter()
+        .map(|t| format!("{prefix}{t}"))
+        .collect();
+    let topics: Vec<NewTopic> = names
+        .iter()
+        .map(|n| NewTopic::new(n, 4, TopicReplication::Fixed(1)))
+        .collect();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let results = runtime
+        .block_on(admin.create_topics(
+            &topics,
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        ))
+        .unwrap();
+    for result in results {
+        result.unwrap();
+    }
+}
+
+fn topic_env(prefix: &str) -> Vec<(String, String)> {
+    ["products", "customers", "orders", "payments"]
+        .iter()
+        .map(|t| {
+            (
+                format!("SIMULATOR__KAFKA__TOPICS__{}", t.to_uppercase()),
+                format!("{prefix}{t}"),
+            )
+        })
+        .collect()
+}
+
+/// Runs the binary for a simulated day into the broker.
+fn simulate_day(bootstrap: &str, prefix: &str, extra_env: &[(String, String)]) -> Output {
+    let output = Command::new(env!("CARGO_BIN_EXE_simulator"))
+        .args([
+            "--sink",
+            "kafka",
+            "--bootstrap-servers",
+            bootstrap,
+            "--rate",
+            "500/h",
+            "--shoppers",
+            "300",
+        ])
+        .args([
+            "--seed",
+            "9",
+            "--start",
+            common::START,
+            "--duration",
+            "24h",
+            "--speed",
+            "max",
+            "--log-format",
+            "json",
+        ])
+        .envs(topic_env(prefix))
+        .envs(extra_env.iter().cloned())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// The per-topic counts of the simulator's closing log line.
+fn delivered_by_topic(output: &Output) -> HashMap<String, u64> {
+    let text = String::from_utf8_lossy(&output.stderr);
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.contains("every event was delivered"))
+        .expect("a summary line");
+    let value: serde_json::Value = serde_json::from_str(line).unwrap();
+    value["events"]
+        .as_str()
+        .unwrap()
+        .split(' ')
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap();
+            (k.to_owned(), v.parse().unwrap())
+        })
+        .collect()
+}
+
+/// Consumes and checks the topics with the independent Python client.
+fn consume(bootstrap: &str, prefix: &str, extra: &[&str]) -> serde_json::Value {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let output = Command::new(common::python())
+        .arg(root.join("tests/python/consume_kafka.py"))
+        .args([
+            "--bootstrap",
+            bootstrap,
+            "--topic-prefix",
+            prefix,
+            "--idle-ms",
+            "3000",
+        ])
+        .arg("--avro-dir")
+        .arg(root.join("avro"))
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "the Kafka check failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[test]
+fn a_simulated_day_arrives_complete_and_correct() {
+    let broker = broker();
+    let prefix = format!("raw{}-", std::process::id());
+    create_topics(&broker.bootstrap, &prefix);
+    let output = simulate_day(&broker.bootstrap, &prefix, &[]);
+    let delivered = delivered_by_topic(&output);
+    let summary = consume(&broker.bootstrap, &prefix, &[]);
+    for topic in ["products", "customers", "orders", "payments"] {
+        assert_eq!(
+            summary["records"][topic].as_u64(),
+            Some(delivered[topic]),
+            "{topic}: {summary}"
+        );
+    }
+    assert!(delivered["orders"] > 11_000, "{delivered:?}");
+}
+
+/// A minimal Confluent-compatible schema registry: `POST /subjects/{subject}/versions` and
+/// `GET /schemas/ids/{id}`.
+struct RegistryDouble {
+    url: String,
+    subjects: Arc<Mutex<Vec<String>>>,
+}
+
+fn registry_double() -> RegistryDouble {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let subjects = Arc::new(Mutex::new(Vec::new()));
+    let registered = Arc::clone(&subjects);
+    std::thread::spawn(move || {
+        let mut schemas: Vec<String> = Vec::new();
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            reader.read_line(&mut request_line).unwrap();
+            let mut length = 0;
+            loop {
+                let mut header = String::new();
+                reader.read_line(&mut header).unwrap();
+                if header.trim().is_empty() {
+                    break;
+                }
+                if let Some((name, value)) = header.split_once(':')
+                    && name.eq_ignore_ascii_case("content-length")
+                {
+                    length = value.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let parts: Vec<&str> = request_line.split_whitespace().collect();
+            let (status, answer) = match (
+                parts[0],
+                parts[1].split('/').collect::<Vec<_>>().as_slice(),
+            ) {
+                ("POST", ["", "subjects", subject, "versions"]) => {
+                    let request: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                    let schema = request["schema"].as_str().unwrap().to_owned();
+                    let id = match schemas.iter().position(|s| *s == schema) {
+                        Some(i) => i + 1,
+                        None => {
+                            schemas.push(schema);
+                            schemas.len()
+                        }
+                    };
+                    registered.lock().unwrap().push(subject.to_string());
+                    ("200 OK", serde_json::json!({ "id": id }))
+                }
+                ("GET", ["", "schemas", "ids", id]) => {
+                    match id.parse::<usize>().ok().and_then(|i| schemas.get(i - 1)) {
+                        Some(schema) => ("200 OK", serde_json::json!({ "schema": schema })),
+                        None => (
+                            "404 Not Found",
+                            serde_json::json!({ "error_code": 40403, "message": "Schema not found" }),
+                        ),
+                    }
+                }
+                _ => (
+                    "404 Not Found",
+                    serde_json::json!({ "error_code": 404, "message": "not found" }),
+                ),
+            };
+            let body = answer.to_string();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Type: application/vnd.schemaregistry.v1+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    RegistryDouble { url, subjects }
+}
+
+#[test]
+fn confluent_framing_registers_schemas_and_prefixes_their_ids() {
+    let broker = broker();
+    let registry = registry_double();
+    let prefix = format!("cf{}-", std::process::id());
+    create_topics(&broker.bootstrap, &prefix);
+    let env = vec![
+        (
+            "SIMULATOR__KAFKA__FRAMING".to_owned(),
+            "confluent".to_owned(),
+        ),
+        (
+            "SIMULATOR__SCHEMA_REGISTRY__URL".to_owned(),
+            registry.url.clone(),
+        ),
+    ];
+    let output = simulate_day(&broker.bootstrap, &prefix, &env);
+    let mut subjects = registry.subjects.lock().unwrap().clone();
+    subjects.sort();
+    let mut expected: Vec<String> = ["customers", "orders", "payments", "products"]
+        .iter()
+        .map(|t| format!("{prefix}{t}-value"))
+        .collect();
+    expected.sort();
+    assert_eq!(subjects, expected);
+
+    let delivered = delivered_by_topic(&output);
+    let summary = consume(
+        &broker.bootstrap,
+        &prefix,
+        &["--framing", "confluent", "--registry", &registry.url],
+    );
+    for topic in ["products", "customers", "orders", "payments"] {
+        assert_eq!(
+            summary["records"][topic].as_u64(),
+            Some(delivered[topic]),
+            "{topic}: {summary}"
+        );
+        // Each topic's values carry one schema id, the one the registry gave for its subject.
+        assert_eq!(
+            summary["schema_ids"][topic].as_array().map(Vec::len),
+            Some(1),
+            "{summary}"
+        );
+    }
+}
+
+#[test]
+fn an_unreachable_broker_ends_the_run_with_the_undelivered_count_and_exit_1() {
+    // Nothing listens on port 1 of loopback.
+    let output = Command::new(env!("CARGO_BIN_EXE_simulator"))
+        .args([
+            "--sink",
+            "kafka",
+            "--bootstrap-servers",
+            "127.0.0.1:1",
+            "--rate",
+            "100/m",
+            "--shoppers",
+            "20",
+        ])
+        .args([
+            "--seed",
+            "1",
+            "--start",
+            common::START,
+            "--duration",
+            "10m",
+            "--speed",
+            "max",
+            "--log-format",
+            "json",
+        ])
+        .env("SIMULATOR__KAFKA__DELIVERY_TIMEOUT", "2s")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("cannot reach the Kafka cluster yet"),
+        "{text}"
+    );
+    let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(last["delivered"], 0, "{last}");
+    assert!(last["undelivered"].as_u64().unwrap() > 1_000, "{last}");
+    assert_eq!(last["undelivered"], last["generated"], "{last}");
+}

@@ -1,0 +1,169 @@
+//! The Kafka sink under faults, against librdkafka's mock cluster: a broker down for a while,
+//! injected retriable produce errors, and a broker that never returns.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use apache_avro::types::Value;
+use common::{kafka_settings, start};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::mocking::MockCluster;
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+use rdkafka::{ClientConfig, Message, TopicPartitionList};
+use simulator::clock::Clock;
+use simulator::config::Settings;
+use simulator::encoding::schemas;
+use simulator::model::Topic;
+use simulator::simulation::{self, RunPlan, Summary};
+use simulator::sinks::kafka::KafkaSink;
+use simulator::sinks::total;
+use tokio_util::sync::CancellationToken;
+
+const PARTITIONS: i32 = 3;
+
+fn cluster() -> MockCluster<'static, rdkafka::producer::DefaultProducerContext> {
+    let cluster = MockCluster::new(1).unwrap();
+    for topic in Topic::ALL {
+        cluster.create_topic(topic.as_str(), PARTITIONS, 1).unwrap();
+    }
+    cluster
+}
+
+/// Runs `hours` simulated hours at `speed` into a Kafka sink.
+async fn run(settings: &Settings, hours: u64, clock: Clock) -> Summary {
+    let sink = KafkaSink::new(settings.kafka.as_ref().unwrap()).unwrap();
+    let plan = RunPlan {
+        seed: 3,
+        end: Some(start() + Duration::from_secs(hours * 3600)),
+    };
+    let ctx = simulation::shop_context(settings, 3).unwrap();
+    simulation::run(
+        settings,
+        plan,
+        ctx,
+        clock,
+        Box::new(sink),
+        CancellationToken::new(),
+    )
+    .await
+}
+
+/// Reads every message of every topic and returns the distinct event ids and the message count.
+fn consume_all(bootstrap: &str) -> (HashSet<String>, usize) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "check")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut assignment = TopicPartitionList::new();
+    for topic in Topic::ALL {
+        for partition in 0..PARTITIONS {
+            assignment
+                .add_partition_offset(topic.as_str(), partition, rdkafka::Offset::Beginning)
+                .unwrap();
+        }
+    }
+    consumer.assign(&assignment).unwrap();
+    let (mut ids, mut count, mut idle) = (HashSet::new(), 0, 0);
+    while idle < 3 {
+        match consumer.poll(Duration::from_secs(1)) {
+            Some(Ok(message)) => {
+                idle = 0;
+                count += 1;
+                let topic = Topic::ALL
+                    .into_iter()
+                    .find(|t| t.as_str() == message.topic())
+                    .unwrap();
+                let mut payload = message.payload().unwrap();
+                let value =
+                    apache_avro::from_avro_datum(schemas().unwrap().get(topic), &mut payload, None)
+                        .unwrap();
+                let Value::Record(fields) = value else {
+                    panic!("not a record")
+                };
+                let Value::Uuid(id) = &fields[0].1 else {
+                    panic!("event_id is {:?}", fields[0].1)
+                };
+                ids.insert(id.to_string());
+            }
+            Some(Err(e)) => panic!("consumer error: {e}"),
+            None => idle += 1,
+        }
+    }
+    (ids, count)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_down_for_a_while_loses_nothing() {
+    let cluster = cluster();
+    let bootstrap = cluster.bootstrap_servers();
+    let settings = kafka_settings("3000/h", 300, &bootstrap, &[]);
+    // One simulated hour per real second: three seconds of real time.
+    let clock = Clock::scaled(start(), 3600.0);
+    let run = tokio::spawn({
+        let settings = settings.clone();
+        async move { run(&settings, 3, clock).await }
+    });
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    cluster.broker_down(1).unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    cluster.broker_up(1).unwrap();
+    let summary = run.await.unwrap();
+    assert!(summary.is_complete(), "{summary:?}");
+    let generated = total(&summary.generated);
+    assert!(generated > 9_000, "{summary:?}");
+    let (ids, count) = consume_all(&bootstrap);
+    assert_eq!(count as u64, generated, "messages in the cluster");
+    assert_eq!(ids.len(), count, "duplicates in the cluster");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retriable_produce_errors_are_retried_without_loss_or_duplicates() {
+    let cluster = cluster();
+    let bootstrap = cluster.bootstrap_servers();
+    cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE,
+        ]
+        .repeat(5),
+    );
+    let settings = kafka_settings("3000/h", 300, &bootstrap, &[]);
+    let summary = run(&settings, 2, Clock::virtual_at(start())).await;
+    assert!(summary.is_complete(), "{summary:?}");
+    let (ids, count) = consume_all(&bootstrap);
+    assert_eq!(count as u64, total(&summary.generated));
+    assert_eq!(ids.len(), count, "a retry duplicated messages");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_that_never_returns_is_reported_after_the_delivery_timeout() {
+    let cluster = cluster();
+    let bootstrap = cluster.bootstrap_servers();
+    let settings = kafka_settings(
+        "3000/h",
+        100,
+        &bootstrap,
+        &[
+            ("SIMULATOR__KAFKA__DELIVERY_TIMEOUT", "2s"),
+            ("SIMULATOR__KAFKA__FLUSH_TIMEOUT", "10s"),
+        ],
+    );
+    cluster.broker_down(1).unwrap();
+    let summary = run(&settings, 1, Clock::virtual_at(start())).await;
+    assert!(!summary.is_complete());
+    assert!(total(&summary.generated) > 3_000, "{summary:?}");
+    assert_eq!(total(&summary.delivered), 0);
+    assert_eq!(summary.undelivered(), total(&summary.generated));
+    let error = summary.sink_error.unwrap().to_string();
+    assert!(
+        error.contains("were not delivered") && error.contains("MessageTimedOut"),
+        "{error}"
+    );
+}

@@ -1,0 +1,64 @@
+"""Checks of the retail model's invariants over decoded records, shared by the file and Kafka
+checks. Records are dicts as fastavro decodes them (Decimal amounts, datetime times)."""
+
+import collections
+
+TOPICS = ("products", "customers", "orders", "payments")
+
+
+def check_records(records):
+    """Returns a list of violations (empty when every invariant holds)."""
+    problems = []
+    ids = collections.Counter(str(r["event_id"]) for t in TOPICS for r in records[t])
+    duplicated = [i for i, n in ids.items() if n > 1]
+    if duplicated:
+        problems.append(f"{len(duplicated)} event ids appear more than once")
+
+    products = {p["product_id"]: p for p in records["products"]}
+    customers = {c["customer_id"]: c for c in records["customers"]}
+    orders = {}
+    for o in records["orders"]:
+        if o["customer_id"] not in customers or customers[o["customer_id"]]["event_time"] > o["event_time"]:
+            problems.append(f"order {o['order_id']} names customer {o['customer_id']} not signed up before it")
+        subtotal = sum(line["line_total"] for line in o["items"])
+        for line in o["items"]:
+            product = products.get(line["product_id"])
+            if product is None or product["event_time"] > o["event_time"]:
+                problems.append(f"order {o['order_id']} names unpublished product {line['product_id']}")
+            elif line["unit_price"] != product["unit_price"]:
+                problems.append(f"order {o['order_id']} line price differs from the catalogue")
+            if line["line_total"] != line["unit_price"] * line["quantity"]:
+                problems.append(f"order {o['order_id']} line {line['line_number']} total is wrong")
+        if not o["items"]:
+            problems.append(f"order {o['order_id']} has no lines")
+        if o["subtotal"] != subtotal:
+            problems.append(f"order {o['order_id']}: subtotal {o['subtotal']} != sum of lines {subtotal}")
+        if o["total"] != o["subtotal"] - o["discount"] + o["tax"] + o["shipping"]:
+            problems.append(f"order {o['order_id']}: total does not add up")
+        orders[o["order_id"]] = o
+    authorized = {}
+    for p in sorted(records["payments"], key=lambda p: p["event_time"]):
+        order = orders.get(p["order_id"])
+        if order is None or order["event_time"] > p["event_time"]:
+            problems.append(f"payment {p['payment_id']} names order {p['order_id']} not placed before it")
+            continue
+        if p["amount"] != order["total"]:
+            problems.append(f"payment {p['payment_id']} is for {p['amount']}, its order's total is {order['total']}")
+        if (p["failure_reason"] is None) == (p["status"] == "declined"):
+            problems.append(f"payment {p['payment_id']}: failure_reason does not match status {p['status']}")
+        if p["status"] == "authorized":
+            authorized[p["payment_id"]] = p
+        elif p["status"] == "captured" and p["payment_id"] not in authorized:
+            problems.append(f"payment {p['payment_id']} captured without an earlier authorisation")
+    return problems
+
+
+def summary(records, **extra):
+    """Counts for the caller to compare with what the simulator reported."""
+    result = {
+        "records": {t: len(records[t]) for t in TOPICS},
+        "event_types": dict(collections.Counter(r["event_type"] for t in TOPICS for r in records[t])),
+        "revenue_captured": str(sum(p["amount"] for p in records["payments"] if p["status"] == "captured")),
+    }
+    result.update(extra)
+    return result
