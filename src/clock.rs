@@ -32,7 +32,7 @@ use crate::model::Timestamp;
 /// At `--speed max`, sleepers woken together are due within this much simulated time.
 pub const MAX_SKEW: Duration = Duration::from_secs(1);
 /// At `--speed max`, at most this many sleepers are woken together.
-pub const MAX_BATCH: usize = 512;
+pub const MAX_BATCH: usize = 4096;
 
 /// How fast simulated time runs.
 #[derive(Debug, Clone, Copy, PartialEq)]

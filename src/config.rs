@@ -1024,4 +1024,127 @@ mod tests {
         let again = load(&["--config", file.to_str().unwrap()], &[]).unwrap();
         assert_eq!(again, s);
     }
+
+    const SECRET_KEY: &str = "c2VjcmV0LWtleS1zaG91bGQtbmV2ZXItbGVhaw==";
+
+    fn connection_string() -> String {
+        format!(
+            "Endpoint=sb://shop.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey={SECRET_KEY}"
+        )
+    }
+
+    #[test]
+    fn kafka_target_comes_from_bootstrap_or_connection_string() {
+        let s = load(
+            &["--sink", "kafka", "--bootstrap-servers", "a:9092,b:9092"],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            s.kafka.unwrap().target,
+            KafkaTarget::Bootstrap("a:9092,b:9092".into())
+        );
+
+        let cs = connection_string();
+        let s = load(
+            &["--sink", "kafka"],
+            &[("SIMULATOR__KAFKA__CONNECTION_STRING", &cs)],
+        )
+        .unwrap();
+        let kafka = s.kafka.clone().unwrap();
+        assert_eq!(
+            kafka.target.bootstrap_servers(),
+            "shop.servicebus.windows.net:9093"
+        );
+        assert!(!format!("{kafka:?}").contains(SECRET_KEY));
+        assert!(!s.to_toml().contains(SECRET_KEY));
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cs");
+        std::fs::write(&file, format!("{cs}\n")).unwrap();
+        let config = dir.path().join("sim.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[kafka]\nconnection_string_file = {:?}\n[kafka.properties]\n\"linger.ms\" = 20\n",
+                file.display().to_string()
+            ),
+        )
+        .unwrap();
+        let s = load(
+            &["--sink", "kafka", "--config", config.to_str().unwrap()],
+            &[],
+        )
+        .unwrap();
+        let kafka = s.kafka.unwrap();
+        assert!(matches!(kafka.target, KafkaTarget::EventHubs(_)));
+        assert_eq!(
+            kafka.properties,
+            vec![("linger.ms".to_owned(), "20".to_owned())]
+        );
+    }
+
+    #[test]
+    fn kafka_problems_are_named_and_never_show_the_secret() {
+        let p = problems(&["--sink", "kafka"], &[]);
+        assert_eq!(p.len(), 1);
+        assert!(
+            p[0].starts_with("kafka.bootstrap_servers (--bootstrap-servers): missing"),
+            "{p:?}"
+        );
+
+        let cs = connection_string();
+        let p = problems(
+            &["--sink", "kafka", "--bootstrap-servers", "a:1"],
+            &[("SIMULATOR__KAFKA__CONNECTION_STRING", &cs)],
+        );
+        assert!(p[0].contains("set one or the other"), "{p:?}");
+
+        let bad = format!(
+            "Endpoint=https://shop.servicebus.windows.net/;SharedAccessKeyName=a;SharedAccessKey={SECRET_KEY}"
+        );
+        let p = problems(
+            &["--sink", "kafka"],
+            &[("SIMULATOR__KAFKA__CONNECTION_STRING", &bad)],
+        );
+        assert!(
+            p[0].starts_with("kafka.connection_string: the connection string has an `Endpoint`"),
+            "{p:?}"
+        );
+        assert!(!p[0].contains(SECRET_KEY));
+
+        let p = problems(
+            &["--sink", "kafka", "--bootstrap-servers", "a:1"],
+            &[
+                ("SIMULATOR__KAFKA__FRAMING", "confluent"),
+                (
+                    "SIMULATOR__KAFKA__CONNECTION_STRING_FILE",
+                    "/nonexistent/cs",
+                ),
+                ("SIMULATOR__KAFKA__TOPICS__ORDERS", "bad topic"),
+                ("SIMULATOR__KAFKA__DELIVERY_TIMEOUT", "soon"),
+                ("SIMULATOR__KAFKA__FLUSHTIMEOUT", "1s"),
+            ],
+        );
+        let joined = p.join("\n");
+        for needle in [
+            "kafka.connection_string_file: cannot read the connection string from `/nonexistent/cs`",
+            "kafka.topics.orders: `bad topic` is not a topic name",
+            "kafka.delivery_timeout: `soon` is not a duration",
+            "kafka.flushtimeout: unknown setting",
+        ] {
+            assert!(joined.contains(needle), "missing {needle:?} in:\n{joined}");
+        }
+        let p = problems(
+            &["--sink", "kafka", "--bootstrap-servers", "a:1"],
+            &[("SIMULATOR__KAFKA__FRAMING", "confluent")],
+        );
+        assert_eq!(
+            p,
+            vec![
+                "schema_registry.url: missing: the confluent framing needs a schema registry"
+                    .to_owned()
+            ]
+        );
+    }
 }

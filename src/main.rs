@@ -18,6 +18,11 @@ use simulator::simulation::{self, RunPlan};
 use simulator::sinks::kafka::KafkaSink;
 use simulator::sinks::{FileSink, NullSink, Sink, StdoutSink, describe, total};
 
+/// mimalloc: the simulator allocates many small, short-lived values across threads (events,
+/// batches, librdkafka messages), where it is markedly faster than the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const EXIT_FAILED: u8 = 1;
 const EXIT_BAD_INPUT: u8 = 2;
 
@@ -42,10 +47,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     init_logging(&settings);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match simulation::runtime() {
         Ok(runtime) => runtime,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the async runtime");

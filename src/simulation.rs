@@ -19,6 +19,17 @@ const WATERMARK_INTERVAL: Duration = Duration::from_millis(500);
 /// How often progress is logged (real time).
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
 
+/// The async runtime a simulation runs on: one worker thread per core but one, which is left
+/// to the sink's thread and the Kafka client's threads (at least one worker).
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cores.saturating_sub(1).max(1))
+        .thread_name("shoppers")
+        .enable_all()
+        .build()
+}
+
 /// The parameters of one run that are not settings.
 #[derive(Debug, Clone, Copy)]
 pub struct RunPlan {
@@ -87,10 +98,27 @@ pub async fn run(
     let ctx = Arc::new(ctx);
     let generated = Arc::new(Generated::default());
     let (outbox, inbox) = mpsc::channel::<Message>(CHANNEL_CAPACITY);
-    let sink_thread = {
+    // The sink runs on a thread of its own, named so it shows in profiles and `top -H`.
+    let (done, sink_result) = tokio::sync::oneshot::channel();
+    let spawned = {
         let (generated, stop) = (Arc::clone(&generated), shutdown.clone());
-        tokio::task::spawn_blocking(move || pipeline::drain(sink, inbox, generated, stop))
+        std::thread::Builder::new()
+            .name("sink".into())
+            .spawn(move || {
+                let _ = done.send(pipeline::drain(sink, inbox, generated, stop));
+            })
     };
+    if let Err(e) = spawned {
+        return Summary {
+            start,
+            reached: start,
+            generated: [0; 4],
+            delivered: [0; 4],
+            sink_error: Some(SinkError::Thread(format!(
+                "cannot start the sink thread: {e}"
+            ))),
+        };
+    }
 
     // Reference data first: every product exists before any order names it.
     let catalogue = ctx
@@ -135,11 +163,13 @@ pub async fn run(
     };
     let _ = outbox.send(Message::Watermark(reached)).await;
     drop(outbox);
-    let Delivery { delivered, error } = match sink_thread.await {
+    let Delivery { delivered, error } = match sink_result.await {
         Ok(delivery) => delivery,
-        Err(e) => Delivery {
+        Err(_) => Delivery {
             delivered: [0; 4],
-            error: Some(SinkError::Thread(e.to_string())),
+            error: Some(SinkError::Thread(
+                "the sink thread ended without a report".into(),
+            )),
         },
     };
     Summary {

@@ -346,3 +346,70 @@ fn sigterm_leaves_only_complete_readable_files() {
     );
     assert_eq!(records, delivered(&output), "{per_topic:?}");
 }
+
+#[test]
+fn the_connection_string_never_appears_in_output() {
+    const KEY: &str = "c2VjcmV0LWtleS1zaG91bGQtbmV2ZXItbGVhaw==";
+    let cs = format!(
+        "Endpoint=sb://simulator-test.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey={KEY}"
+    );
+    let printed = simulator()
+        .env("SIMULATOR__KAFKA__CONNECTION_STRING", &cs)
+        .args(["--sink", "kafka", "--print-config"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&printed.stdout);
+    assert!(printed.status.success(), "{}", stderr(&printed));
+    assert!(
+        text.contains("redacted") && text.contains("simulator-test.servicebus.windows.net"),
+        "{text}"
+    );
+    assert!(!text.contains(KEY));
+
+    let bad = simulator()
+        .env(
+            "SIMULATOR__KAFKA__CONNECTION_STRING",
+            format!("Endpoint=sb://;SharedAccessKey={KEY}"),
+        )
+        .args(["--sink", "kafka"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        stderr(&bad).contains("kafka.connection_string: the connection string"),
+        "{}",
+        stderr(&bad)
+    );
+    assert!(!stderr(&bad).contains(KEY));
+
+    // A run against a namespace that cannot be reached (no network here), logging everything.
+    let run = simulator()
+        .env("SIMULATOR__KAFKA__CONNECTION_STRING", &cs)
+        .env("SIMULATOR__KAFKA__DELIVERY_TIMEOUT", "1s")
+        .env("RUST_LOG", "trace")
+        .args([
+            "--sink",
+            "kafka",
+            "--rate",
+            "10/s",
+            "--shoppers",
+            "5",
+            "--duration",
+            "30s",
+            "--speed",
+            "max",
+        ])
+        .output()
+        .unwrap();
+    let logs = stderr(&run);
+    assert_eq!(run.status.code(), Some(1), "{logs}");
+    assert!(
+        logs.contains("simulator-test.servicebus.windows.net:9093"),
+        "{logs}"
+    );
+    assert!(
+        !logs.contains(KEY),
+        "the connection string leaked into the logs"
+    );
+    assert!(!String::from_utf8_lossy(&run.stdout).contains(KEY));
+}

@@ -372,3 +372,53 @@ fn an_unreachable_broker_ends_the_run_with_the_undelivered_count_and_exit_1() {
     assert!(last["undelivered"].as_u64().unwrap() > 1_000, "{last}");
     assert_eq!(last["undelivered"], last["generated"], "{last}");
 }
+
+#[test]
+fn sigterm_flushes_and_exits_0_with_everything_delivered() {
+    let broker = broker();
+    let prefix = format!("term{}-", std::process::id());
+    create_topics(&broker.bootstrap, &prefix);
+    let child = Command::new(env!("CARGO_BIN_EXE_simulator"))
+        .args([
+            "--sink",
+            "kafka",
+            "--bootstrap-servers",
+            &broker.bootstrap,
+            "--rate",
+            "50/s",
+            "--shoppers",
+            "300",
+        ])
+        .args(["--seed", "4", "--speed", "60", "--log-format", "json"])
+        .envs(topic_env(&prefix))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Let it publish for a while (bounded), then stop it mid-run.
+    std::thread::sleep(Duration::from_secs(3));
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let delivered = delivered_by_topic(&output);
+    assert!(
+        delivered["orders"] > 0 && delivered["payments"] > 0,
+        "{delivered:?}"
+    );
+    let summary = consume(&broker.bootstrap, &prefix, &[]);
+    for topic in ["products", "customers", "orders", "payments"] {
+        assert_eq!(
+            summary["records"][topic].as_u64(),
+            Some(delivered[topic]),
+            "{topic}: {summary}"
+        );
+    }
+}

@@ -36,8 +36,9 @@ impl Money {
         Money((self.0 as f64 * rate).round() as i64)
     }
 
-    /// The unscaled value as Avro's decimal bytes: minimal big-endian two's complement.
-    pub fn to_decimal_bytes(self) -> Vec<u8> {
+    /// The unscaled value as Avro's decimal bytes: minimal big-endian two's complement, as the
+    /// bytes `[start..]` of the returned array (no allocation).
+    pub fn decimal_bytes(self) -> ([u8; 8], usize) {
         let bytes = self.0.to_be_bytes();
         let mut start = 0;
         while start < bytes.len() - 1 {
@@ -48,6 +49,12 @@ impl Money {
             }
             start += 1;
         }
+        (bytes, start)
+    }
+
+    /// The unscaled value as Avro's decimal bytes, in a vector.
+    pub fn to_decimal_bytes(self) -> Vec<u8> {
+        let (bytes, start) = self.decimal_bytes();
         bytes[start..].to_vec()
     }
 }
