@@ -85,6 +85,7 @@ fn run(settings: &Settings, sink: Box<dyn Sink>) -> u64 {
             Clock::virtual_at(start),
             sink,
             CancellationToken::new(),
+            simulation::Instruments::detached(),
         )
         .await;
         assert!(summary.is_complete(), "{summary:?}");
@@ -204,8 +205,11 @@ fn main() {
         drop(events);
         let sim_settings = settings(&bootstrap, &sim_prefix);
         let clock = tokio::time::Instant::now();
-        let sink = KafkaSink::new(sim_settings.kafka.as_ref().expect("kafka settings"))
-            .expect("a Kafka sink");
+        let sink = KafkaSink::new(
+            sim_settings.kafka.as_ref().expect("kafka settings"),
+            simulator::metrics::DeliveryMetrics::unregistered(),
+        )
+        .expect("a Kafka sink");
         let delivered = run(&sim_settings, Box::new(sink));
         simulators.push(delivered as f64 / clock.elapsed().as_secs_f64());
         assert_eq!(delivered as usize, count);

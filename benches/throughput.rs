@@ -45,6 +45,7 @@ fn run(runtime: &tokio::runtime::Runtime, settings: &Settings, sink: Box<dyn Sin
             Clock::virtual_at(start),
             sink,
             CancellationToken::new(),
+            simulation::Instruments::detached(),
         )
         .await;
         assert!(summary.is_complete(), "{summary:?}");

@@ -64,6 +64,9 @@ pub struct Cli {
     /// Kafka bootstrap servers, host:port[,host:port...] (for --sink kafka).
     #[arg(long, value_name = "HOST:PORT")]
     pub bootstrap_servers: Option<String>,
+    /// Address of the /metrics, /healthz and /readyz endpoints (port 0: any free port).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_addr: Option<String>,
     /// Log format: text or json.
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<String>,
@@ -85,6 +88,7 @@ impl Cli {
             ("sink.kind", &self.sink),
             ("file.output_dir", &self.output_dir),
             ("kafka.bootstrap_servers", &self.bootstrap_servers),
+            ("metrics.addr", &self.metrics_addr),
             ("log.format", &self.log_format),
         ]
         .into_iter()
@@ -124,6 +128,7 @@ const SETTINGS: &[(&str, Option<&str>)] = &[
     ("kafka.topics.payments", None),
     ("kafka.properties", None),
     ("schema_registry.url", None),
+    ("metrics.addr", Some("--metrics-addr")),
     ("log.format", Some("--log-format")),
     ("log.level", None),
 ];
@@ -253,6 +258,8 @@ pub struct Settings {
     pub shop: ShopSettings,
     /// Present when the sink is `kafka`.
     pub kafka: Option<KafkaSettings>,
+    /// Where the HTTP endpoints listen.
+    pub metrics_addr: std::net::SocketAddr,
     pub log_format: LogFormat,
     pub log_level: String,
 }
@@ -476,6 +483,11 @@ impl Settings {
         });
 
         let kafka = read_kafka(&mut reader, sink);
+        let metrics_addr = reader.parse("metrics.addr", |s| {
+            s.trim()
+                .parse::<std::net::SocketAddr>()
+                .map_err(|_| format!("`{s}` is not an address like 0.0.0.0:9464 or 127.0.0.1:0"))
+        });
 
         let settings = (|| {
             Some(Settings {
@@ -498,6 +510,7 @@ impl Settings {
                     discount_probability: discount_probability?,
                 },
                 kafka: kafka?,
+                metrics_addr: metrics_addr?,
                 log_format: log_format?,
                 log_level: log_level?,
             })
@@ -570,6 +583,8 @@ impl Settings {
                 Some(format!("{:?}", self.shop.discount_probability)),
             ),
             self.kafka.as_ref().map_or_else(String::new, kafka_toml),
+            "\n[metrics]\n".to_owned(),
+            line("addr", Some(quoted(&self.metrics_addr.to_string()))),
             "\n[log]\n".to_owned(),
             line("format", Some(quoted(format))),
             line("level", Some(quoted(&self.log_level))),

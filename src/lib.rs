@@ -11,6 +11,7 @@
 //! - [`encoding`]: the Avro schemas of `avro/` and the encoder.
 //! - [`sinks`]: where events go: Avro files, JSON lines, nowhere, or memory.
 //! - [`pipeline`]: the bounded channel from shoppers to a sink, with its accounting.
+//! - [`metrics`], [`endpoints`]: Prometheus metrics, health, and the HTTP endpoints serving them.
 //! - [`config`]: command line and layered configuration, validated up front.
 //! - [`simulation`]: wires one run together.
 //!
@@ -22,6 +23,8 @@
 pub mod clock;
 pub mod config;
 pub mod encoding;
+pub mod endpoints;
+pub mod metrics;
 pub mod model;
 pub mod pipeline;
 pub mod shoppers;

@@ -15,6 +15,12 @@ use simulator::clock::{Clock, Speed};
 use simulator::config::{Cli, LogFormat, Settings, SinkKind};
 use simulator::encoding;
 use simulator::simulation::{self, RunPlan};
+use std::sync::Arc;
+
+use prometheus::Registry;
+use simulator::endpoints;
+use simulator::metrics::{self, DeliveryMetrics, Health};
+use simulator::simulation::Instruments;
 use simulator::sinks::kafka::KafkaSink;
 use simulator::sinks::{FileSink, NullSink, Sink, StdoutSink, describe, total};
 
@@ -75,20 +81,32 @@ fn init_logging(settings: &Settings) {
     }
 }
 
-fn open_sink(settings: &Settings) -> Result<Box<dyn Sink>, String> {
+fn open_sink(
+    settings: &Settings,
+    metrics: DeliveryMetrics,
+    health: &Health,
+) -> Result<Box<dyn Sink>, String> {
     Ok(match settings.sink {
         SinkKind::File => Box::new(
             FileSink::new(&settings.output_dir, settings.codec)
-                .map_err(|e| format!("file.output_dir (--output-dir): cannot write there: {e}"))?,
+                .map_err(|e| format!("file.output_dir (--output-dir): cannot write there: {e}"))?
+                .with_metrics(metrics),
         ),
-        SinkKind::Stdout => Box::new(StdoutSink::new()),
-        SinkKind::Null => Box::new(NullSink::new().map_err(|e| e.to_string())?),
+        SinkKind::Stdout => Box::new(StdoutSink::new().with_metrics(metrics)),
+        SinkKind::Null => Box::new(
+            NullSink::new()
+                .map_err(|e| e.to_string())?
+                .with_metrics(metrics),
+        ),
         SinkKind::Kafka => {
             let kafka = settings
                 .kafka
                 .as_ref()
                 .ok_or("sink.kind (--sink): the kafka settings are missing")?;
-            Box::new(KafkaSink::new(kafka).map_err(|e| e.to_string())?)
+            let sink = KafkaSink::new(kafka, metrics).map_err(|e| e.to_string())?;
+            let stats = sink.stats();
+            health.set_probe(Box::new(move || stats.ready()));
+            Box::new(sink)
         }
     })
 }
@@ -104,7 +122,36 @@ async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
         end: settings.duration.map(|d| start + d),
     };
     let ctx = simulation::shop_context(&settings, seed).context("building the catalogue")?;
-    let sink = match open_sink(&settings) {
+
+    let registry = Registry::new();
+    let health = Health::new();
+    metrics::register_process(&registry).context("registering the process metrics")?;
+    let instruments =
+        Instruments::register(&registry, Arc::clone(&health)).context("registering the metrics")?;
+    let delivery =
+        DeliveryMetrics::register(&registry).context("registering the delivery metrics")?;
+    let listener = match tokio::net::TcpListener::bind(settings.metrics_addr).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!(
+                "simulator: metrics.addr (--metrics-addr): cannot listen on {}: {e}",
+                settings.metrics_addr
+            );
+            return Ok(ExitCode::from(EXIT_BAD_INPUT));
+        }
+    };
+    let metrics_addr = listener
+        .local_addr()
+        .context("reading the endpoints' address")?;
+    let endpoints_stop = CancellationToken::new();
+    let endpoints = tokio::spawn(endpoints::serve(
+        listener,
+        registry,
+        Arc::clone(&health),
+        endpoints_stop.clone(),
+    ));
+
+    let sink = match open_sink(&settings, delivery, &health) {
         Ok(sink) => sink,
         Err(message) => {
             eprintln!("simulator: {message}");
@@ -119,12 +166,15 @@ async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
         start = %start,
         end = %plan.end.map_or_else(|| "never".to_owned(), |e| e.to_string()),
         speed = %match settings.speed { Speed::Max => "max".to_owned(), Speed::Factor(f) => f.to_string() },
+        endpoints = %format!("http://{metrics_addr}/metrics"),
         "simulator starting"
     );
 
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
-    let summary = simulation::run(&settings, plan, ctx, clock, sink, shutdown).await;
+    let summary = simulation::run(&settings, plan, ctx, clock, sink, shutdown, instruments).await;
+    endpoints_stop.cancel();
+    let _ = endpoints.await;
 
     let generated = total(&summary.generated);
     let delivered = total(&summary.delivered);

@@ -10,6 +10,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use tokio::time::Instant;
+
+use crate::metrics::{Health, PipelineMetrics};
 use crate::model::{Event, Timestamp, Topic};
 use crate::sinks::{Sink, SinkError, TopicCounts};
 
@@ -19,8 +22,8 @@ pub const CHANNEL_CAPACITY: usize = 1024;
 /// What flows to the sink.
 #[derive(Debug)]
 pub enum Message {
-    /// Events, in the order one shopper produced them.
-    Events(Vec<Event>),
+    /// Events, in the order one shopper produced them, and when they were created.
+    Events(Vec<Event>, Instant),
     /// Simulated time has reached this instant.
     Watermark(Timestamp),
 }
@@ -69,23 +72,27 @@ pub fn drain(
     mut sink: Box<dyn Sink>,
     mut inbox: mpsc::Receiver<Message>,
     generated: Arc<Generated>,
+    metrics: PipelineMetrics,
+    health: Arc<Health>,
     stop: CancellationToken,
 ) -> Delivery {
     let mut error: Option<SinkError> = None;
     while let Some(message) = inbox.blocking_recv() {
         let result = match message {
-            Message::Events(events) => {
+            Message::Events(events, created) => {
                 generated.add(&events);
+                metrics.observe(&events);
                 if error.is_some() {
                     continue;
                 }
-                sink.write(&events)
+                sink.write_created(&events, created)
             }
             Message::Watermark(at) if error.is_none() => sink.advance(at),
             Message::Watermark(_) => continue,
         };
         if let Err(e) = result {
             tracing::error!(sink = sink.name(), error = %e, "sink failed; stopping the simulation");
+            health.set_sink_failure(e.to_string());
             error = Some(e);
             stop.cancel();
         }

@@ -9,10 +9,12 @@ use tokio_util::task::TaskTracker;
 
 use crate::clock::Clock;
 use crate::config::Settings;
+use crate::metrics::{Health, PipelineMetrics, SimulationMetrics};
 use crate::model::{Catalogue, CatalogueError, Event, ShopRules, Timestamp};
 use crate::pipeline::{self, CHANNEL_CAPACITY, Delivery, Generated, Message};
 use crate::shoppers::{ShopContext, Shopper, run_shopper};
 use crate::sinks::{Sink, SinkError, TopicCounts, describe};
+use prometheus::Registry;
 
 /// How often the sink hears the clock's watermark (real time).
 const WATERMARK_INTERVAL: Duration = Duration::from_millis(500);
@@ -66,6 +68,31 @@ impl Summary {
     }
 }
 
+/// The instruments a run reports through: its metrics and its health.
+#[derive(Debug, Clone)]
+pub struct Instruments {
+    pub pipeline: PipelineMetrics,
+    pub simulation: SimulationMetrics,
+    pub health: Arc<Health>,
+}
+
+impl Instruments {
+    /// Instruments registered into `registry`.
+    pub fn register(registry: &Registry, health: Arc<Health>) -> prometheus::Result<Self> {
+        Ok(Self {
+            pipeline: PipelineMetrics::register(registry)?,
+            simulation: SimulationMetrics::register(registry)?,
+            health,
+        })
+    }
+
+    /// Instruments nobody reads, for runs embedded in tests and benchmarks.
+    pub fn detached() -> Self {
+        Self::register(&Registry::new(), Health::new())
+            .expect("a fresh registry accepts every metric")
+    }
+}
+
 /// The shared state of all shoppers, built from the settings.
 pub fn shop_context(settings: &Settings, seed: u64) -> Result<ShopContext, CatalogueError> {
     let catalogue = Catalogue::generate(seed, settings.products, settings.popularity_exponent)?;
@@ -93,19 +120,37 @@ pub async fn run(
     clock: Clock,
     sink: Box<dyn Sink>,
     shutdown: CancellationToken,
+    instruments: Instruments,
 ) -> Summary {
     let start = clock.now();
+    let Instruments {
+        pipeline: pipeline_metrics,
+        simulation: metrics,
+        health,
+    } = instruments;
+    metrics.target_rate.set(settings.rate.per_second());
     let ctx = Arc::new(ctx);
     let generated = Arc::new(Generated::default());
     let (outbox, inbox) = mpsc::channel::<Message>(CHANNEL_CAPACITY);
     // The sink runs on a thread of its own, named so it shows in profiles and `top -H`.
     let (done, sink_result) = tokio::sync::oneshot::channel();
     let spawned = {
-        let (generated, stop) = (Arc::clone(&generated), shutdown.clone());
+        let (generated, stop, health) = (
+            Arc::clone(&generated),
+            shutdown.clone(),
+            Arc::clone(&health),
+        );
         std::thread::Builder::new()
             .name("sink".into())
             .spawn(move || {
-                let _ = done.send(pipeline::drain(sink, inbox, generated, stop));
+                let _ = done.send(pipeline::drain(
+                    sink,
+                    inbox,
+                    generated,
+                    pipeline_metrics,
+                    health,
+                    stop,
+                ));
             })
     };
     if let Err(e) = spawned {
@@ -127,33 +172,44 @@ pub async fn run(
         .into_iter()
         .map(Event::Product)
         .collect();
-    let _ = outbox.send(Message::Events(catalogue)).await;
+    let _ = outbox
+        .send(Message::Events(catalogue, tokio::time::Instant::now()))
+        .await;
 
     let shoppers = TaskTracker::new();
     // Holding a timer keeps a virtual clock still until every shopper has joined.
     let hold = clock.timer();
     for id in 1..=i64::from(settings.shoppers) {
         let shopper = Shopper::new(plan.seed, id, start, &ctx);
-        shoppers.spawn(run_shopper(
+        let actor = run_shopper(
             shopper,
             Arc::clone(&ctx),
             clock.timer(),
             plan.end,
             outbox.clone(),
             shutdown.clone(),
-        ));
+        );
+        let active = metrics.shoppers_active.clone();
+        active.inc();
+        shoppers.spawn(async move {
+            actor.await;
+            active.dec();
+        });
     }
     drop(hold);
     shoppers.close();
+    health.set_shoppers_running(true);
 
     let ticker_stop = CancellationToken::new();
     let ticker = tokio::spawn(tick(
         clock.clone(),
         outbox.clone(),
         Arc::clone(&generated),
+        metrics.clone(),
         ticker_stop.clone(),
     ));
     shoppers.wait().await;
+    health.set_shoppers_running(false);
     ticker_stop.cancel();
     let _ = ticker.await;
 
@@ -186,6 +242,7 @@ async fn tick(
     clock: Clock,
     outbox: mpsc::Sender<Message>,
     generated: Arc<Generated>,
+    metrics: SimulationMetrics,
     stop: CancellationToken,
 ) {
     let mut interval = tokio::time::interval(WATERMARK_INTERVAL);
@@ -197,7 +254,9 @@ async fn tick(
             () = stop.cancelled() => return,
             _ = interval.tick() => {}
         }
-        if outbox.send(Message::Watermark(clock.now())).await.is_err() {
+        let now = clock.now();
+        metrics.simulated_time.set(now.as_micros() as f64 / 1e6);
+        if outbox.send(Message::Watermark(now)).await.is_err() {
             return;
         }
         ticks += 1;

@@ -19,6 +19,8 @@ fn simulator() -> Command {
             command.env_remove(name);
         }
     }
+    // Tests run side by side: endpoints on any free port.
+    command.env("SIMULATOR__METRICS__ADDR", "127.0.0.1:0");
     command
 }
 

@@ -110,6 +110,7 @@ fn topic_env(prefix: &str) -> Vec<(String, String)> {
 /// Runs the binary for a simulated day into the broker.
 fn simulate_day(bootstrap: &str, prefix: &str, extra_env: &[(String, String)]) -> Output {
     let output = Command::new(env!("CARGO_BIN_EXE_simulator"))
+        .env("SIMULATOR__METRICS__ADDR", "127.0.0.1:0")
         .args([
             "--sink",
             "kafka",
@@ -336,6 +337,7 @@ fn confluent_framing_registers_schemas_and_prefixes_their_ids() {
 fn an_unreachable_broker_ends_the_run_with_the_undelivered_count_and_exit_1() {
     // Nothing listens on port 1 of loopback.
     let output = Command::new(env!("CARGO_BIN_EXE_simulator"))
+        .env("SIMULATOR__METRICS__ADDR", "127.0.0.1:0")
         .args([
             "--sink",
             "kafka",
@@ -379,6 +381,7 @@ fn sigterm_flushes_and_exits_0_with_everything_delivered() {
     let prefix = format!("term{}-", std::process::id());
     create_topics(&broker.bootstrap, &prefix);
     let child = Command::new(env!("CARGO_BIN_EXE_simulator"))
+        .env("SIMULATOR__METRICS__ADDR", "127.0.0.1:0")
         .args([
             "--sink",
             "kafka",

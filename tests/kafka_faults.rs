@@ -33,7 +33,11 @@ fn cluster() -> MockCluster<'static, rdkafka::producer::DefaultProducerContext> 
 
 /// Runs `hours` simulated hours at `speed` into a Kafka sink.
 async fn run(settings: &Settings, hours: u64, clock: Clock) -> Summary {
-    let sink = KafkaSink::new(settings.kafka.as_ref().unwrap()).unwrap();
+    let sink = KafkaSink::new(
+        settings.kafka.as_ref().unwrap(),
+        simulator::metrics::DeliveryMetrics::unregistered(),
+    )
+    .unwrap();
     let plan = RunPlan {
         seed: 3,
         end: Some(start() + Duration::from_secs(hours * 3600)),
@@ -46,6 +50,7 @@ async fn run(settings: &Settings, hours: u64, clock: Clock) -> Summary {
         clock,
         Box::new(sink),
         CancellationToken::new(),
+        simulation::Instruments::detached(),
     )
     .await
 }

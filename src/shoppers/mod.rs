@@ -43,7 +43,8 @@ pub fn run_shopper(
                 () = timer.sleep_until(at) => {}
             }
             shopper.step(at, &ctx, &mut events);
-            match outbox.try_send(Message::Events(std::mem::take(&mut events))) {
+            let batch = Message::Events(std::mem::take(&mut events), tokio::time::Instant::now());
+            match outbox.try_send(batch) {
                 Ok(()) => {}
                 Err(TrySendError::Full(message)) => {
                     if Box::pin(outbox.send(message)).await.is_err() {

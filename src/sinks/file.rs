@@ -19,6 +19,7 @@ use apache_avro::{Codec, DeflateSettings, Writer};
 
 use super::{Sink, SinkError, TopicCounts};
 use crate::encoding::{Schemas, schemas};
+use crate::metrics::{DeliveryMetrics, event_type_index};
 use crate::model::{Event, MICROS_PER_HOUR, Timestamp, Topic};
 
 /// How long after an hour ends its files are completed, in simulated time.
@@ -70,6 +71,8 @@ struct OpenFile {
     temp: PathBuf,
     path: PathBuf,
     events: u64,
+    /// Events by type, for the delivery metrics.
+    by_type: [u64; 6],
 }
 
 /// The `file` sink.
@@ -84,6 +87,7 @@ pub struct FileSink {
     /// The latest event time seen.
     latest: Timestamp,
     delivered: TopicCounts,
+    metrics: DeliveryMetrics,
 }
 
 impl std::fmt::Debug for FileSink {
@@ -116,7 +120,14 @@ impl FileSink {
             next_part: HashMap::new(),
             latest: Timestamp::default(),
             delivered: [0; 4],
+            metrics: DeliveryMetrics::unregistered(),
         })
+    }
+
+    /// Reports deliveries (events in complete files) to `metrics`.
+    pub fn with_metrics(mut self, metrics: DeliveryMetrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The directory of one topic's hour.
@@ -179,6 +190,7 @@ impl FileSink {
             temp,
             path,
             events: 0,
+            by_type: [0; 6],
         })
     }
 
@@ -195,6 +207,9 @@ impl FileSink {
         handle.sync_all().map_err(io_error(&file.temp))?;
         fs::rename(&file.temp, &file.path).map_err(io_error(&file.path))?;
         self.delivered[topic.index()] += file.events;
+        for (index, count) in file.by_type.iter().enumerate() {
+            self.metrics.delivered(index, *count);
+        }
         Ok(())
     }
 
@@ -238,6 +253,7 @@ impl Sink for FileSink {
                     source: Box::new(source),
                 })?;
             file.events += 1;
+            file.by_type[event_type_index(event)] += 1;
             self.latest = self.latest.max(event.event_time());
         }
         Ok(())

@@ -58,6 +58,16 @@ pub trait Sink: Send {
     /// Takes a batch of events, in order.
     fn write(&mut self, events: &[Event]) -> Result<(), SinkError>;
 
+    /// Takes a batch of events created at `created` (sinks that measure delivery latency
+    /// use it); the same as [`Sink::write`] otherwise.
+    fn write_created(
+        &mut self,
+        events: &[Event],
+        _created: tokio::time::Instant,
+    ) -> Result<(), SinkError> {
+        self.write(events)
+    }
+
     /// Simulated time has reached `watermark`: finish whatever is complete (the file sink
     /// closes the files of hours that ended).
     fn advance(&mut self, _watermark: Timestamp) -> Result<(), SinkError> {

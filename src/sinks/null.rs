@@ -2,6 +2,7 @@
 
 use super::{Sink, SinkError, TopicCounts, count_events};
 use crate::encoding::Encoder;
+use crate::metrics::{DeliveryMetrics, event_type_index};
 use crate::model::Event;
 
 /// The `null` sink.
@@ -10,6 +11,7 @@ pub struct NullSink {
     encoder: Encoder,
     buffer: Vec<u8>,
     delivered: TopicCounts,
+    metrics: DeliveryMetrics,
     /// Bytes encoded so far.
     pub bytes: u64,
 }
@@ -21,8 +23,15 @@ impl NullSink {
             encoder: Encoder::new()?,
             buffer: Vec::with_capacity(1024),
             delivered: [0; 4],
+            metrics: DeliveryMetrics::unregistered(),
             bytes: 0,
         })
+    }
+
+    /// Reports deliveries (every event encoded) to `metrics`.
+    pub fn with_metrics(mut self, metrics: DeliveryMetrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 }
 
@@ -36,6 +45,7 @@ impl Sink for NullSink {
             self.buffer.clear();
             self.encoder.encode_into(event, &mut self.buffer)?;
             self.bytes += self.buffer.len() as u64;
+            self.metrics.delivered(event_type_index(event), 1);
         }
         count_events(&mut self.delivered, events);
         Ok(())

@@ -4,6 +4,7 @@
 use std::io::{BufWriter, Stdout, Write};
 
 use super::{Sink, SinkError, TopicCounts, count_events};
+use crate::metrics::{DeliveryMetrics, event_type_index};
 use crate::model::Event;
 
 /// The `stdout` sink.
@@ -11,6 +12,7 @@ use crate::model::Event;
 pub struct StdoutSink<W: Write + Send = Stdout> {
     out: BufWriter<W>,
     delivered: TopicCounts,
+    metrics: DeliveryMetrics,
 }
 
 impl StdoutSink<Stdout> {
@@ -32,7 +34,14 @@ impl<W: Write + Send> StdoutSink<W> {
         Self {
             out: BufWriter::new(out),
             delivered: [0; 4],
+            metrics: DeliveryMetrics::unregistered(),
         }
+    }
+
+    /// Reports deliveries (every line written) to `metrics`.
+    pub fn with_metrics(mut self, metrics: DeliveryMetrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The writer, once closed.
@@ -56,6 +65,7 @@ impl<W: Write + Send> Sink for StdoutSink<W> {
     fn write(&mut self, events: &[Event]) -> Result<(), SinkError> {
         for event in events {
             write_line(&mut self.out, event).map_err(SinkError::Stdout)?;
+            self.metrics.delivered(event_type_index(event), 1);
         }
         count_events(&mut self.delivered, events);
         Ok(())

@@ -49,6 +49,7 @@ pub fn run_in_memory(settings: &Settings, seed: u64, hours: u64) -> (Vec<Event>,
             Clock::virtual_at(start()),
             Box::new(sink.clone()),
             CancellationToken::new(),
+            simulation::Instruments::detached(),
         )
         .await;
         assert!(summary.is_complete(), "{summary:?}");

@@ -217,6 +217,8 @@ impl KafkaSettings {
             plain("message.max.bytes", "1000000"),
             // Java clients' partitioner, so other producers agree on a key's partition.
             plain("partitioner", "murmur2_random"),
+            // Queue depth, round-trip and throttle times for the metrics.
+            plain("statistics.interval.ms", "5000"),
         ]);
         properties.extend(self.properties.iter().map(|(k, v)| plain(k, v)));
         properties
@@ -278,6 +280,7 @@ mod tests {
                 ("compression.type", "none"),
                 ("message.max.bytes", "1000000"),
                 ("partitioner", "murmur2_random"),
+                ("statistics.interval.ms", "5000"),
                 ("linger.ms", "20"),
             ]
         );

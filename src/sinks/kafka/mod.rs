@@ -32,6 +32,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 
 use super::{Sink, SinkError, TopicCounts};
 use crate::encoding::{Encoder, schemas};
+use crate::metrics::{DeliveryMetrics, EVENT_TYPES, event_type_index};
 use crate::model::{Event, Topic};
 
 /// How long to wait before offering a message again when librdkafka's queue is full.
@@ -52,6 +53,10 @@ pub struct DeliveryStats {
     permanent: Mutex<Option<String>>,
     /// Whether the cluster has answered at least once.
     connected: AtomicBool,
+    /// Failed delivery reports since the last successful one.
+    failures_since_success: AtomicU64,
+    /// Why the last delivery failed.
+    last_failure: Mutex<Option<String>>,
 }
 
 impl DeliveryStats {
@@ -86,6 +91,30 @@ impl DeliveryStats {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
+
+    /// Whether the sink can deliver now: connected, no permanent failure, and the latest
+    /// delivery reports not all failures.
+    pub fn ready(&self) -> Result<(), String> {
+        if let Some(reason) = self.permanent() {
+            return Err(format!("delivery cannot succeed: {reason}"));
+        }
+        if !self.connected.load(Ordering::Relaxed) {
+            return Err("the Kafka cluster has not answered yet".into());
+        }
+        let failures = self.failures_since_success.load(Ordering::Relaxed);
+        if failures > 0 {
+            let reason = self
+                .last_failure
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            return Err(format!(
+                "the last {failures} deliveries failed ({})",
+                reason.unwrap_or_default()
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Errors after which retrying cannot succeed.
@@ -106,7 +135,18 @@ fn is_permanent(code: RDKafkaErrorCode) -> bool {
 /// librdkafka's callbacks: delivery reports, client errors and logs.
 struct Context {
     stats: Arc<DeliveryStats>,
+    metrics: DeliveryMetrics,
+    /// The origin of the creation instants carried in each message's opaque.
+    origin: tokio::time::Instant,
+    /// Cumulative per-broker transmit errors and retries last reported by librdkafka.
+    broker_totals: Mutex<BTreeMap<String, (u64, u64)>>,
     last_logged: Mutex<BTreeMap<String, tokio::time::Instant>>,
+}
+
+/// A message's opaque: its event type's index in the low 3 bits, its creation instant (in
+/// microseconds since the sink's origin) above them.
+fn opaque(event_type: usize, created_micros: u64) -> usize {
+    ((created_micros as usize) << 3) | event_type
 }
 
 impl Context {
@@ -136,6 +176,40 @@ impl ClientContext for Context {
         }
     }
 
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        self.metrics.queue_messages.set(statistics.msg_cnt as i64);
+        self.metrics.queue_bytes.set(statistics.msg_size as i64);
+        self.metrics
+            .queue_max_messages
+            .set(statistics.msg_max as i64);
+        let mut totals = self.broker_totals.lock().unwrap_or_else(|e| e.into_inner());
+        for broker in statistics.brokers.values().filter(|b| b.nodeid >= 0) {
+            let label = [broker.name.as_str()];
+            // librdkafka reports round-trip times in microseconds, throttle times in milliseconds.
+            let rtt = broker.rtt.as_ref().map_or(0.0, |w| w.avg as f64 / 1e6);
+            let throttle = broker.throttle.as_ref().map_or(0.0, |w| w.avg as f64 / 1e3);
+            self.metrics.broker_rtt.with_label_values(&label).set(rtt);
+            self.metrics
+                .broker_throttle
+                .with_label_values(&label)
+                .set(throttle);
+            self.metrics
+                .broker_up
+                .with_label_values(&label)
+                .set(i64::from(broker.state == "UP"));
+            let (errors, retries) = totals.entry(broker.name.clone()).or_default();
+            self.metrics
+                .broker_tx_errors
+                .with_label_values(&label)
+                .inc_by(broker.txerrs.saturating_sub(*errors));
+            self.metrics
+                .broker_tx_retries
+                .with_label_values(&label)
+                .inc_by(broker.txretries.saturating_sub(*retries));
+            (*errors, *retries) = (broker.txerrs, broker.txretries);
+        }
+    }
+
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
         use rdkafka::config::RDKafkaLogLevel::*;
         match level {
@@ -152,14 +226,26 @@ impl ClientContext for Context {
 impl ProducerContext for Context {
     type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, topic: usize) {
+    fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
+        let event_type = opaque & 0b111;
+        let topic = EVENT_TYPES[event_type].1.index();
         match result {
             Ok(_) => {
                 self.stats.connected.store(true, Ordering::Relaxed);
+                self.stats
+                    .failures_since_success
+                    .store(0, Ordering::Relaxed);
                 self.stats.delivered[topic].fetch_add(1, Ordering::Relaxed);
+                self.metrics.delivered(event_type, 1);
+                let created = Duration::from_micros((opaque >> 3) as u64);
+                let latency = self.origin.elapsed().saturating_sub(created);
+                self.metrics.latency.observe(latency.as_secs_f64());
             }
             Err((error, _)) => {
                 self.stats.failed[topic].fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .failures_since_success
+                    .fetch_add(1, Ordering::Relaxed);
                 let reason = match error.rdkafka_error_code() {
                     Some(code) => {
                         if is_permanent(code) {
@@ -169,6 +255,12 @@ impl ProducerContext for Context {
                     }
                     None => error.to_string(),
                 };
+                self.metrics.failed(&reason);
+                *self
+                    .stats
+                    .last_failure
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = Some(reason.clone());
                 if self.may_log(&reason) {
                     tracing::warn!(topic = Topic::ALL[topic].as_str(), %reason, error = %error, "a message was not delivered");
                 }
@@ -201,6 +293,7 @@ pub struct KafkaSink {
     encoder: Encoder,
     value: Vec<u8>,
     flush_timeout: Duration,
+    origin: tokio::time::Instant,
 }
 
 impl std::fmt::Debug for KafkaSink {
@@ -217,7 +310,7 @@ impl std::fmt::Debug for KafkaSink {
 impl KafkaSink {
     /// Creates the producer (and registers the schemas for the `confluent` framing). An
     /// unreachable cluster is reported but not fatal: librdkafka keeps trying.
-    pub fn new(settings: &KafkaSettings) -> Result<Self, SinkError> {
+    pub fn new(settings: &KafkaSettings, metrics: DeliveryMetrics) -> Result<Self, SinkError> {
         let schemas = schemas()?;
         let mut topics = Vec::with_capacity(4);
         for topic in Topic::ALL {
@@ -249,8 +342,12 @@ impl KafkaSink {
             config.set(property.key.as_str(), property.value.expose());
         }
         let stats = Arc::new(DeliveryStats::default());
+        let origin = tokio::time::Instant::now();
         let context = Context {
             stats: Arc::clone(&stats),
+            metrics,
+            origin,
+            broker_totals: Mutex::new(BTreeMap::new()),
             last_logged: Mutex::new(BTreeMap::new()),
         };
         let producer: ThreadedProducer<Context> = config
@@ -275,6 +372,7 @@ impl KafkaSink {
             encoder: Encoder::new()?,
             value: Vec::with_capacity(1024),
             flush_timeout: settings.flush_timeout,
+            origin,
         })
     }
 
@@ -299,7 +397,16 @@ impl Sink for KafkaSink {
     }
 
     fn write(&mut self, events: &[Event]) -> Result<(), SinkError> {
+        self.write_created(events, tokio::time::Instant::now())
+    }
+
+    fn write_created(
+        &mut self,
+        events: &[Event],
+        created: tokio::time::Instant,
+    ) -> Result<(), SinkError> {
         self.check_permanent()?;
+        let created_micros = created.saturating_duration_since(self.origin).as_micros() as u64;
         let mut key = itoa::Buffer::new();
         for event in events {
             let topic = event.topic().index();
@@ -327,11 +434,14 @@ impl Sink for KafkaSink {
                     key: "content-type",
                     value: Some("avro/binary"),
                 });
-            let mut record = BaseRecord::with_opaque_to(&spec.name, topic)
-                .key(key)
-                .payload(&self.value)
-                .timestamp(event.event_time().as_millis())
-                .headers(headers);
+            let mut record = BaseRecord::with_opaque_to(
+                &spec.name,
+                opaque(event_type_index(event), created_micros),
+            )
+            .key(key)
+            .payload(&self.value)
+            .timestamp(event.event_time().as_millis())
+            .headers(headers);
             loop {
                 match self.producer.send(record) {
                     Ok(()) => break,

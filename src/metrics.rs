@@ -1,0 +1,348 @@
+//! Prometheus metrics and health.
+//!
+//! Each component owns a metrics struct, registered into the one [`Registry`] handed down at
+//! start; there are no global metrics. Names follow Prometheus conventions: the `simulator_`
+//! prefix, base units (seconds, bytes), `_total` for counters, low-cardinality labels (topic,
+//! event type, channel, status, method, currency, reason, broker).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use prometheus::{
+    CounterVec, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry,
+};
+
+use crate::model::{Event, Topic};
+
+/// Every `event_type`, in the order of [`event_type_index`].
+pub const EVENT_TYPES: [(&str, Topic); 6] = [
+    ("product_published", Topic::Products),
+    ("customer_signed_up", Topic::Customers),
+    ("order_placed", Topic::Orders),
+    ("payment_authorized", Topic::Payments),
+    ("payment_captured", Topic::Payments),
+    ("payment_declined", Topic::Payments),
+];
+
+/// The position of an event's type in [`EVENT_TYPES`].
+pub fn event_type_index(event: &Event) -> usize {
+    match event.event_type() {
+        "product_published" => 0,
+        "customer_signed_up" => 1,
+        "order_placed" => 2,
+        "payment_authorized" => 3,
+        "payment_captured" => 4,
+        _ => 5,
+    }
+}
+
+fn per_event_type(vec: &IntCounterVec) -> [IntCounter; 6] {
+    EVENT_TYPES.map(|(event_type, topic)| vec.with_label_values(&[topic.as_str(), event_type]))
+}
+
+/// What the pipeline sees go by: events generated and the business they represent.
+#[derive(Debug, Clone)]
+pub struct PipelineMetrics {
+    generated: [IntCounter; 6],
+    orders: IntCounterVec,
+    payments: IntCounterVec,
+    revenue: CounterVec,
+}
+
+impl PipelineMetrics {
+    /// Registers the pipeline's metrics.
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let generated = IntCounterVec::new(
+            Opts::new(
+                "simulator_events_generated_total",
+                "Events generated, by topic and event type.",
+            ),
+            &["topic", "event_type"],
+        )?;
+        let orders = IntCounterVec::new(
+            Opts::new(
+                "simulator_orders_total",
+                "Order events, by sales channel and order status.",
+            ),
+            &["channel", "status"],
+        )?;
+        let payments = IntCounterVec::new(
+            Opts::new(
+                "simulator_payments_total",
+                "Payment events, by method and status.",
+            ),
+            &["method", "status"],
+        )?;
+        let revenue = CounterVec::new(
+            Opts::new(
+                "simulator_revenue_total",
+                "Captured payments, in units of the currency.",
+            ),
+            &["currency"],
+        )?;
+        registry.register(Box::new(generated.clone()))?;
+        registry.register(Box::new(orders.clone()))?;
+        registry.register(Box::new(payments.clone()))?;
+        registry.register(Box::new(revenue.clone()))?;
+        Ok(Self {
+            generated: per_event_type(&generated),
+            orders,
+            payments,
+            revenue,
+        })
+    }
+
+    /// Counts a batch of generated events.
+    pub fn observe(&self, events: &[Event]) {
+        for event in events {
+            self.generated[event_type_index(event)].inc();
+            match event {
+                Event::Order(o) => self.orders.with_label_values(&[o.channel, o.status]).inc(),
+                Event::Payment(p) => {
+                    self.payments.with_label_values(&[p.method, p.status]).inc();
+                    if p.status == "captured" {
+                        self.revenue
+                            .with_label_values(&[p.currency])
+                            .inc_by(p.amount.cents() as f64 / 100.0);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// What a sink reports about delivery.
+#[derive(Debug, Clone)]
+pub struct DeliveryMetrics {
+    delivered: [IntCounter; 6],
+    failures: IntCounterVec,
+    /// From the event's creation to its delivery report, in seconds.
+    pub latency: Histogram,
+    pub queue_messages: IntGauge,
+    pub queue_bytes: IntGauge,
+    pub queue_max_messages: IntGauge,
+    pub broker_rtt: GaugeVec,
+    pub broker_throttle: GaugeVec,
+    pub broker_tx_errors: IntCounterVec,
+    pub broker_tx_retries: IntCounterVec,
+    pub broker_up: IntGaugeVec,
+}
+
+impl DeliveryMetrics {
+    /// Registers the delivery metrics.
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let delivered = IntCounterVec::new(
+            Opts::new(
+                "simulator_events_delivered_total",
+                "Events delivered (acknowledged by the broker, or in a complete file), by topic and event type.",
+            ),
+            &["topic", "event_type"],
+        )?;
+        let failures = IntCounterVec::new(
+            Opts::new(
+                "simulator_delivery_failures_total",
+                "Events that could not be delivered, by reason.",
+            ),
+            &["reason"],
+        )?;
+        let latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "simulator_delivery_latency_seconds",
+                "Time from an event's creation to its delivery report.",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                60.0,
+            ]),
+        )?;
+        let queue_messages = IntGauge::new(
+            "simulator_producer_queue_messages",
+            "Messages waiting in the producer's queue.",
+        )?;
+        let queue_bytes = IntGauge::new(
+            "simulator_producer_queue_bytes",
+            "Bytes waiting in the producer's queue.",
+        )?;
+        let queue_max_messages = IntGauge::new(
+            "simulator_producer_queue_max_messages",
+            "Capacity of the producer's queue, in messages.",
+        )?;
+        let broker_rtt = GaugeVec::new(
+            Opts::new(
+                "simulator_kafka_broker_rtt_seconds",
+                "Average request round-trip time to each broker.",
+            ),
+            &["broker"],
+        )?;
+        let broker_throttle = GaugeVec::new(
+            Opts::new(
+                "simulator_kafka_broker_throttle_seconds",
+                "Average throttle time each broker imposed.",
+            ),
+            &["broker"],
+        )?;
+        let broker_tx_errors = IntCounterVec::new(
+            Opts::new(
+                "simulator_kafka_broker_tx_errors_total",
+                "Transmission errors, by broker.",
+            ),
+            &["broker"],
+        )?;
+        let broker_tx_retries = IntCounterVec::new(
+            Opts::new(
+                "simulator_kafka_broker_tx_retries_total",
+                "Request retries, by broker.",
+            ),
+            &["broker"],
+        )?;
+        let broker_up = IntGaugeVec::new(
+            Opts::new(
+                "simulator_kafka_broker_up",
+                "1 when the connection to the broker is up.",
+            ),
+            &["broker"],
+        )?;
+        registry.register(Box::new(delivered.clone()))?;
+        registry.register(Box::new(failures.clone()))?;
+        registry.register(Box::new(latency.clone()))?;
+        registry.register(Box::new(queue_messages.clone()))?;
+        registry.register(Box::new(queue_bytes.clone()))?;
+        registry.register(Box::new(queue_max_messages.clone()))?;
+        registry.register(Box::new(broker_rtt.clone()))?;
+        registry.register(Box::new(broker_throttle.clone()))?;
+        registry.register(Box::new(broker_tx_errors.clone()))?;
+        registry.register(Box::new(broker_tx_retries.clone()))?;
+        registry.register(Box::new(broker_up.clone()))?;
+        Ok(Self {
+            delivered: per_event_type(&delivered),
+            failures,
+            latency,
+            queue_messages,
+            queue_bytes,
+            queue_max_messages,
+            broker_rtt,
+            broker_throttle,
+            broker_tx_errors,
+            broker_tx_retries,
+            broker_up,
+        })
+    }
+
+    /// Metrics registered nowhere, for sinks built without a registry.
+    pub fn unregistered() -> Self {
+        Self::register(&Registry::new()).expect("a fresh registry accepts every metric")
+    }
+
+    /// Counts `count` delivered events of the event type at `index` of [`EVENT_TYPES`].
+    pub fn delivered(&self, index: usize, count: u64) {
+        self.delivered[index].inc_by(count);
+    }
+
+    /// Counts a failed delivery.
+    pub fn failed(&self, reason: &str) {
+        self.failures.with_label_values(&[reason]).inc();
+    }
+}
+
+/// What the simulation itself reports.
+#[derive(Debug, Clone)]
+pub struct SimulationMetrics {
+    pub target_rate: Gauge,
+    pub shoppers_active: IntGauge,
+    pub simulated_time: Gauge,
+}
+
+impl SimulationMetrics {
+    /// Registers the simulation's metrics.
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let target_rate = Gauge::new(
+            "simulator_target_orders_per_second",
+            "The configured long-run rate of orders, per second.",
+        )?;
+        let shoppers_active = IntGauge::new("simulator_shoppers_active", "Shopper tasks running.")?;
+        let simulated_time = Gauge::new(
+            "simulator_simulated_time_seconds",
+            "The simulation clock, in seconds since the Unix epoch.",
+        )?;
+        registry.register(Box::new(target_rate.clone()))?;
+        registry.register(Box::new(shoppers_active.clone()))?;
+        registry.register(Box::new(simulated_time.clone()))?;
+        Ok(Self {
+            target_rate,
+            shoppers_active,
+            simulated_time,
+        })
+    }
+}
+
+/// Registers the process metrics (CPU, memory, file descriptors) and `simulator_build_info`.
+pub fn register_process(registry: &Registry) -> prometheus::Result<()> {
+    #[cfg(target_os = "linux")]
+    registry.register(Box::new(
+        prometheus::process_collector::ProcessCollector::for_self(),
+    ))?;
+    let info = IntGaugeVec::new(
+        Opts::new("simulator_build_info", "Build information; always 1."),
+        &["version"],
+    )?;
+    info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+    registry.register(Box::new(info))?;
+    Ok(())
+}
+
+/// A check of whether a sink can deliver: `Err` says why not.
+pub type SinkProbe = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+/// Liveness and readiness, shared between the simulation and the HTTP endpoints.
+#[derive(Default)]
+pub struct Health {
+    shoppers_running: AtomicBool,
+    sink_failure: Mutex<Option<String>>,
+    probe: Mutex<Option<SinkProbe>>,
+}
+
+impl std::fmt::Debug for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Health")
+            .field("shoppers_running", &self.shoppers_running)
+            .finish()
+    }
+}
+
+impl Health {
+    /// A fresh health record, not ready.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// The shoppers started or stopped.
+    pub fn set_shoppers_running(&self, running: bool) {
+        self.shoppers_running.store(running, Ordering::Relaxed);
+    }
+
+    /// The sink failed for good.
+    pub fn set_sink_failure(&self, reason: String) {
+        *self.sink_failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
+    }
+
+    /// Installs the sink's own check (the Kafka sink's connection and recent deliveries).
+    pub fn set_probe(&self, probe: SinkProbe) {
+        *self.probe.lock().unwrap_or_else(|e| e.into_inner()) = Some(probe);
+    }
+
+    /// `Ok` when shoppers run and the sink can deliver; otherwise why not.
+    pub fn ready(&self) -> Result<(), String> {
+        if !self.shoppers_running.load(Ordering::Relaxed) {
+            return Err("shoppers are not running".into());
+        }
+        if let Some(reason) = &*self.sink_failure.lock().unwrap_or_else(|e| e.into_inner()) {
+            return Err(format!("the sink failed: {reason}"));
+        }
+        match &*self.probe.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(probe) => probe(),
+            None => Ok(()),
+        }
+    }
+}
