@@ -125,7 +125,13 @@ async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
 
     let registry = Registry::new();
     let health = Health::new();
-    metrics::register_process(&registry).context("registering the process metrics")?;
+    let sink_name = match settings.sink {
+        SinkKind::File => "file",
+        SinkKind::Kafka => "kafka",
+        SinkKind::Stdout => "stdout",
+        SinkKind::Null => "null",
+    };
+    metrics::register_process(&registry, sink_name).context("registering the process metrics")?;
     let instruments =
         Instruments::register(&registry, Arc::clone(&health)).context("registering the metrics")?;
     let delivery =

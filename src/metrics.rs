@@ -277,8 +277,15 @@ impl SimulationMetrics {
     }
 }
 
-/// Registers the process metrics (CPU, memory, file descriptors) and `simulator_build_info`.
-pub fn register_process(registry: &Registry) -> prometheus::Result<()> {
+/// Registers the process metrics (CPU, memory, file descriptors), `simulator_build_info` and
+/// `simulator_sink_info{sink}` (which sink this process writes to, for alerts that apply to one).
+pub fn register_process(registry: &Registry, sink: &str) -> prometheus::Result<()> {
+    let sink_info = IntGaugeVec::new(
+        Opts::new("simulator_sink_info", "The sink in use; always 1."),
+        &["sink"],
+    )?;
+    sink_info.with_label_values(&[sink]).set(1);
+    registry.register(Box::new(sink_info))?;
     #[cfg(target_os = "linux")]
     registry.register(Box::new(
         prometheus::process_collector::ProcessCollector::for_self(),

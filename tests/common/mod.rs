@@ -2,7 +2,14 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
+use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
 
 use simulator::clock::Clock;
 use simulator::config::{Cli, Settings};
@@ -99,4 +106,93 @@ pub fn kafka_settings(
         env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
     )
     .unwrap()
+}
+
+/// A broker for the test: the shared one, or a private tansu stopped on drop.
+pub struct Broker {
+    pub bootstrap: String,
+    child: Option<Child>,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn broker() -> Broker {
+    if let Ok(bootstrap) = std::env::var("SIMULATOR_TEST_KAFKA_BOOTSTRAP") {
+        return Broker {
+            bootstrap,
+            child: None,
+        };
+    }
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("tcp://127.0.0.1:{port}");
+    let child = Command::new("tansu")
+        .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+        .args(["--storage-engine", "memory://tansu/"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("no Kafka broker: set SIMULATOR_TEST_KAFKA_BOOTSTRAP or put tansu on PATH (.ci/run installs it)");
+    let bootstrap = format!("127.0.0.1:{port}");
+    for _ in 0..100 {
+        if TcpStream::connect(&bootstrap).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Broker {
+        bootstrap,
+        child: Some(child),
+    }
+}
+
+/// Creates the four topics under `prefix`.
+pub fn create_topics(bootstrap: &str, prefix: &str) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    let names: Vec<String> = ["products", "customers", "orders", "payments"]
+        .iter()
+        .map(|t| format!("{prefix}{t}"))
+        .collect();
+    let topics: Vec<NewTopic> = names
+        .iter()
+        .map(|n| NewTopic::new(n, 4, TopicReplication::Fixed(1)))
+        .collect();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let results = runtime
+        .block_on(admin.create_topics(
+            &topics,
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        ))
+        .unwrap();
+    for result in results {
+        result.unwrap();
+    }
+}
+
+pub fn topic_env(prefix: &str) -> Vec<(String, String)> {
+    ["products", "customers", "orders", "payments"]
+        .iter()
+        .map(|t| {
+            (
+                format!("SIMULATOR__KAFKA__TOPICS__{}", t.to_uppercase()),
+                format!("{prefix}{t}"),
+            )
+        })
+        .collect()
 }
