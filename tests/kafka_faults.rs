@@ -102,21 +102,55 @@ fn consume_all(bootstrap: &str) -> (HashSet<String>, usize) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_broker_down_for_a_while_loses_nothing() {
+async fn a_broker_down_for_a_while_loses_nothing_and_readiness_follows() {
     let cluster = cluster();
     let bootstrap = cluster.bootstrap_servers();
     let settings = kafka_settings("3000/h", 300, &bootstrap, &[]);
+    let sink = KafkaSink::new(
+        settings.kafka.as_ref().unwrap(),
+        simulator::metrics::DeliveryMetrics::unregistered(),
+    )
+    .unwrap();
+    let stats = sink.stats();
+    assert_eq!(stats.ready(), Ok(()), "connected at start");
     // One simulated hour per real second: three seconds of real time.
     let clock = Clock::scaled(start(), 3600.0);
     let run = tokio::spawn({
         let settings = settings.clone();
-        async move { run(&settings, 3, clock).await }
+        async move {
+            let plan = RunPlan {
+                seed: 3,
+                end: Some(start() + Duration::from_secs(3 * 3600)),
+            };
+            let ctx = simulation::shop_context(&settings, 3).unwrap();
+            simulation::run(
+                &settings,
+                plan,
+                ctx,
+                clock,
+                Box::new(sink),
+                CancellationToken::new(),
+                simulation::Instruments::detached(),
+            )
+            .await
+        }
     });
     tokio::time::sleep(Duration::from_millis(800)).await;
     cluster.broker_down(1).unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut seen_not_ready = None;
+    for _ in 0..30 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if let Err(reason) = stats.ready() {
+            seen_not_ready = Some(reason);
+            break;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     cluster.broker_up(1).unwrap();
     let summary = run.await.unwrap();
+    let reason = seen_not_ready.expect("readiness did not notice the broker going down");
+    assert!(reason.contains("down"), "{reason}");
+    assert_eq!(stats.ready(), Ok(()), "ready again once deliveries succeed");
     assert!(summary.is_complete(), "{summary:?}");
     let generated = total(&summary.generated);
     assert!(generated > 9_000, "{summary:?}");

@@ -53,6 +53,8 @@ pub struct DeliveryStats {
     permanent: Mutex<Option<String>>,
     /// Whether the cluster has answered at least once.
     connected: AtomicBool,
+    /// librdkafka reported every broker down, and no delivery has succeeded since.
+    all_brokers_down: AtomicBool,
     /// Failed delivery reports since the last successful one.
     failures_since_success: AtomicU64,
     /// Why the last delivery failed.
@@ -100,6 +102,9 @@ impl DeliveryStats {
         }
         if !self.connected.load(Ordering::Relaxed) {
             return Err("the Kafka cluster has not answered yet".into());
+        }
+        if self.all_brokers_down.load(Ordering::Relaxed) {
+            return Err("every Kafka broker is down; librdkafka keeps reconnecting".into());
         }
         let failures = self.failures_since_success.load(Ordering::Relaxed);
         if failures > 0 {
@@ -166,6 +171,9 @@ impl Context {
 
 impl ClientContext for Context {
     fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.stats.all_brokers_down.store(true, Ordering::Relaxed);
+        }
         if let Some(code) = error.rdkafka_error_code()
             && (code == RDKafkaErrorCode::Fatal || is_permanent(code))
         {
@@ -235,6 +243,7 @@ impl ProducerContext for Context {
                 self.stats
                     .failures_since_success
                     .store(0, Ordering::Relaxed);
+                self.stats.all_brokers_down.store(false, Ordering::Relaxed);
                 self.stats.delivered[topic].fetch_add(1, Ordering::Relaxed);
                 self.metrics.delivered(event_type, 1);
                 let created = Duration::from_micros((opaque >> 3) as u64);
