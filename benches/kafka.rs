@@ -2,26 +2,25 @@
 //! librdkafka alone reaches on the same broker with the same messages (pre-encoded: same keys,
 //! values, headers and producer settings).
 //!
-//! `SIMULATOR_BENCH_KAFKA_BOOTSTRAP=127.0.0.1:9092 cargo bench --bench kafka` (see README.md;
-//! without the variable it starts `tansu` from PATH on a free port).
+//! `SIMULATOR_TEST_KAFKA_BOOTSTRAP=127.0.0.1:9092 cargo bench --bench kafka` (see README.md;
+//! without the variable it starts `tansu` from PATH on a free port, as the tests do).
 
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::time::Duration;
 
+use common::create_topics;
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use simulator::clock::Clock;
 use simulator::config::{Cli, Settings};
 use simulator::encoding::Encoder;
 use simulator::model::{Event, Timestamp};
-use simulator::simulation::{self, RunPlan};
+use simulator::simulation;
 use simulator::sinks::kafka::KafkaSink;
 use simulator::sinks::{MemorySink, Sink, total};
-use tokio_util::sync::CancellationToken;
 
 /// The binary's allocator, so the figures are the binary's.
 #[global_allocator]
@@ -47,50 +46,20 @@ fn settings(bootstrap: &str, prefix: &str) -> Settings {
     Settings::load(&cli, env).expect("valid settings")
 }
 
-fn create_topics(bootstrap: &str, prefix: &str) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .expect("an admin client");
-    let names: Vec<String> = ["products", "customers", "orders", "payments"]
-        .iter()
-        .map(|t| format!("{prefix}{t}"))
-        .collect();
-    let topics: Vec<NewTopic> = names
-        .iter()
-        .map(|n| NewTopic::new(n, 4, TopicReplication::Fixed(1)))
-        .collect();
-    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
-    for result in runtime
-        .block_on(admin.create_topics(&topics, &AdminOptions::new()))
-        .expect("topics created")
-    {
-        result.expect("topic created");
-    }
-}
-
 fn run(settings: &Settings, sink: Box<dyn Sink>) -> u64 {
     let start = Timestamp::from_datetime("2026-01-01T00:00:00Z".parse().expect("an instant"));
     let runtime = simulation::runtime().expect("a runtime");
-    runtime.block_on(async {
-        let ctx = simulation::shop_context(settings, SEED).expect("a catalogue");
-        let plan = RunPlan {
-            seed: SEED,
-            end: Some(start + SPAN),
-        };
-        let summary = simulation::run(
+    let summary = runtime
+        .block_on(simulation::simulate(
             settings,
-            plan,
-            ctx,
+            SEED,
+            SPAN,
             Clock::virtual_at(start),
             sink,
-            CancellationToken::new(),
-            simulation::Instruments::detached(),
-        )
-        .await;
-        assert!(summary.is_complete(), "{summary:?}");
-        total(&summary.delivered)
-    })
+        ))
+        .expect("a catalogue");
+    assert!(summary.is_complete(), "{summary:?}");
+    total(&summary.delivered)
 }
 
 /// librdkafka alone: the same messages, pre-encoded, through a bare producer.
@@ -154,36 +123,8 @@ fn bound(settings: &Settings, events: &[Event]) -> f64 {
 
 fn main() {
     // `cargo bench` passes `--bench`; nothing else to parse.
-    let mut tansu: Option<Child> = None;
-    let bootstrap = std::env::var("SIMULATOR_BENCH_KAFKA_BOOTSTRAP").unwrap_or_else(|_| {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .expect("a port")
-            .local_addr()
-            .expect("an address")
-            .port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        tansu = Some(
-            Command::new("tansu")
-                .args([
-                    "broker",
-                    "--listener-url",
-                    &url,
-                    "--advertised-listener-url",
-                    &url,
-                    "--storage-engine",
-                    "memory://tansu/",
-                ])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("tansu on PATH, or SIMULATOR_BENCH_KAFKA_BOOTSTRAP"),
-        );
-        let address = format!("127.0.0.1:{port}");
-        while TcpStream::connect(&address).is_err() {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        address
-    });
+    let broker = common::broker();
+    let bootstrap = broker.bootstrap.clone();
 
     // Alternate the two, on fresh topics each time, and keep the medians: the machine is shared
     // with the broker, and single runs vary.
@@ -227,8 +168,4 @@ fn main() {
     println!("librdkafka alone, pre-encoded (median): {bound:.0} events/s");
     println!("simulator --sink kafka --speed max (median): {simulator:.0} events/s");
     println!("ratio: {:.0}%", simulator / bound * 100.0);
-    if let Some(mut child) = tansu {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
 }

@@ -9,9 +9,8 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use simulator::clock::Clock;
 use simulator::config::{Cli, Settings};
 use simulator::model::Timestamp;
-use simulator::simulation::{self, RunPlan, Summary};
+use simulator::simulation::{self, Summary};
 use simulator::sinks::{FileCodec, FileSink, NullSink, Sink, total};
-use tokio_util::sync::CancellationToken;
 
 /// The binary's allocator, so the figures are the binary's.
 #[global_allocator]
@@ -32,25 +31,17 @@ fn settings() -> Settings {
 
 fn run(runtime: &tokio::runtime::Runtime, settings: &Settings, sink: Box<dyn Sink>) -> Summary {
     let start = Timestamp::from_datetime("2026-01-01T00:00:00Z".parse().expect("an instant"));
-    runtime.block_on(async {
-        let ctx = simulation::shop_context(settings, SEED).expect("a catalogue");
-        let plan = RunPlan {
-            seed: SEED,
-            end: Some(start + SPAN),
-        };
-        let summary = simulation::run(
+    let summary = runtime
+        .block_on(simulation::simulate(
             settings,
-            plan,
-            ctx,
+            SEED,
+            SPAN,
             Clock::virtual_at(start),
             sink,
-            CancellationToken::new(),
-            simulation::Instruments::detached(),
-        )
-        .await;
-        assert!(summary.is_complete(), "{summary:?}");
-        summary
-    })
+        ))
+        .expect("a catalogue");
+    assert!(summary.is_complete(), "{summary:?}");
+    summary
 }
 
 fn throughput(c: &mut Criterion) {

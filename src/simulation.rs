@@ -237,6 +237,33 @@ pub async fn run(
     }
 }
 
+/// Runs `span` of simulated time from the clock's current instant into `sink`, with the
+/// settings' shop and a catalogue and shoppers drawn from `seed`, reporting to no registry: a
+/// whole run in one call, for embedding (tests, benchmarks).
+pub async fn simulate(
+    settings: &Settings,
+    seed: u64,
+    span: Duration,
+    clock: Clock,
+    sink: Box<dyn Sink>,
+) -> Result<Summary, CatalogueError> {
+    let plan = RunPlan {
+        seed,
+        end: Some(clock.now() + span),
+    };
+    let ctx = shop_context(settings, seed)?;
+    Ok(run(
+        settings,
+        plan,
+        ctx,
+        clock,
+        sink,
+        CancellationToken::new(),
+        Instruments::detached(),
+    )
+    .await)
+}
+
 /// Sends the watermark to the sink at a steady pace and logs progress.
 async fn tick(
     clock: Clock,

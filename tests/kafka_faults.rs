@@ -15,11 +15,11 @@ use rdkafka::{ClientConfig, Message, TopicPartitionList};
 use simulator::clock::Clock;
 use simulator::config::Settings;
 use simulator::encoding::schemas;
+use simulator::metrics::DeliveryMetrics;
 use simulator::model::Topic;
-use simulator::simulation::{self, RunPlan, Summary};
+use simulator::simulation::{self, Summary};
 use simulator::sinks::kafka::KafkaSink;
 use simulator::sinks::total;
-use tokio_util::sync::CancellationToken;
 
 const PARTITIONS: i32 = 3;
 
@@ -35,24 +35,13 @@ fn cluster() -> MockCluster<'static, rdkafka::producer::DefaultProducerContext> 
 async fn run(settings: &Settings, hours: u64, clock: Clock) -> Summary {
     let sink = KafkaSink::new(
         settings.kafka.as_ref().unwrap(),
-        simulator::metrics::DeliveryMetrics::unregistered(),
+        DeliveryMetrics::unregistered(),
     )
     .unwrap();
-    let plan = RunPlan {
-        seed: 3,
-        end: Some(start() + Duration::from_secs(hours * 3600)),
-    };
-    let ctx = simulation::shop_context(settings, 3).unwrap();
-    simulation::run(
-        settings,
-        plan,
-        ctx,
-        clock,
-        Box::new(sink),
-        CancellationToken::new(),
-        simulation::Instruments::detached(),
-    )
-    .await
+    let span = Duration::from_secs(hours * 3600);
+    simulation::simulate(settings, 3, span, clock, Box::new(sink))
+        .await
+        .unwrap()
 }
 
 /// Reads every message of every topic and returns the distinct event ids and the message count.
@@ -108,7 +97,7 @@ async fn a_broker_down_for_a_while_loses_nothing_and_readiness_follows() {
     let settings = kafka_settings("3000/h", 300, &bootstrap, &[]);
     let sink = KafkaSink::new(
         settings.kafka.as_ref().unwrap(),
-        simulator::metrics::DeliveryMetrics::unregistered(),
+        DeliveryMetrics::unregistered(),
     )
     .unwrap();
     let stats = sink.stats();
@@ -118,21 +107,10 @@ async fn a_broker_down_for_a_while_loses_nothing_and_readiness_follows() {
     let run = tokio::spawn({
         let settings = settings.clone();
         async move {
-            let plan = RunPlan {
-                seed: 3,
-                end: Some(start() + Duration::from_secs(3 * 3600)),
-            };
-            let ctx = simulation::shop_context(&settings, 3).unwrap();
-            simulation::run(
-                &settings,
-                plan,
-                ctx,
-                clock,
-                Box::new(sink),
-                CancellationToken::new(),
-                simulation::Instruments::detached(),
-            )
-            .await
+            let span = Duration::from_secs(3 * 3600);
+            simulation::simulate(&settings, 3, span, clock, Box::new(sink))
+                .await
+                .unwrap()
         }
     });
     tokio::time::sleep(Duration::from_millis(800)).await;

@@ -14,9 +14,8 @@ use rdkafka::client::DefaultClientContext;
 use simulator::clock::Clock;
 use simulator::config::{Cli, Settings};
 use simulator::model::{Event, Timestamp};
-use simulator::simulation::{self, RunPlan, Summary};
+use simulator::simulation::{self, Summary};
 use simulator::sinks::MemorySink;
-use tokio_util::sync::CancellationToken;
 
 pub const START: &str = "2026-03-02T00:00:00Z";
 
@@ -44,21 +43,16 @@ pub fn run_in_memory(settings: &Settings, seed: u64, hours: u64) -> (Vec<Event>,
         .unwrap();
     runtime.block_on(async {
         let sink = MemorySink::new();
-        let plan = RunPlan {
-            seed,
-            end: Some(start() + std::time::Duration::from_secs(hours * 3600)),
-        };
-        let ctx = simulation::shop_context(settings, seed).unwrap();
-        let summary = simulation::run(
+        let span = std::time::Duration::from_secs(hours * 3600);
+        let summary = simulation::simulate(
             settings,
-            plan,
-            ctx,
+            seed,
+            span,
             Clock::virtual_at(start()),
             Box::new(sink.clone()),
-            CancellationToken::new(),
-            simulation::Instruments::detached(),
         )
-        .await;
+        .await
+        .unwrap();
         assert!(summary.is_complete(), "{summary:?}");
         (sink.events(), summary)
     })
