@@ -7,6 +7,8 @@ seconds=${1:-600}
 cargo build --release --quiet
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
+# As in the container image (deploy/container/Dockerfile).
+export MIMALLOC_ARENA_EAGER_COMMIT=0
 RUST_LOG=warn target/release/simulator --rate 500/h --output-dir "$out/data" --metrics-addr 127.0.0.1:0 &
 pid=$!
 ticks=$(getconf CLK_TCK)
