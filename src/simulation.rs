@@ -12,7 +12,7 @@ use crate::config::Settings;
 use crate::metrics::{Health, PipelineMetrics, SimulationMetrics};
 use crate::model::{Catalogue, CatalogueError, Event, ShopRules, Timestamp};
 use crate::pipeline::{self, CHANNEL_CAPACITY, Delivery, Generated, Message};
-use crate::shoppers::{ShopContext, Shopper, run_shopper};
+use crate::shoppers::{Active, ShopContext, Shopper, run_shopper};
 use crate::sinks::{Sink, SinkError, TopicCounts, describe};
 use prometheus::Registry;
 
@@ -181,20 +181,15 @@ pub async fn run(
     let hold = clock.timer();
     for id in 1..=i64::from(settings.shoppers) {
         let shopper = Shopper::new(plan.seed, id, start, &ctx);
-        let actor = run_shopper(
+        shoppers.spawn(run_shopper(
             shopper,
             Arc::clone(&ctx),
             clock.timer(),
             plan.end,
             outbox.clone(),
             shutdown.clone(),
-        );
-        let active = metrics.shoppers_active.clone();
-        active.inc();
-        shoppers.spawn(async move {
-            actor.await;
-            active.dec();
-        });
+            Active::new(&metrics.shoppers_active),
+        ));
     }
     drop(hold);
     shoppers.close();

@@ -14,6 +14,24 @@ use crate::clock::Timer;
 use crate::model::Timestamp;
 use crate::pipeline::Message;
 
+/// Counts a running shopper in a gauge from its creation until it is dropped.
+#[derive(Debug)]
+pub struct Active(prometheus::IntGauge);
+
+impl Active {
+    /// Counts one more shopper in `gauge`.
+    pub fn new(gauge: &prometheus::IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// Runs one shopper until `end` (exclusive), `shutdown`, or the pipeline closing: sleeps until
 /// the shopper's next wake-up, steps it, and sends what it produced. The send waits while the
 /// pipeline is full, which is how a slow sink slows the shoppers down.
@@ -29,8 +47,10 @@ pub fn run_shopper(
     end: Option<Timestamp>,
     outbox: mpsc::Sender<Message>,
     shutdown: CancellationToken,
+    active: Active,
 ) -> impl Future<Output = ()> + Send {
     async move {
+        let _active = active;
         let mut events = Vec::new();
         loop {
             let at = shopper.next_wake();
@@ -79,6 +99,7 @@ mod tests {
         let clock = Clock::scaled(Timestamp::from_micros(0), 1.0);
         let shopper = Shopper::new(1, 1, Timestamp::from_micros(0), &ctx);
         let (outbox, _inbox) = mpsc::channel(1);
+        let gauge = prometheus::IntGauge::new("active", "shoppers").unwrap();
         let actor = run_shopper(
             shopper,
             ctx,
@@ -86,9 +107,13 @@ mod tests {
             None,
             outbox,
             CancellationToken::new(),
+            Active::new(&gauge),
         );
+        assert_eq!(gauge.get(), 1);
         // The task's future is most of an idle shopper's memory (target: 1 KiB in all).
         let size = std::mem::size_of_val(&actor);
         assert!(size <= 320, "an idle shopper's future grew to {size} bytes");
+        drop(actor);
+        assert_eq!(gauge.get(), 0, "a finished shopper leaves the gauge");
     }
 }
