@@ -116,7 +116,7 @@ async fn a_broker_down_for_a_while_loses_nothing_and_readiness_follows() {
     tokio::time::sleep(Duration::from_millis(800)).await;
     cluster.broker_down(1).unwrap();
     let mut seen_not_ready = None;
-    for _ in 0..30 {
+    for _ in 0..100 {
         tokio::time::sleep(Duration::from_millis(50)).await;
         if let Err(reason) = stats.ready() {
             seen_not_ready = Some(reason);
