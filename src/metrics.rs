@@ -14,6 +14,7 @@ use prometheus::{
 };
 
 use crate::model::{Event, Topic};
+use crate::sinks::TopicCounts;
 
 /// Every `event_type`, in the order of [`event_type_index`].
 pub const EVENT_TYPES: [(&str, Topic); 6] = [
@@ -91,6 +92,15 @@ impl PipelineMetrics {
             payments,
             revenue,
         })
+    }
+
+    /// Events generated so far, by topic (the sum of the per-event-type counters).
+    pub fn generated(&self) -> TopicCounts {
+        let mut counts = [0; 4];
+        for ((_, topic), counter) in EVENT_TYPES.iter().zip(&self.generated) {
+            counts[topic.index()] += counter.get();
+        }
+        counts
     }
 
     /// Counts a batch of generated events.

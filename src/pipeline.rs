@@ -5,7 +5,6 @@
 //! shoppers wait to send and simulated time waits with them.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -13,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio::time::Instant;
 
 use crate::metrics::{Health, PipelineMetrics};
-use crate::model::{Event, Timestamp, Topic};
+use crate::model::{Event, Timestamp};
 use crate::sinks::{Sink, SinkError, TopicCounts};
 
 /// Batches in flight between shoppers and the sink, at most.
@@ -26,34 +25,6 @@ pub enum Message {
     Events(Vec<Event>, Instant),
     /// Simulated time has reached this instant.
     Watermark(Timestamp),
-}
-
-/// Events that entered the pipeline, by topic; shared with the progress reporter.
-#[derive(Debug, Default)]
-pub struct Generated([AtomicU64; 4]);
-
-impl Generated {
-    /// Counts a batch.
-    pub fn add(&self, events: &[Event]) {
-        for event in events {
-            self.0[event.topic().index()].fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// The counts so far.
-    pub fn snapshot(&self) -> TopicCounts {
-        std::array::from_fn(|i| self.0[i].load(Ordering::Relaxed))
-    }
-
-    /// All topics together.
-    pub fn total(&self) -> u64 {
-        self.snapshot().iter().sum()
-    }
-
-    /// The count of one topic.
-    pub fn of(&self, topic: Topic) -> u64 {
-        self.0[topic.index()].load(Ordering::Relaxed)
-    }
 }
 
 /// How the sink fared.
@@ -71,7 +42,6 @@ pub struct Delivery {
 pub fn drain(
     mut sink: Box<dyn Sink>,
     mut inbox: mpsc::Receiver<Message>,
-    generated: Arc<Generated>,
     metrics: PipelineMetrics,
     health: Arc<Health>,
     stop: CancellationToken,
@@ -80,7 +50,6 @@ pub fn drain(
     while let Some(message) = inbox.blocking_recv() {
         let result = match message {
             Message::Events(events, created) => {
-                generated.add(&events);
                 metrics.observe(&events);
                 if error.is_some() {
                     continue;

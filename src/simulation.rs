@@ -11,7 +11,7 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::metrics::{Health, PipelineMetrics, SimulationMetrics};
 use crate::model::{Catalogue, CatalogueError, Event, ShopRules, Timestamp};
-use crate::pipeline::{self, CHANNEL_CAPACITY, Delivery, Generated, Message};
+use crate::pipeline::{self, CHANNEL_CAPACITY, Delivery, Message};
 use crate::shoppers::{Active, ShopContext, Shopper, run_shopper};
 use crate::sinks::{Sink, SinkError, TopicCounts, describe};
 use prometheus::Registry;
@@ -130,27 +130,23 @@ pub async fn run(
     } = instruments;
     metrics.target_rate.set(settings.rate.per_second());
     let ctx = Arc::new(ctx);
-    let generated = Arc::new(Generated::default());
+    // The pipeline's counters are the one count of generated events; this run's share is what
+    // they gain from here.
+    let counted = pipeline_metrics.clone();
+    let before = counted.generated();
+    let generated_since = move || -> TopicCounts {
+        let now = counted.generated();
+        std::array::from_fn(|i| now[i] - before[i])
+    };
     let (outbox, inbox) = mpsc::channel::<Message>(CHANNEL_CAPACITY);
     // The sink runs on a thread of its own, named so it shows in profiles and `top -H`.
     let (done, sink_result) = tokio::sync::oneshot::channel();
     let spawned = {
-        let (generated, stop, health) = (
-            Arc::clone(&generated),
-            shutdown.clone(),
-            Arc::clone(&health),
-        );
+        let (stop, health) = (shutdown.clone(), Arc::clone(&health));
         std::thread::Builder::new()
             .name("sink".into())
             .spawn(move || {
-                let _ = done.send(pipeline::drain(
-                    sink,
-                    inbox,
-                    generated,
-                    pipeline_metrics,
-                    health,
-                    stop,
-                ));
+                let _ = done.send(pipeline::drain(sink, inbox, pipeline_metrics, health, stop));
             })
     };
     if let Err(e) = spawned {
@@ -199,7 +195,7 @@ pub async fn run(
     let ticker = tokio::spawn(tick(
         clock.clone(),
         outbox.clone(),
-        Arc::clone(&generated),
+        generated_since.clone(),
         metrics.clone(),
         ticker_stop.clone(),
     ));
@@ -226,7 +222,7 @@ pub async fn run(
     Summary {
         start,
         reached,
-        generated: generated.snapshot(),
+        generated: generated_since(),
         delivered,
         sink_error: error,
     }
@@ -263,7 +259,7 @@ pub async fn simulate(
 async fn tick(
     clock: Clock,
     outbox: mpsc::Sender<Message>,
-    generated: Arc<Generated>,
+    generated: impl Fn() -> TopicCounts,
     metrics: SimulationMetrics,
     stop: CancellationToken,
 ) {
@@ -283,7 +279,7 @@ async fn tick(
         }
         ticks += 1;
         if ticks.is_multiple_of(every) {
-            let counts = generated.snapshot();
+            let counts = generated();
             let total: u64 = counts.iter().sum();
             tracing::info!(
                 simulated_time = %clock.now(),
