@@ -55,7 +55,8 @@ def main():
         return registry_cache[schema_id]
 
     consumer = KafkaConsumer(bootstrap_servers=args.bootstrap, enable_auto_commit=False,
-                             consumer_timeout_ms=args.idle_ms, request_timeout_ms=30000)
+                             consumer_timeout_ms=args.idle_ms, request_timeout_ms=30000,
+                             receive_message_max_bytes=1 << 28)
     problems, records, order_partition, schema_ids = [], {t: [] for t in TOPICS}, {}, {}
     for topic in TOPICS:
         for m in consume(consumer, args.topic_prefix + topic):

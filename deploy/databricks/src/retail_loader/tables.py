@@ -1,0 +1,266 @@
+"""The tables the loader writes: the `raw` schema of the warehouse and its `stage` twins.
+
+One definition per table, from which everything else is derived: the Spark projection that
+fills it, the Synapse DDL in `deploy/synapse/`, the DuckDB DDL of the local stand-in, and the
+column lists of the load statements. Column order is significant: Parquet files are staged in
+this order and `COPY INTO` maps Parquet columns to table columns by position.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Logical column types, with their Synapse and DuckDB spellings.
+BIGINT = ("BIGINT", "BIGINT")
+INT = ("INT", "INTEGER")
+UUID = ("CHAR(36)", "VARCHAR")
+MONEY = ("DECIMAL(12,2)", "DECIMAL(12,2)")
+TIMESTAMP = ("DATETIME2(6)", "TIMESTAMP")
+
+
+def text(length: int) -> tuple[str, str]:
+    return (f"NVARCHAR({length})", "VARCHAR")
+
+
+def binary(length: int | None = None) -> tuple[str, str]:
+    return (f"VARBINARY({length or 'MAX'})", "BLOB")
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: tuple[str, str]
+    # The Spark SQL expression that fills the column; defaults to the event's field of the
+    # same name.
+    source: str | None = None
+    nullable: bool = False
+    doc: str = ""
+
+    @property
+    def synapse_type(self) -> str:
+        return self.type[0]
+
+    @property
+    def duckdb_type(self) -> str:
+        return self.type[1]
+
+    @property
+    def expression(self) -> str:
+        return self.source or f"event.{self.name}"
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    entity: str | None
+    """The topic entity whose messages fill it (`customers`, ...); None for tables that every
+    topic feeds."""
+    columns: tuple[Column, ...]
+    distribution: str
+    index: str
+    doc: str
+    offset_column: str = "kafka_offset"
+    """The column that holds a Kafka offset: a reloaded range of offsets replaces the rows it
+    covers."""
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+
+# Where each row came from, on every event table.
+LOAD_COLUMNS = (
+    Column("kafka_topic", text(249), "topic", doc="Topic the message was read from."),
+    Column("kafka_partition", INT, "partition", doc="Partition of the message."),
+    Column("kafka_offset", BIGINT, "offset", doc="Offset of the message in its partition."),
+    Column("kafka_timestamp", TIMESTAMP, "timestamp", doc="Timestamp of the message (the event time)."),
+    Column("batch_id", BIGINT, "batch_id", doc="Structured Streaming micro-batch that loaded the row."),
+    Column("loaded_at", TIMESTAMP, "loaded_at", doc="When that batch was loaded (UTC)."),
+)
+
+EVENT_COLUMNS = (
+    Column("event_id", UUID, doc="Unique id of the event; the stream is at-least-once, so "
+           "downstream models deduplicate on it."),
+    Column("event_type", text(40)),
+    Column("event_time", TIMESTAMP, doc="When it happened (UTC, millisecond precision)."),
+)
+
+CUSTOMERS = Table(
+    name="customers",
+    entity="customers",
+    columns=EVENT_COLUMNS + (
+        Column("customer_id", BIGINT),
+        Column("first_name", text(100)),
+        Column("last_name", text(100)),
+        Column("email", text(320)),
+        Column("phone", text(40)),
+        Column("street_address", text(200)),
+        Column("city", text(100)),
+        Column("region", text(100)),
+        Column("postal_code", text(20)),
+        Column("country", text(2)),
+        Column("signup_time", TIMESTAMP),
+        Column("signup_channel", text(20)),
+    ) + LOAD_COLUMNS,
+    distribution="HASH(customer_id)",
+    index="CLUSTERED COLUMNSTORE INDEX",
+    doc="One row per `customers` event (customer signed up).",
+)
+
+PRODUCTS = Table(
+    name="products",
+    entity="products",
+    columns=EVENT_COLUMNS + (
+        Column("product_id", BIGINT),
+        Column("sku", text(40)),
+        Column("name", text(200)),
+        Column("category_id", INT),
+        Column("category", text(100)),
+        Column("unit_price", MONEY),
+        Column("currency", text(3)),
+    ) + LOAD_COLUMNS,
+    distribution="ROUND_ROBIN",
+    index="CLUSTERED COLUMNSTORE INDEX",
+    doc="One row per `products` event (product published or repriced).",
+)
+
+ORDERS = Table(
+    name="orders",
+    entity="orders",
+    columns=EVENT_COLUMNS + (
+        Column("order_id", BIGINT),
+        Column("customer_id", BIGINT),
+        Column("line_count", INT, "size(event.items)", doc="Number of lines in `raw.order_items`."),
+        Column("subtotal", MONEY),
+        Column("discount", MONEY),
+        Column("tax", MONEY),
+        Column("shipping", MONEY),
+        Column("total", MONEY),
+        Column("currency", text(3)),
+        Column("channel", text(20)),
+        Column("status", text(20)),
+    ) + LOAD_COLUMNS,
+    distribution="HASH(order_id)",
+    index="CLUSTERED COLUMNSTORE INDEX",
+    doc="One row per `orders` event; its lines are in `raw.order_items`.",
+)
+
+# Filled from the orders topic with one row per element of `items` (exploded as `line`).
+ORDER_ITEMS = Table(
+    name="order_items",
+    entity="orders",
+    columns=(
+        Column("event_id", UUID, doc="The order event the line belongs to."),
+        Column("event_time", TIMESTAMP),
+        Column("order_id", BIGINT),
+        Column("line_number", INT, "line.line_number"),
+        Column("product_id", BIGINT, "line.product_id"),
+        Column("quantity", INT, "line.quantity"),
+        Column("unit_price", MONEY, "line.unit_price"),
+        Column("line_total", MONEY, "line.line_total"),
+        Column("currency", text(3)),
+    ) + LOAD_COLUMNS,
+    distribution="HASH(order_id)",
+    index="CLUSTERED COLUMNSTORE INDEX",
+    doc="One row per line of an `orders` event, distributed like `raw.orders`.",
+)
+
+PAYMENTS = Table(
+    name="payments",
+    entity="payments",
+    columns=EVENT_COLUMNS + (
+        Column("payment_id", BIGINT),
+        Column("order_id", BIGINT),
+        Column("customer_id", BIGINT),
+        Column("amount", MONEY),
+        Column("currency", text(3)),
+        Column("method", text(20)),
+        Column("status", text(20)),
+        Column("attempt", INT),
+        Column("failure_reason", text(100), nullable=True),
+    ) + LOAD_COLUMNS,
+    distribution="HASH(order_id)",
+    index="CLUSTERED COLUMNSTORE INDEX",
+    doc="One row per `payments` event (authorised, captured or declined).",
+)
+
+REJECTED = Table(
+    name="rejected_messages",
+    entity=None,
+    columns=(
+        Column("kafka_topic", text(249), "topic"),
+        Column("kafka_partition", INT, "partition"),
+        Column("kafka_offset", BIGINT, "offset"),
+        Column("kafka_timestamp", TIMESTAMP, "timestamp", nullable=True),
+        Column("kafka_key", binary(1024), "key", nullable=True),
+        Column("kafka_value", binary(), "value", nullable=True),
+        Column("reason", text(400), "reason"),
+        Column("batch_id", BIGINT, "batch_id"),
+        Column("loaded_at", TIMESTAMP, "loaded_at"),
+    ),
+    # Columnstore cannot hold VARBINARY(MAX); the table stays small.
+    distribution="ROUND_ROBIN",
+    index="HEAP",
+    doc="Messages that could not be decoded, kept whole (quarantine) with the reason.",
+)
+
+LOAD_LOG = Table(
+    name="load_log",
+    entity=None,
+    columns=(
+        Column("batch_id", BIGINT, "batch_id"),
+        Column("kafka_topic", text(249), "topic"),
+        Column("kafka_partition", INT, "partition"),
+        Column("start_offset", BIGINT, "start_offset"),
+        Column("end_offset", BIGINT, "end_offset"),
+        Column("messages", BIGINT, "messages"),
+        Column("rejected", BIGINT, "rejected"),
+        Column("loaded_at", TIMESTAMP, "loaded_at"),
+    ),
+    distribution="ROUND_ROBIN",
+    index="CLUSTERED COLUMNSTORE INDEX",
+    doc="One row per topic partition per batch: the offsets loaded and how many were rejected.",
+    offset_column="start_offset",
+)
+
+EVENT_TABLES = (CUSTOMERS, PRODUCTS, ORDERS, ORDER_ITEMS, PAYMENTS)
+TABLES = EVENT_TABLES + (REJECTED, LOAD_LOG)
+ENTITIES = ("customers", "products", "orders", "payments")
+
+
+def synapse_ddl() -> str:
+    """The Synapse DDL of the `raw` and `stage` schemas (`deploy/synapse/raw_tables.sql`)."""
+    parts = [
+        "-- The loader's tables in the Synapse dedicated SQL pool. Generated from\n"
+        "-- deploy/databricks/src/retail_loader/tables.py; a test keeps the two equal.\n"
+        "-- Run after schemas.sql; creates the tables that do not exist yet.",
+    ]
+    for table in TABLES:
+        parts.append(f"\n-- {table.doc}")
+        parts.append(_create(f"raw.{table.name}", table, table.distribution, table.index))
+        parts.append(f"\n-- Staging twin of raw.{table.name}: COPY INTO lands here, emptied before each batch.")
+        parts.append(_create(f"stage.{table.name}", table, "ROUND_ROBIN", "HEAP"))
+    return "\n".join(parts) + "\n"
+
+
+def _create(qualified: str, table: Table, distribution: str, index: str) -> str:
+    columns = ",\n".join(
+        f"    {c.name} {c.synapse_type} {'NULL' if c.nullable else 'NOT NULL'}" for c in table.columns
+    )
+    return (
+        f"IF OBJECT_ID('{qualified}') IS NULL\n"
+        f"CREATE TABLE {qualified} (\n{columns}\n)\n"
+        f"WITH (DISTRIBUTION = {distribution}, {index});"
+    )
+
+
+def duckdb_ddl() -> list[str]:
+    """The same tables in DuckDB, the local stand-in for Synapse."""
+    statements = ["CREATE SCHEMA IF NOT EXISTS raw", "CREATE SCHEMA IF NOT EXISTS stage"]
+    for schema in ("raw", "stage"):
+        for table in TABLES:
+            columns = ", ".join(
+                f"{c.name} {c.duckdb_type}{'' if c.nullable else ' NOT NULL'}" for c in table.columns
+            )
+            statements.append(f"CREATE TABLE IF NOT EXISTS {schema}.{table.name} ({columns})")
+    return statements

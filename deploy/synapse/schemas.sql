@@ -1,0 +1,5 @@
+-- The loader's two schemas in the Synapse dedicated SQL pool. Run once, before raw_tables.sql.
+-- raw:   what the loader writes, one table per topic entity, plus quarantine and load log.
+-- stage: the per-batch landing tables COPY INTO fills (emptied before each batch).
+CREATE SCHEMA raw;
+CREATE SCHEMA stage;

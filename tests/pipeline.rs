@@ -1,0 +1,60 @@
+//! The downstream pipeline on the simulator's real output: a simulated day published to the
+//! local broker, then the Python suite of `tests/python/pipeline/` — the Databricks loader's
+//! batch function in local Spark into DuckDB (standing in for Synapse), the deployment files,
+//! and the dbt project built on what the loader wrote.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{broker, create_topics, topic_env};
+
+#[test]
+fn the_loader_and_models_reproduce_a_simulated_day() {
+    let broker = broker();
+    let prefix = format!("pipeline{}.", std::process::id());
+    create_topics(&broker.bootstrap, &prefix);
+    let output = Command::new(env!("CARGO_BIN_EXE_simulator"))
+        .env("SIMULATOR__METRICS__ADDR", "127.0.0.1:0")
+        .args(["--sink", "kafka", "--bootstrap-servers", &broker.bootstrap])
+        .args(["--rate", "1000/h", "--shoppers", "500", "--seed", "11"])
+        .args([
+            "--start",
+            common::START,
+            "--duration",
+            "24h",
+            "--speed",
+            "max",
+        ])
+        .envs(topic_env(&prefix))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let workdir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let status = Command::new(common::python())
+        .current_dir(root)
+        .args([
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "tests/python/pipeline",
+        ])
+        .env("PIPELINE_BOOTSTRAP", &broker.bootstrap)
+        .env("PIPELINE_TOPIC_PREFIX", &prefix)
+        .env("PIPELINE_WORKDIR", workdir.path())
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "the pipeline suite failed (its report is above)"
+    );
+}
