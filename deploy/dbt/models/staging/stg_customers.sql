@@ -1,0 +1,21 @@
+with deliveries as (
+    {{ first_delivery(source('raw', 'customers'), 'event_id') }}
+)
+
+select
+    event_id,
+    customer_id,
+    first_name,
+    last_name,
+    email,
+    phone,
+    street_address,
+    city,
+    region,
+    postal_code,
+    country as country_code,
+    signup_channel,
+    cast(signup_time as {{ dbt.type_timestamp() }}) as signed_up_at,
+    cast(event_time as {{ dbt.type_timestamp() }}) as event_time,
+    loaded_at
+from deliveries
