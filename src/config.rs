@@ -17,7 +17,7 @@ use config::{Config, Environment, File, FileFormat, Map, Value, ValueKind};
 
 use crate::clock::Speed;
 use crate::model::Topic;
-use crate::model::{MAX_MINOR_UNITS, Money, Timestamp};
+use crate::model::{DAYS, HOURS, MAX_MINOR_UNITS, Money, Promotion, Timestamp, TrafficProfile};
 use crate::sinks::FileCodec;
 use crate::sinks::kafka::{EventHubsConnection, Framing, KafkaSettings, KafkaTarget, Secret};
 
@@ -55,6 +55,9 @@ pub struct Cli {
     /// Simulated seconds per real second, or `max`.
     #[arg(long, value_name = "FACTOR|max", allow_hyphen_values = true)]
     pub speed: Option<String>,
+    /// Traffic over time: realistic (daily and weekly curves, promotions) or flat.
+    #[arg(long, value_name = "PROFILE")]
+    pub profile: Option<String>,
     /// Where events go: file, stdout or null.
     #[arg(long, value_name = "KIND")]
     pub sink: Option<String>,
@@ -85,6 +88,7 @@ impl Cli {
             ("simulation.duration", &self.duration),
             ("simulation.start", &self.start),
             ("simulation.speed", &self.speed),
+            ("traffic.profile", &self.profile),
             ("sink.kind", &self.sink),
             ("file.output_dir", &self.output_dir),
             ("kafka.bootstrap_servers", &self.bootstrap_servers),
@@ -105,6 +109,12 @@ const SETTINGS: &[(&str, Option<&str>)] = &[
     ("simulation.duration", Some("--duration")),
     ("simulation.start", Some("--start")),
     ("simulation.speed", Some("--speed")),
+    ("traffic.profile", Some("--profile")),
+    ("traffic.time_zone", None),
+    ("traffic.hourly", None),
+    ("traffic.weekly", None),
+    ("traffic.activity_shape", None),
+    ("traffic.promotions", None),
     ("sink.kind", Some("--sink")),
     ("file.output_dir", Some("--output-dir")),
     ("file.codec", None),
@@ -241,10 +251,21 @@ pub struct ShopSettings {
     pub discount_probability: f64,
 }
 
+/// How traffic varies: over time, and between shoppers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrafficSettings {
+    /// `realistic` or `flat`.
+    pub profile_name: String,
+    pub profile: TrafficProfile,
+    /// Gamma shape of shoppers' activities; `None`: all equal.
+    pub activity_shape: Option<f64>,
+}
+
 /// Validated settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     pub rate: Rate,
+    pub traffic: TrafficSettings,
     pub shoppers: u32,
     pub seed: Option<u64>,
     pub duration: Option<Duration>,
@@ -416,6 +437,7 @@ impl Settings {
                 })
         });
         let speed = reader.parse("simulation.speed", parse_speed);
+        let traffic = read_traffic(&mut reader);
         let sink = reader.parse("sink.kind", |s| match s.trim() {
             "file" => Ok(SinkKind::File),
             "stdout" => Ok(SinkKind::Stdout),
@@ -492,6 +514,7 @@ impl Settings {
         let settings = (|| {
             Some(Settings {
                 rate: rate?,
+                traffic: traffic?,
                 shoppers: shoppers?,
                 seed: seed?,
                 duration: duration?,
@@ -553,6 +576,20 @@ impl Settings {
             ),
             line("start", self.start.map(|s| quoted(&s.to_string()))),
             line("speed", Some(quoted(&speed))),
+            "\n[traffic]\n".to_owned(),
+            line("profile", Some(quoted(&self.traffic.profile_name))),
+            line(
+                "activity_shape",
+                Some(
+                    self.traffic
+                        .activity_shape
+                        .map_or_else(|| quoted("equal"), |s| format!("{s:?}")),
+                ),
+            ),
+            format!(
+                "# {} promotion(s)\n",
+                self.traffic.profile.promotions().len()
+            ),
             "\n[sink]\n".to_owned(),
             line("kind", Some(quoted(self.sink.as_str()))),
             "\n[file]\n".to_owned(),
@@ -707,6 +744,166 @@ impl Reader<'_> {
             },
         }
     }
+}
+
+/// Reads the `traffic` section: the profile's curves apply only when it is `realistic`.
+fn read_traffic(reader: &mut Reader<'_>) -> Option<TrafficSettings> {
+    let name = reader.parse("traffic.profile", |s| match s.trim() {
+        "realistic" | "flat" => Ok(s.trim().to_owned()),
+        _ => Err(format!(
+            "`{s}` is not a traffic profile: expected realistic or flat"
+        )),
+    });
+    let time_zone = reader.parse("traffic.time_zone", |s| {
+        s.trim()
+            .parse::<chrono_tz::Tz>()
+            .map_err(|_| format!("`{s}` is not an IANA time zone like Europe/Paris or UTC"))
+    });
+    let hourly = reader.parse("traffic.hourly", |s| {
+        parse_curve::<HOURS>(s, "hour of day 0 to 23")
+    });
+    let weekly = reader.parse("traffic.weekly", |s| {
+        parse_curve::<DAYS>(s, "day of week Monday to Sunday")
+    });
+    let activity_shape = reader.parse("traffic.activity_shape", |s| match s.trim() {
+        "equal" => Ok(None),
+        text => match text.parse::<f64>() {
+            Ok(x) if x.is_finite() && (0.05..=1000.0).contains(&x) => Ok(Some(x)),
+            _ => Err(format!(
+                "`{s}` is neither a gamma shape from 0.05 to 1000 (lower: more unequal shoppers) nor `equal`"
+            )),
+        },
+    });
+    let promotions = read_promotions(reader);
+    let name = name?;
+    let profile = if name == "flat" {
+        TrafficProfile::flat()
+    } else {
+        match TrafficProfile::new(time_zone?, hourly?, weekly?, promotions?) {
+            Ok(profile) => profile,
+            Err(message) => {
+                reader.problem("traffic", &message);
+                return None;
+            }
+        }
+    };
+    Some(TrafficSettings {
+        profile_name: name,
+        profile,
+        activity_shape: activity_shape?,
+    })
+}
+
+/// `N` non-negative numbers separated by spaces or commas.
+fn parse_curve<const N: usize>(text: &str, what: &str) -> Result<[f64; N], String> {
+    let numbers: Vec<f64> = text
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            t.parse::<f64>()
+                .map_err(|_| format!("`{t}` is not a number"))
+        })
+        .collect::<Result<_, _>>()?;
+    let curve: [f64; N] = numbers.try_into().map_err(|v: Vec<f64>| {
+        format!("expected {N} factors, one per {what}, and got {}", v.len())
+    })?;
+    if curve.iter().any(|f| !f.is_finite() || *f < 0.0) || curve.iter().sum::<f64>() <= 0.0 {
+        return Err("factors must be 0 or more, and not all 0".into());
+    }
+    Ok(curve)
+}
+
+/// The `[[traffic.promotions]]` tables: name, start, end, uplift, and optionally category and
+/// discount.
+fn read_promotions(reader: &mut Reader<'_>) -> Option<Vec<Promotion>> {
+    let key = "traffic.promotions";
+    let tables = match reader
+        .config
+        .get::<Vec<std::collections::BTreeMap<String, String>>>(key)
+    {
+        Ok(tables) => tables,
+        Err(config::ConfigError::NotFound(_)) => return Some(Vec::new()),
+        Err(e) => {
+            reader.problem(
+                key,
+                &format!("expected [[traffic.promotions]] tables of text and numbers: {e}"),
+            );
+            return None;
+        }
+    };
+    let mut promotions = Vec::new();
+    let mut ok = true;
+    for (i, table) in tables.iter().enumerate() {
+        let at = format!("{key}[{i}]");
+        let known = ["name", "start", "end", "uplift", "category", "discount"];
+        for unknown in table.keys().filter(|k| !known.contains(&k.as_str())) {
+            reader.problem(&format!("{at}.{unknown}"), "unknown setting");
+            ok = false;
+        }
+        for required in ["name", "start", "end", "uplift"] {
+            if !table.contains_key(required) {
+                reader.problem(&format!("{at}.{required}"), "missing");
+            }
+        }
+        let field = |name: &str| table.get(name).cloned();
+        let instant = |text: Option<String>| {
+            text.map(|t| {
+                chrono::DateTime::parse_from_rfc3339(t.trim())
+                    .map(|d| Timestamp::from_datetime(d.to_utc()))
+                    .map_err(|_| format!("`{t}` is not an RFC 3339 instant"))
+            })
+        };
+        let name = field("name");
+        let start = instant(field("start"));
+        let end = instant(field("end"));
+        let uplift = field("uplift").map(|t| parse_fraction(&t, 0.01, 100.0));
+        let category = field("category");
+        if let Some(category) = &category
+            && !crate::model::Catalogue::category_names().any(|c| c == category)
+        {
+            let names: Vec<&str> = crate::model::Catalogue::category_names().collect();
+            reader.problem(
+                &format!("{at}.category"),
+                &format!(
+                    "`{category}` is not a category: expected one of {}",
+                    names.join(", ")
+                ),
+            );
+            ok = false;
+        }
+        let discount = field("discount").map(|t| parse_fraction(&t, 0.0, 0.9));
+        fn check<T>(
+            reader: &mut Reader<'_>,
+            key: String,
+            result: Option<Result<T, String>>,
+        ) -> Option<T> {
+            match result? {
+                Ok(value) => Some(value),
+                Err(message) => {
+                    reader.problem(&key, &message);
+                    None
+                }
+            }
+        }
+        let start = check(reader, format!("{at}.start"), start);
+        let end = check(reader, format!("{at}.end"), end);
+        let uplift = check(reader, format!("{at}.uplift"), uplift);
+        let discount = check(reader, format!("{at}.discount"), discount.or(Some(Ok(0.0))));
+        match (name, start, end, uplift, discount) {
+            (Some(name), Some(start), Some(end), Some(uplift), Some(discount)) => {
+                promotions.push(Promotion {
+                    name,
+                    start,
+                    end,
+                    uplift,
+                    category,
+                    discount,
+                })
+            }
+            _ => ok = false,
+        }
+    }
+    ok.then_some(promotions)
 }
 
 /// Reads the `kafka` and `schema_registry` sections; the connection target is required only

@@ -424,6 +424,9 @@ mod tests {
                     },
                     mean_session_gap_micros: 3.6e9,
                     discount_probability: 0.5,
+                    traffic: crate::model::TrafficProfile::flat(),
+                    activity_shape: None,
+                    activity_mean: 1.0,
                 };
                 let mut events: Vec<Event> = ctx
                     .catalogue

@@ -12,7 +12,7 @@ use crate::config::Settings;
 use crate::metrics::{Health, PipelineMetrics, SimulationMetrics};
 use crate::model::{Catalogue, CatalogueError, Event, ShopRules, Timestamp};
 use crate::pipeline::{self, CHANNEL_CAPACITY, Delivery, Message};
-use crate::shoppers::{Active, ShopContext, Shopper, run_shopper};
+use crate::shoppers::{Active, ShopContext, Shopper, raw_activity, run_shopper};
 use crate::sinks::{Sink, SinkError, TopicCounts, describe};
 use prometheus::Registry;
 
@@ -107,6 +107,12 @@ pub fn shop_context(settings: &Settings, seed: u64) -> Result<ShopContext, Catal
             free_shipping_threshold: settings.shop.free_shipping_threshold,
         },
         mean_session_gap_micros: f64::from(settings.shoppers) / settings.rate.per_second() * 1e6,
+        traffic: settings.traffic.profile.clone(),
+        activity_shape: settings.traffic.activity_shape,
+        activity_mean: (1..=i64::from(settings.shoppers))
+            .map(|id| raw_activity(seed, id, settings.traffic.activity_shape))
+            .sum::<f64>()
+            / f64::from(settings.shoppers),
         discount_probability: settings.shop.discount_probability,
     })
 }

@@ -70,7 +70,34 @@ fn bad_input_is_refused_with_exit_code_2_and_no_panic() {
     let bad_toml = dir.path().join("bad.toml");
     std::fs::write(&bad_toml, "[simulation]\nrate = 5/h\n").unwrap();
     let out_dir = format!("{}/data", blocker.display());
+    let traffic = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let bad_zone = traffic("zone.toml", "[traffic]\ntime_zone = \"Mars/Olympus\"\n");
+    let short_curve = traffic("curve.toml", "[traffic]\nweekly = \"1 1 1\"\n");
+    let bad_promotion = traffic(
+        "promotion.toml",
+        "[[traffic.promotions]]\nname = \"x\"\nstart = \"2026-01-02T00:00:00Z\"\nend = \"2026-01-01T00:00:00Z\"\nuplift = \"2\"\ncategory = \"Yachts\"\n",
+    );
     let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["--profile", "spiky"],
+            "traffic.profile (--profile): `spiky` is not a traffic profile",
+        ),
+        (
+            vec!["--config", &bad_zone],
+            "traffic.time_zone: `Mars/Olympus` is not an IANA time zone",
+        ),
+        (
+            vec!["--config", &short_curve],
+            "traffic.weekly: expected 7 factors, one per day of week Monday to Sunday, and got 3",
+        ),
+        (
+            vec!["--config", &bad_promotion],
+            "traffic.promotions[0].category: `Yachts` is not a category",
+        ),
         (
             vec!["--rate", "500/x"],
             "simulation.rate (--rate): `x` is not a unit of time",

@@ -16,7 +16,8 @@ fn invariants_and_referential_integrity_hold_over_a_week() {
     let types = count_types(&events);
     assert_eq!(types["product_published"], 500);
     assert!(types["order_placed"] > 300_000, "{types:?}");
-    assert!(types["customer_signed_up"] > 2_900, "{types:?}");
+    // Unequal shoppers: the least active have not come yet (about 4% of them).
+    assert!(types["customer_signed_up"] > 2_700, "{types:?}");
     assert!(types["payment_declined"] > 1_000, "{types:?}");
 
     let mut event_ids = HashSet::new();

@@ -249,6 +249,11 @@ impl Catalogue {
     }
 
     /// All products, in id order.
+    /// The names of the categories products belong to.
+    pub fn category_names() -> impl Iterator<Item = &'static str> {
+        CATEGORIES.iter().map(|c| c.name)
+    }
+
     pub fn products(&self) -> &[Product] {
         &self.products
     }

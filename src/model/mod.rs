@@ -14,6 +14,7 @@ mod events;
 mod money;
 mod pricing;
 mod time;
+mod traffic;
 
 pub use catalogue::{Catalogue, CatalogueError, Product};
 pub use events::{
@@ -23,6 +24,7 @@ pub use events::{
 pub use money::{MAX_MINOR_UNITS, Money, ParseMoneyError};
 pub use pricing::{OrderTotals, ShopRules};
 pub use time::{MICROS_PER_HOUR, Timestamp};
+pub use traffic::{DAYS, HOURS, Promotion, TrafficProfile};
 
 use uuid::Uuid;
 

@@ -26,11 +26,17 @@ pub struct OrderTotals {
 }
 
 impl ShopRules {
-    /// Prices an order: `subtotal` is the sum of the line totals, `discount_rate` the fraction of
-    /// it taken off (0 for none); tax applies to the discounted subtotal.
-    pub fn price(&self, lines: &[OrderLine], discount_rate: f64) -> OrderTotals {
+    /// Prices an order: `subtotal` is the sum of the line totals; the discount is the fraction
+    /// `discount_rate` of it (a coupon, 0 for none) plus `promotional` (a promotion's markdown),
+    /// at most the subtotal; tax applies to the discounted subtotal.
+    pub fn price(
+        &self,
+        lines: &[OrderLine],
+        discount_rate: f64,
+        promotional: Money,
+    ) -> OrderTotals {
         let subtotal: Money = lines.iter().map(|l| l.line_total).sum();
-        let discount = subtotal.scale(discount_rate.clamp(0.0, 1.0));
+        let discount = (subtotal.scale(discount_rate.clamp(0.0, 1.0)) + promotional).min(subtotal);
         let taxable = subtotal - discount;
         let tax = taxable.scale(self.tax_rate);
         let shipping = if taxable >= self.free_shipping_threshold {
@@ -73,7 +79,7 @@ mod tests {
 
     #[test]
     fn small_order_pays_shipping_and_tax() {
-        let t = rules().price(&[line(2, 1099), line(1, 499)], 0.0);
+        let t = rules().price(&[line(2, 1099), line(1, 499)], 0.0, Money::ZERO);
         assert_eq!(t.subtotal, Money::from_cents(2697));
         assert_eq!(t.tax, Money::from_cents(223)); // 26.97 * 0.0825 = 2.225 -> 2.23
         assert_eq!(t.shipping, Money::from_cents(599));
@@ -82,11 +88,20 @@ mod tests {
 
     #[test]
     fn discount_applies_before_tax_and_threshold() {
-        let t = rules().price(&[line(1, 5500)], 0.10);
+        let t = rules().price(&[line(1, 5500)], 0.10, Money::ZERO);
         assert_eq!(t.discount, Money::from_cents(550));
         // 49.50 after discount: below the threshold, so shipping is charged.
         assert_eq!(t.shipping, Money::from_cents(599));
         assert_eq!(t.tax, Money::from_cents(408)); // 49.50 * 0.0825 = 4.08375
         assert_eq!(t.total, t.subtotal - t.discount + t.tax + t.shipping);
+    }
+
+    #[test]
+    fn promotional_markdowns_add_to_the_coupon_up_to_the_subtotal() {
+        let t = rules().price(&[line(1, 5500)], 0.10, Money::from_cents(1000));
+        assert_eq!(t.discount, Money::from_cents(1550));
+        let all = rules().price(&[line(1, 5500)], 0.5, Money::from_cents(4000));
+        assert_eq!(all.discount, all.subtotal);
+        assert_eq!(all.total, all.tax + all.shipping);
     }
 }

@@ -2,7 +2,9 @@
 
 mod shopper;
 
-pub use shopper::{CHANNELS, MAX_PAYMENT_ATTEMPTS, PAYMENT_METHODS, ShopContext, Shopper};
+pub use shopper::{
+    CHANNELS, MAX_PAYMENT_ATTEMPTS, PAYMENT_METHODS, ShopContext, Shopper, raw_activity,
+};
 
 use std::future::Future;
 use std::sync::Arc;
@@ -95,6 +97,9 @@ mod tests {
             },
             mean_session_gap_micros: 1e9,
             discount_probability: 0.0,
+            traffic: crate::model::TrafficProfile::flat(),
+            activity_shape: None,
+            activity_mean: 1.0,
         });
         let clock = Clock::scaled(Timestamp::from_micros(0), 1.0);
         let shopper = Shopper::new(1, 1, Timestamp::from_micros(0), &ctx);

@@ -1,8 +1,9 @@
 //! One shopper's behaviour as a pure step function over `(state, now, rng)`.
 //!
-//! A shopper's sessions arrive as a Poisson process: the gap between two sessions is
-//! exponentially distributed with the shopper's mean gap. At its first session the shopper signs
-//! up as a customer; every session places one order, then its payment flow plays out as
+//! A shopper's sessions arrive as a non-homogeneous Poisson process whose intensity is the
+//! shopper's activity times the shop's traffic shape ([`TrafficProfile`]), sampled exactly by
+//! thinning. Shoppers differ: their activities follow a gamma distribution of mean 1, so a few
+//! shop often and most rarely. At its first session the shopper signs up as a customer; every session places one order, then its payment flow plays out as
 //! follow-ups kept in a small time-ordered queue: authorisation a few seconds later, then capture,
 //! or a decline and perhaps a retry with another attempt.
 //!
@@ -18,12 +19,13 @@ use fake::faker::internet::en::FreeEmailProvider;
 use fake::faker::name::en::{FirstName, LastName};
 use fake::faker::phone_number::en::PhoneNumber;
 use rand::{RngExt, SeedableRng};
-use rand_distr::{Distribution, Exp1, Geometric, LogNormal, Poisson};
+use rand_distr::{Distribution, Exp1, Gamma, Geometric, LogNormal, Poisson};
 use rand_pcg::Pcg64Mcg;
 
 use crate::model::{
     Catalogue, CustomerEvent, CustomerId, Event, Money, OrderEvent, OrderId, OrderLine,
-    PaymentEvent, PaymentId, ShopRules, Timestamp, new_event_id, order_id, payment_id,
+    PaymentEvent, PaymentId, Product, ShopRules, Timestamp, TrafficProfile, new_event_id, order_id,
+    payment_id,
 };
 
 /// Payment attempts per order, at most.
@@ -79,8 +81,15 @@ pub const PAYMENT_METHODS: [(&str, f64, f64, &[&str]); 4] = [
 pub struct ShopContext {
     pub catalogue: Catalogue,
     pub rules: ShopRules,
-    /// Mean time between two sessions of one shopper, in microseconds.
+    /// Mean time between two sessions of a shopper of average activity, in microseconds.
     pub mean_session_gap_micros: f64,
+    /// How the intensity varies over time.
+    pub traffic: TrafficProfile,
+    /// Shape of the gamma distribution of shoppers' activities (mean 1); `None` makes every
+    /// shopper equally active.
+    pub activity_shape: Option<f64>,
+    /// Divides every raw activity so that their mean over the population is exactly 1.
+    pub activity_mean: f64,
     /// Probability that an order uses a coupon.
     pub discount_probability: f64,
 }
@@ -110,6 +119,8 @@ enum Action {
 #[derive(Debug, Clone)]
 pub struct Shopper {
     id: CustomerId,
+    /// Mean gap between sessions at a shape of 1, for this shopper's activity (microseconds).
+    mean_gap: f64,
     rng: Pcg64Mcg,
     next_session: Timestamp,
     signed_up: bool,
@@ -126,6 +137,18 @@ fn mix(a: u64, b: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
+}
+
+/// A shopper's activity before normalisation: a gamma variate of mean 1 drawn from
+/// `(seed, id)` alone (1 for every shopper when `shape` is `None`).
+pub fn raw_activity(seed: u64, id: CustomerId, shape: Option<f64>) -> f64 {
+    let Some(shape) = shape else { return 1.0 };
+    let lo = mix(mix(seed, 0xAC71_7174), id as u64);
+    let mut rng =
+        Pcg64Mcg::from_seed(((u128::from(mix(lo, 1)) << 64) | u128::from(lo)).to_le_bytes());
+    let gamma = Gamma::new(shape, 1.0 / shape).expect("a positive shape");
+    // Not 0: every shopper comes back some day.
+    gamma.sample(&mut rng).max(1e-6)
 }
 
 fn exp_secs<R: rand::Rng + ?Sized>(rng: &mut R, mean_secs: f64) -> f64 {
@@ -148,6 +171,27 @@ fn pick_weighted<R: rand::Rng + ?Sized, T>(
     items.len() - 1
 }
 
+/// A product by popularity; while a category promotion runs, its products are `uplift`
+/// times as likely (products of other categories are redrawn with probability 1 - 1/uplift).
+fn pick_product<'c, R: rand::Rng + ?Sized>(
+    ctx: &'c ShopContext,
+    promotion: Option<&crate::model::Promotion>,
+    rng: &mut R,
+) -> &'c Product {
+    loop {
+        let product = ctx.catalogue.pick(rng);
+        let Some(promotion) = promotion else {
+            return product;
+        };
+        if promotion.category.as_deref() == Some(product.category)
+            || promotion.uplift <= 1.0
+            || rng.random::<f64>() * promotion.uplift < 1.0
+        {
+            return product;
+        }
+    }
+}
+
 impl Shopper {
     /// Shopper `id` (its future customer id, from 1), whose first session follows `start` by an
     /// exponential gap. Its generator is seeded from `(seed, id)` alone.
@@ -156,17 +200,35 @@ impl Shopper {
         let hi = mix(lo, 0x5EED);
         let mut rng = Pcg64Mcg::from_seed(((u128::from(hi) << 64) | u128::from(lo)).to_le_bytes());
         let preferred_method = pick_weighted(&mut rng, &PAYMENT_METHODS, |m| m.1) as u8;
-        let gap: f64 = Exp1.sample(&mut rng);
-        let next_session = start.add_micros_f64(gap * ctx.mean_session_gap_micros);
-        Self {
+        let activity = raw_activity(seed, id, ctx.activity_shape) / ctx.activity_mean;
+        let mut shopper = Self {
             id,
+            mean_gap: ctx.mean_session_gap_micros / activity,
             rng,
-            next_session,
+            next_session: start,
             signed_up: false,
             orders: 0,
             payments: 0,
             preferred_method,
             pending: Vec::new(),
+        };
+        shopper.next_session = shopper.session_after(start, ctx);
+        shopper
+    }
+
+    /// The next session after `from`: thinning of candidates that arrive at the bounding
+    /// intensity, each kept with probability shape / bound.
+    fn session_after(&mut self, from: Timestamp, ctx: &ShopContext) -> Timestamp {
+        let bound = ctx.traffic.bound();
+        let mean_gap = self.mean_gap / bound;
+        let mut at = from;
+        loop {
+            let gap: f64 = Exp1.sample(&mut self.rng);
+            // At least one microsecond, so time always moves on.
+            at = at.add_micros_f64((gap * mean_gap).max(1.0));
+            if ctx.traffic.is_flat() || self.rng.random::<f64>() * bound < ctx.traffic.shape(at) {
+                return at;
+            }
         }
     }
 
@@ -223,9 +285,7 @@ impl Shopper {
             action: Action::Authorize { attempt: 1 },
         });
         out.push(Event::Order(order));
-        let gap: f64 = Exp1.sample(&mut self.rng);
-        // At least one microsecond, so time always moves on.
-        self.next_session = at.add_micros_f64((gap * ctx.mean_session_gap_micros).max(1.0));
+        self.next_session = self.session_after(at, ctx);
     }
 
     fn sign_up(&mut self, time: Timestamp) -> CustomerEvent {
@@ -267,8 +327,9 @@ impl Shopper {
         let wanted = (1 + extra_lines as usize).min(MAX_LINES);
         let quantities = Geometric::new(0.72).expect("a probability in (0, 1]");
         let mut items: Vec<OrderLine> = Vec::with_capacity(wanted);
+        let promotion = ctx.traffic.category_promotion(time);
         for _ in 0..wanted {
-            let product = ctx.catalogue.pick(rng);
+            let product = pick_product(ctx, promotion, rng);
             let quantity =
                 (1 + quantities.sample(rng).min(MAX_QUANTITY as u64 - 1) as i32).min(MAX_QUANTITY);
             // The same product drawn twice adds to its line rather than making a second one.
@@ -291,7 +352,16 @@ impl Shopper {
         } else {
             0.0
         };
-        let totals = ctx.rules.price(&items, discount_rate);
+        let markdown = promotion.map_or(Money::ZERO, |p| {
+            items
+                .iter()
+                .filter(|l| {
+                    ctx.catalogue.get(l.product_id).map(|p| p.category) == p.category.as_deref()
+                })
+                .map(|l| l.line_total.scale(p.discount))
+                .sum()
+        });
+        let totals = ctx.rules.price(&items, discount_rate, markdown);
         let channel = CHANNELS[pick_weighted(rng, &CHANNELS, |c| c.1)].0;
         self.orders += 1;
         OrderEvent {
@@ -421,6 +491,9 @@ mod tests {
             },
             mean_session_gap_micros: mean_gap_secs * 1e6,
             discount_probability: 0.3,
+            traffic: crate::model::TrafficProfile::flat(),
+            activity_shape: None,
+            activity_mean: 1.0,
         }
     }
 

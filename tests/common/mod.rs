@@ -23,11 +23,24 @@ pub fn start() -> Timestamp {
     Timestamp::from_datetime(START.parse().unwrap())
 }
 
-/// Settings from flags over the shipped defaults (no environment).
+/// Settings from flags over the shipped defaults (no environment), with the flat traffic
+/// profile: the same intensity at every instant.
 pub fn settings(rate: &str, shoppers: u32) -> Settings {
     let cli = Cli {
         rate: Some(rate.into()),
         shoppers: Some(shoppers.to_string()),
+        profile: Some("flat".into()),
+        ..Cli::default()
+    };
+    Settings::load(&cli, std::iter::empty()).unwrap()
+}
+
+/// Settings from a configuration file's text layered over the shipped defaults.
+pub fn settings_from(toml: &str) -> Settings {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), toml).unwrap();
+    let cli = Cli {
+        config: Some(file.path().to_owned()),
         ..Cli::default()
     };
     Settings::load(&cli, std::iter::empty()).unwrap()

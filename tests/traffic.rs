@@ -1,0 +1,190 @@
+//! The shape of traffic: daily and weekly curves in the shop's time zone, promotions, and
+//! unequal shoppers, checked statistically on simulated weeks. Expected counts are computed
+//! here from the configured curves, independently of the simulator's own profile code.
+
+mod common;
+
+use std::collections::HashMap;
+
+use chrono::{Datelike, Timelike};
+use common::{run_in_memory, settings_from};
+use simulator::model::Event;
+
+const HOURLY: [f64; 24] = [
+    1.0, 0.5, 0.3, 0.2, 0.2, 0.3, 0.6, 1.0, 1.4, 1.6, 1.7, 1.8, 1.9, 1.8, 1.7, 1.7, 1.8, 2.0, 2.4,
+    2.8, 3.0, 2.6, 1.9, 1.3,
+];
+const WEEKLY: [f64; 7] = [0.8, 0.8, 0.9, 1.0, 1.1, 1.4, 1.3];
+
+fn curve(factors: &[f64]) -> String {
+    factors
+        .iter()
+        .map(f64::to_string)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn orders(events: &[Event]) -> impl Iterator<Item = &simulator::model::OrderEvent> {
+    events.iter().filter_map(|e| match e {
+        Event::Order(o) => Some(o),
+        _ => None,
+    })
+}
+
+/// Pearson's chi-square statistic of observed against expected counts.
+fn chi_square(observed: &[f64], expected: &[f64]) -> f64 {
+    observed
+        .iter()
+        .zip(expected)
+        .map(|(o, e)| (o - e) * (o - e) / e)
+        .sum()
+}
+
+#[test]
+fn orders_follow_the_daily_and_weekly_curves_in_the_shops_time_zone() {
+    let weeks = 4;
+    let rate = 400.0; // orders per hour, long-run average
+    let settings = settings_from(&format!(
+        "[simulation]\nrate = \"{rate}/h\"\nshoppers = 3000\n\
+         [traffic]\nprofile = \"realistic\"\ntime_zone = \"Asia/Tokyo\"\n\
+         hourly = \"{}\"\nweekly = \"{}\"\nactivity_shape = 0.6\n",
+        curve(&HOURLY),
+        curve(&WEEKLY)
+    ));
+    let (events, _) = run_in_memory(&settings, 7, weeks * 7 * 24);
+
+    // Counts by hour of the week in Tokyo (UTC+9, no summer time).
+    let tokyo = chrono::FixedOffset::east_opt(9 * 3600).unwrap();
+    let mut observed = [0.0; 168];
+    for order in orders(&events) {
+        let local = order.event_time.to_datetime().with_timezone(&tokyo);
+        observed[local.weekday().num_days_from_monday() as usize * 24 + local.hour() as usize] +=
+            1.0;
+    }
+    // Every hour of the week occurs `weeks` times; the factors' product has weekly mean 1.
+    let mean: f64 = HOURLY.iter().sum::<f64>() / 24.0 * WEEKLY.iter().sum::<f64>() / 7.0;
+    let expected: Vec<f64> = (0..168)
+        .map(|i| rate * weeks as f64 * WEEKLY[i / 24] * HOURLY[i % 24] / mean)
+        .collect();
+    let total: f64 = observed.iter().sum();
+    let expected_total: f64 = expected.iter().sum();
+    assert!(
+        (total - expected_total).abs() < 4.0 * expected_total.sqrt(),
+        "{total} orders, expected {expected_total}: --rate is not the long-run average"
+    );
+    // 167 degrees of freedom: the 0.1% critical value is 225.
+    let fit = chi_square(&observed, &expected);
+    assert!(fit < 225.0, "chi-square {fit} against the curves");
+    // The test has teeth: a flat expectation, or the curves read in UTC, are rejected.
+    let flat = vec![expected_total / 168.0; 168];
+    assert!(chi_square(&observed, &flat) > 1_000.0);
+    let in_utc: Vec<f64> = (0..168).map(|i| expected[(i + 168 - 9) % 168]).collect();
+    assert!(chi_square(&observed, &in_utc) > 1_000.0);
+}
+
+#[test]
+fn a_promotion_multiplies_sessions_and_favours_its_category_at_a_discount() {
+    let settings = settings_from(
+        "[simulation]\nrate = \"600/h\"\nshoppers = 2000\n\
+         [traffic]\nprofile = \"realistic\"\ntime_zone = \"UTC\"\nactivity_shape = \"equal\"\n\
+         hourly = \"1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1\"\nweekly = \"1 1 1 1 1 1 1\"\n\
+         [[traffic.promotions]]\nname = \"book-week\"\nstart = \"2026-03-02T12:00:00Z\"\n\
+         end = \"2026-03-02T18:00:00Z\"\nuplift = \"3\"\ncategory = \"Books\"\ndiscount = \"0.25\"\n\
+         [shop]\ndiscount_probability = 0\n",
+    );
+    let (events, _) = run_in_memory(&settings, 11, 48);
+    let promo = |o: &&simulator::model::OrderEvent| {
+        let hour = o.event_time.to_datetime().hour();
+        o.event_time.to_datetime().day() == 2 && (12..18).contains(&hour)
+    };
+    let catalogue = simulator::model::Catalogue::generate(11, settings.products, 1.1).unwrap();
+    let books = |o: &simulator::model::OrderEvent| -> (usize, usize) {
+        let n = o
+            .items
+            .iter()
+            .filter(|l| catalogue.get(l.product_id).unwrap().category == "Books")
+            .count();
+        (n, o.items.len())
+    };
+    let (inside, outside): (Vec<_>, Vec<_>) = orders(&events).partition(promo);
+    // 6 hours at 3 x 600/h, and 42 hours at 600/h.
+    let (n_in, n_out) = (inside.len() as f64, outside.len() as f64);
+    assert!(
+        (n_in - 10_800.0).abs() < 4.0 * 10_800f64.sqrt(),
+        "{n_in} orders during the promotion"
+    );
+    assert!(
+        (n_out - 25_200.0).abs() < 4.0 * 25_200f64.sqrt(),
+        "{n_out} orders outside it"
+    );
+
+    let share = |orders: &[&simulator::model::OrderEvent]| {
+        let (b, all) = orders
+            .iter()
+            .map(|o| books(o))
+            .fold((0, 0), |(b, a), (x, y)| (b + x, a + y));
+        b as f64 / all as f64
+    };
+    let (share_in, share_out) = (share(&inside), share(&outside));
+    assert!(
+        share_in > 2.0 * share_out,
+        "books are {share_in:.3} of lines in the promotion and {share_out:.3} outside"
+    );
+    // Orders with books are marked down during the promotion (no coupons in this run), and
+    // never outside it.
+    for order in &inside {
+        let book_total: i64 = order
+            .items
+            .iter()
+            .filter(|l| catalogue.get(l.product_id).unwrap().category == "Books")
+            .map(|l| l.line_total.cents())
+            .sum();
+        let expected = (book_total as f64 * 0.25).round() as i64;
+        assert!(
+            (order.discount.cents() - expected).abs() <= order.items.len() as i64,
+            "order {} discount {} for {} of books",
+            order.order_id,
+            order.discount,
+            book_total
+        );
+    }
+    assert!(outside.iter().all(|o| o.discount.cents() == 0));
+}
+
+#[test]
+fn a_few_shoppers_shop_often_and_most_rarely() {
+    let run = |activity: &str| {
+        let settings = settings_from(&format!(
+            "[simulation]\nrate = \"500/h\"\nshoppers = 2000\n[traffic]\nprofile = \"flat\"\nactivity_shape = {activity}\n"
+        ));
+        let (events, _) = run_in_memory(&settings, 5, 24 * 14);
+        let mut per_customer: HashMap<i64, f64> = HashMap::new();
+        for order in orders(&events) {
+            *per_customer.entry(order.customer_id).or_default() += 1.0;
+        }
+        let counts: Vec<f64> = (1..=2000)
+            .map(|id| per_customer.get(&id).copied().unwrap_or(0.0))
+            .collect();
+        let mean = counts.iter().sum::<f64>() / counts.len() as f64;
+        let variance = counts.iter().map(|c| (c - mean).powi(2)).sum::<f64>() / counts.len() as f64;
+        let mut sorted = counts.clone();
+        sorted.sort_by(|a, b| b.partial_cmp(a).unwrap());
+        let top_decile: f64 = sorted[..200].iter().sum::<f64>() / counts.iter().sum::<f64>();
+        (mean, variance / mean, top_decile)
+    };
+    // 500/h for two weeks over 2000 shoppers: 84 orders each on average.
+    let (mean, dispersion, top) = run("0.6");
+    assert!((mean - 84.0).abs() < 2.0, "mean {mean}");
+    // Gamma(0.6) activities: variance / mean = 1 + mean / 0.6, about 141.
+    assert!(dispersion > 60.0, "dispersion {dispersion}");
+    assert!(
+        top > 0.3,
+        "the most active tenth placed {top:.2} of the orders"
+    );
+    let (_, dispersion, top) = run("\"equal\"");
+    assert!(
+        (dispersion - 1.0).abs() < 0.2,
+        "dispersion {dispersion} of equal shoppers"
+    );
+    assert!(top < 0.15);
+}
