@@ -17,38 +17,44 @@ use crate::model::{Event, Topic};
 use crate::sinks::TopicCounts;
 
 /// Every `event_type`, in the order of [`event_type_index`].
-pub const EVENT_TYPES: [(&str, Topic); 6] = [
+pub const EVENT_TYPES: [(&str, Topic); EVENT_TYPE_COUNT] = [
     ("product_published", Topic::Products),
     ("customer_signed_up", Topic::Customers),
     ("order_placed", Topic::Orders),
+    ("order_cancelled", Topic::Orders),
+    ("order_shipped", Topic::Orders),
+    ("order_delivered", Topic::Orders),
+    ("order_returned", Topic::Orders),
     ("payment_authorized", Topic::Payments),
     ("payment_captured", Topic::Payments),
     ("payment_declined", Topic::Payments),
+    ("payment_refunded", Topic::Payments),
 ];
+
+/// How many event types there are.
+pub const EVENT_TYPE_COUNT: usize = 11;
 
 /// The position of an event's type in [`EVENT_TYPES`].
 pub fn event_type_index(event: &Event) -> usize {
-    match event.event_type() {
-        "product_published" => 0,
-        "customer_signed_up" => 1,
-        "order_placed" => 2,
-        "payment_authorized" => 3,
-        "payment_captured" => 4,
-        _ => 5,
-    }
+    let event_type = event.event_type();
+    EVENT_TYPES
+        .iter()
+        .position(|(name, _)| *name == event_type)
+        .expect("every event type is listed")
 }
 
-fn per_event_type(vec: &IntCounterVec) -> [IntCounter; 6] {
+fn per_event_type(vec: &IntCounterVec) -> [IntCounter; EVENT_TYPE_COUNT] {
     EVENT_TYPES.map(|(event_type, topic)| vec.with_label_values(&[topic.as_str(), event_type]))
 }
 
 /// What the pipeline sees go by: events generated and the business they represent.
 #[derive(Debug, Clone)]
 pub struct PipelineMetrics {
-    generated: [IntCounter; 6],
+    generated: [IntCounter; EVENT_TYPE_COUNT],
     orders: IntCounterVec,
     payments: IntCounterVec,
     revenue: CounterVec,
+    refunds: CounterVec,
 }
 
 impl PipelineMetrics {
@@ -85,12 +91,21 @@ impl PipelineMetrics {
         registry.register(Box::new(generated.clone()))?;
         registry.register(Box::new(orders.clone()))?;
         registry.register(Box::new(payments.clone()))?;
+        let refunds = CounterVec::new(
+            Opts::new(
+                "simulator_refunds_total",
+                "Refunded payments (cancellations and returns), in units of the currency.",
+            ),
+            &["currency"],
+        )?;
         registry.register(Box::new(revenue.clone()))?;
+        registry.register(Box::new(refunds.clone()))?;
         Ok(Self {
             generated: per_event_type(&generated),
             orders,
             payments,
             revenue,
+            refunds,
         })
     }
 
@@ -111,10 +126,11 @@ impl PipelineMetrics {
                 Event::Order(o) => self.orders.with_label_values(&[o.channel, o.status]).inc(),
                 Event::Payment(p) => {
                     self.payments.with_label_values(&[p.method, p.status]).inc();
-                    if p.status == "captured" {
-                        self.revenue
-                            .with_label_values(&[p.currency])
-                            .inc_by(p.amount.cents() as f64 / 100.0);
+                    let amount = p.amount.cents() as f64 / 100.0;
+                    match p.status {
+                        "captured" => self.revenue.with_label_values(&[p.currency]).inc_by(amount),
+                        "refunded" => self.refunds.with_label_values(&[p.currency]).inc_by(amount),
+                        _ => {}
                     }
                 }
                 _ => {}
@@ -126,7 +142,7 @@ impl PipelineMetrics {
 /// What a sink reports about delivery.
 #[derive(Debug, Clone)]
 pub struct DeliveryMetrics {
-    delivered: [IntCounter; 6],
+    delivered: [IntCounter; EVENT_TYPE_COUNT],
     failures: IntCounterVec,
     /// From the event's creation to its delivery report, in seconds.
     pub latency: Histogram,

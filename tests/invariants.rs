@@ -16,6 +16,8 @@ fn invariants_and_referential_integrity_hold_over_a_week() {
     let types = count_types(&events);
     assert_eq!(types["product_published"], 500);
     assert!(types["order_placed"] > 300_000, "{types:?}");
+    assert!(types["order_shipped"] > 250_000, "{types:?}");
+    assert!(types["payment_refunded"] > 5_000, "{types:?}");
     // Unequal shoppers: the least active have not come yet (about 4% of them).
     assert!(types["customer_signed_up"] > 2_700, "{types:?}");
     assert!(types["payment_declined"] > 1_000, "{types:?}");
@@ -27,6 +29,11 @@ fn invariants_and_referential_integrity_hold_over_a_week() {
     let mut authorized: HashMap<PaymentId, (OrderId, Money, &str)> = HashMap::new();
     let mut captured: HashSet<OrderId> = HashSet::new();
     let mut attempts: HashMap<OrderId, i32> = HashMap::new();
+    let mut status: HashMap<OrderId, &str> = HashMap::new();
+    let mut captured_at: HashMap<OrderId, Timestamp> = HashMap::new();
+    let mut captured_payment: HashMap<OrderId, PaymentId> = HashMap::new();
+    let mut refunded: HashSet<PaymentId> = HashSet::new();
+    let mut lifecycle: HashMap<&str, usize> = HashMap::new();
 
     for event in &events {
         assert!(
@@ -52,6 +59,31 @@ fn invariants_and_referential_integrity_hold_over_a_week() {
                     "customer signed up twice"
                 );
             }
+            Event::Order(o) if o.event_type != "order_placed" => {
+                let (customer, total, placed) = *orders
+                    .get(&o.order_id)
+                    .expect("status change before its order");
+                assert_eq!((o.customer_id, o.total), (customer, total));
+                assert!(o.items.is_empty(), "a status change carries no lines");
+                assert!(placed <= o.event_time);
+                let before = status.insert(o.order_id, o.status).unwrap_or("placed");
+                let valid = matches!(
+                    (before, o.status),
+                    ("placed", "cancelled")
+                        | ("placed", "shipped")
+                        | ("shipped", "delivered")
+                        | ("delivered", "returned")
+                );
+                assert!(valid, "order {}: {before} -> {}", o.order_id, o.status);
+                assert_eq!(o.event_type, format!("order_{}", o.status));
+                if o.status == "shipped" {
+                    let paid = captured_at.get(&o.order_id).expect("shipped unpaid");
+                    assert!(*paid <= o.event_time);
+                    // Timely: shipped within two weeks of the capture.
+                    assert!(o.event_time.micros_since(*paid) < 14 * 86_400_000_000);
+                }
+                *lifecycle.entry(o.status).or_default() += 1;
+            }
             Event::Order(o) => {
                 let signed_up = customers
                     .get(&o.customer_id)
@@ -74,6 +106,7 @@ fn invariants_and_referential_integrity_hold_over_a_week() {
                 assert!(o.discount >= Money::ZERO && o.discount <= o.subtotal);
                 assert!(["web", "mobile_app", "call_center"].contains(&o.channel));
                 assert_eq!(o.status, "placed");
+                assert_eq!(o.event_type, "order_placed");
                 assert!(
                     orders
                         .insert(o.order_id, (o.customer_id, o.total, o.event_time))
@@ -103,6 +136,17 @@ fn invariants_and_referential_integrity_hold_over_a_week() {
                             .expect("capture without authorisation");
                         assert_eq!((order, amount, method), (p.order_id, p.amount, p.method));
                         assert!(captured.insert(p.order_id), "order captured twice");
+                        captured_at.insert(p.order_id, p.event_time);
+                        captured_payment.insert(p.order_id, p.payment_id);
+                    }
+                    "refunded" => {
+                        assert_eq!(captured_payment.get(&p.order_id), Some(&p.payment_id));
+                        assert!(refunded.insert(p.payment_id), "refunded twice");
+                        assert!(
+                            matches!(status.get(&p.order_id), Some(&"cancelled" | &"returned")),
+                            "refund of an order {:?}",
+                            status.get(&p.order_id)
+                        );
                     }
                     other => panic!("unexpected status {other}"),
                 }
@@ -112,6 +156,22 @@ fn invariants_and_referential_integrity_hold_over_a_week() {
     // Most orders end up paid.
     let paid = captured.len() as f64 / orders.len() as f64;
     assert!((0.9..1.0).contains(&paid), "paid share {paid}");
+    // Within the week most paid orders ship (18 h median), about half are delivered (2.5
+    // days later), a few are cancelled, and the first returns (up to 30 days after delivery)
+    // come in.
+    let share = |s: &str| lifecycle.get(s).copied().unwrap_or(0) as f64 / captured.len() as f64;
+    assert!(share("shipped") > 0.8, "{lifecycle:?}");
+    assert!((0.35..0.7).contains(&share("delivered")), "{lifecycle:?}");
+    assert!((0.01..0.08).contains(&share("cancelled")), "{lifecycle:?}");
+    assert!((0.0005..0.01).contains(&share("returned")), "{lifecycle:?}");
+    assert_eq!(
+        refunded.len(),
+        lifecycle.get("returned").copied().unwrap_or(0)
+            + status
+                .iter()
+                .filter(|(o, s)| **s == "cancelled" && captured.contains(o))
+                .count()
+    );
 }
 
 fn fingerprint(events: &[Event]) -> Vec<String> {

@@ -24,8 +24,8 @@ use rand_pcg::Pcg64Mcg;
 
 use crate::model::{
     Catalogue, CustomerEvent, CustomerId, Event, Money, OrderEvent, OrderId, OrderLine,
-    PaymentEvent, PaymentId, Product, ShopRules, Timestamp, TrafficProfile, new_event_id, order_id,
-    payment_id,
+    OrderTotals, PaymentEvent, PaymentId, Product, ShopRules, Timestamp, TrafficProfile,
+    new_event_id, order_id, payment_id,
 };
 
 /// Payment attempts per order, at most.
@@ -38,6 +38,18 @@ const MEAN_RETRY_DELAY_SECS: f64 = 180.0;
 const MEDIAN_CAPTURE_DELAY_SECS: f64 = 1_200.0;
 /// Probability that a declined customer tries again (while attempts remain).
 const RETRY_PROBABILITY: f64 = 0.7;
+/// Median delay from capture to shipping, in seconds (log-normal, sigma 0.7).
+const MEDIAN_SHIPPING_DELAY_SECS: f64 = 18.0 * 3_600.0;
+/// Median delay from shipping to delivery, in seconds (log-normal, sigma 0.4).
+const MEDIAN_DELIVERY_DELAY_SECS: f64 = 2.5 * 86_400.0;
+/// Probability that a paid order is cancelled before it ships (and refunded).
+const CANCEL_PROBABILITY: f64 = 0.03;
+/// Mean delay from the last declined attempt to the order's cancellation, in seconds.
+const MEAN_UNPAID_CANCEL_DELAY_SECS: f64 = 1_800.0;
+/// Probability that a delivered order is returned (and refunded), within the return window.
+const RETURN_PROBABILITY: f64 = 0.06;
+/// Returns arrive uniformly within this many days of delivery.
+const RETURN_WINDOW_DAYS: f64 = 30.0;
 /// Most lines in one order.
 const MAX_LINES: usize = 10;
 /// Most units of one product in one line.
@@ -94,25 +106,41 @@ pub struct ShopContext {
     pub discount_probability: f64,
 }
 
-/// Something a shopper has to do later.
+/// Something a shopper has to do later, about one of its orders.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct FollowUp {
     at: Timestamp,
     order: OrderId,
-    amount: Money,
+    totals: OrderTotals,
+    channel: u8,
     action: Action,
 }
 
+/// A payment attempt that went through: what a later capture or refund refers to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Paid {
+    payment: PaymentId,
+    attempt: i32,
+    method: u8,
+}
+
+/// The next step of an order. The valid paths: placed, then authorised (after declines and
+/// retries, or cancelled unpaid), captured, then shipped (or cancelled and refunded),
+/// delivered, and perhaps returned and refunded.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Action {
     /// Ask for authorisation: payment attempt number `attempt`.
     Authorize { attempt: i32 },
     /// Capture an authorised payment.
-    Capture {
-        payment: PaymentId,
-        attempt: i32,
-        method: u8,
-    },
+    Capture(Paid),
+    /// Ship a paid order.
+    Ship(Paid),
+    /// Deliver a shipped order.
+    Deliver(Paid),
+    /// The customer sends a delivered order back; it is refunded.
+    Return(Paid),
+    /// Cancel the order before it ships: refunded if it was paid.
+    Cancel(Option<Paid>),
 }
 
 /// One simulated shopper: about a hundred bytes while idle.
@@ -281,7 +309,17 @@ impl Shopper {
         self.schedule(FollowUp {
             at: at.add_micros_f64(delay),
             order: order.order_id,
-            amount: order.total,
+            totals: OrderTotals {
+                subtotal: order.subtotal,
+                discount: order.discount,
+                tax: order.tax,
+                shipping: order.shipping,
+                total: order.total,
+            },
+            channel: CHANNELS
+                .iter()
+                .position(|c| c.0 == order.channel)
+                .unwrap_or(0) as u8,
             action: Action::Authorize { attempt: 1 },
         });
         out.push(Event::Order(order));
@@ -384,6 +422,11 @@ impl Shopper {
 
     fn follow_up(&mut self, follow_up: FollowUp, ctx: &ShopContext, out: &mut Vec<Event>) {
         let time = follow_up.at.truncate_to_millis();
+        let later = |follow_up: &FollowUp, secs: f64, action: Action| FollowUp {
+            at: follow_up.at.add_micros_f64((secs * 1e6).max(1.0)),
+            action,
+            ..*follow_up
+        };
         match follow_up.action {
             Action::Authorize { attempt } => {
                 // A retry sometimes switches to another method.
@@ -394,85 +437,138 @@ impl Shopper {
                 };
                 let (_, _, decline_rate, reasons) = PAYMENT_METHODS[usize::from(method)];
                 self.payments += 1;
-                let payment = payment_id(self.id, self.payments);
+                let paid = Paid {
+                    payment: payment_id(self.id, self.payments),
+                    attempt,
+                    method,
+                };
                 let declined = self.rng.random_bool(decline_rate);
                 let failure_reason =
                     declined.then(|| reasons[self.rng.random_range(0..reasons.len())]);
-                out.push(self.payment_event(
-                    time,
-                    payment,
-                    &follow_up,
-                    method,
-                    attempt,
-                    failure_reason,
-                    ctx,
-                ));
+                let status = if declined { "declined" } else { "authorized" };
+                out.push(self.payment_event(time, &follow_up, paid, status, failure_reason, ctx));
                 if !declined {
-                    let delay: f64 = LogNormal::new(MEDIAN_CAPTURE_DELAY_SECS.ln(), 1.0)
-                        .expect("finite parameters")
-                        .sample(&mut self.rng);
-                    self.schedule(FollowUp {
-                        at: follow_up.at.add_micros_f64(delay * 1e6),
-                        action: Action::Capture {
-                            payment,
-                            attempt,
-                            method,
-                        },
-                        ..follow_up
-                    });
+                    let delay = log_normal(&mut self.rng, MEDIAN_CAPTURE_DELAY_SECS, 1.0);
+                    self.schedule(later(&follow_up, delay, Action::Capture(paid)));
                 } else if attempt < MAX_PAYMENT_ATTEMPTS && self.rng.random_bool(RETRY_PROBABILITY)
                 {
-                    let delay = exp_secs(&mut self.rng, MEAN_RETRY_DELAY_SECS);
-                    self.schedule(FollowUp {
-                        at: follow_up.at.add_micros_f64(delay),
-                        action: Action::Authorize {
-                            attempt: attempt + 1,
-                        },
-                        ..follow_up
-                    });
+                    let delay = exp_secs(&mut self.rng, MEAN_RETRY_DELAY_SECS) / 1e6;
+                    let retry = Action::Authorize {
+                        attempt: attempt + 1,
+                    };
+                    self.schedule(later(&follow_up, delay, retry));
+                } else {
+                    // No more attempts: the shop cancels the unpaid order.
+                    let delay = exp_secs(&mut self.rng, MEAN_UNPAID_CANCEL_DELAY_SECS) / 1e6;
+                    self.schedule(later(&follow_up, delay, Action::Cancel(None)));
                 }
             }
-            Action::Capture {
-                payment,
-                attempt,
-                method,
-            } => {
-                out.push(self.payment_event(time, payment, &follow_up, method, attempt, None, ctx));
+            Action::Capture(paid) => {
+                out.push(self.payment_event(time, &follow_up, paid, "captured", None, ctx));
+                let shipping = log_normal(&mut self.rng, MEDIAN_SHIPPING_DELAY_SECS, 0.7);
+                if self.rng.random_bool(CANCEL_PROBABILITY) {
+                    // The customer changes their mind before the parcel leaves.
+                    let delay = shipping * self.rng.random::<f64>();
+                    self.schedule(later(&follow_up, delay, Action::Cancel(Some(paid))));
+                } else {
+                    self.schedule(later(&follow_up, shipping, Action::Ship(paid)));
+                }
+            }
+            Action::Ship(paid) => {
+                out.push(self.order_status(time, &follow_up, "shipped", ctx));
+                let delay = log_normal(&mut self.rng, MEDIAN_DELIVERY_DELAY_SECS, 0.4);
+                self.schedule(later(&follow_up, delay, Action::Deliver(paid)));
+            }
+            Action::Deliver(paid) => {
+                out.push(self.order_status(time, &follow_up, "delivered", ctx));
+                if self.rng.random_bool(RETURN_PROBABILITY) {
+                    let delay = self.rng.random::<f64>() * RETURN_WINDOW_DAYS * 86_400.0;
+                    self.schedule(later(&follow_up, delay, Action::Return(paid)));
+                }
+            }
+            Action::Return(paid) => {
+                out.push(self.order_status(time, &follow_up, "returned", ctx));
+                out.push(self.payment_event(time, &follow_up, paid, "refunded", None, ctx));
+            }
+            Action::Cancel(paid) => {
+                out.push(self.order_status(time, &follow_up, "cancelled", ctx));
+                if let Some(paid) = paid {
+                    out.push(self.payment_event(time, &follow_up, paid, "refunded", None, ctx));
+                }
             }
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// An order's status change: the order's amounts, no lines.
+    fn order_status(
+        &mut self,
+        time: Timestamp,
+        follow_up: &FollowUp,
+        status: &'static str,
+        ctx: &ShopContext,
+    ) -> Event {
+        let event_type = match status {
+            "shipped" => "order_shipped",
+            "delivered" => "order_delivered",
+            "returned" => "order_returned",
+            _ => "order_cancelled",
+        };
+        let totals = follow_up.totals;
+        Event::Order(OrderEvent {
+            event_id: new_event_id(&mut self.rng),
+            event_type,
+            event_time: time,
+            order_id: follow_up.order,
+            customer_id: self.id,
+            items: Vec::new(),
+            subtotal: totals.subtotal,
+            discount: totals.discount,
+            tax: totals.tax,
+            shipping: totals.shipping,
+            total: totals.total,
+            currency: ctx.rules.currency,
+            channel: CHANNELS[usize::from(follow_up.channel)].0,
+            status,
+        })
+    }
+
     fn payment_event(
         &mut self,
         time: Timestamp,
-        payment: PaymentId,
         follow_up: &FollowUp,
-        method: u8,
-        attempt: i32,
+        paid: Paid,
+        status: &'static str,
         failure_reason: Option<&'static str>,
         ctx: &ShopContext,
     ) -> Event {
-        let (event_type, status) = match (follow_up.action, failure_reason) {
-            (_, Some(_)) => ("payment_declined", "declined"),
-            (Action::Authorize { .. }, None) => ("payment_authorized", "authorized"),
-            (Action::Capture { .. }, None) => ("payment_captured", "captured"),
+        let event_type = match status {
+            "declined" => "payment_declined",
+            "authorized" => "payment_authorized",
+            "captured" => "payment_captured",
+            _ => "payment_refunded",
         };
         Event::Payment(PaymentEvent {
             event_id: new_event_id(&mut self.rng),
             event_type,
             event_time: time,
-            payment_id: payment,
+            payment_id: paid.payment,
             order_id: follow_up.order,
             customer_id: self.id,
-            amount: follow_up.amount,
+            amount: follow_up.totals.total,
             currency: ctx.rules.currency,
-            method: PAYMENT_METHODS[usize::from(method)].0,
+            method: PAYMENT_METHODS[usize::from(paid.method)].0,
             status,
-            attempt,
+            attempt: paid.attempt,
             failure_reason,
         })
     }
+}
+
+/// A log-normal delay in seconds with the given median.
+fn log_normal<R: rand::Rng + ?Sized>(rng: &mut R, median_secs: f64, sigma: f64) -> f64 {
+    LogNormal::new(median_secs.ln(), sigma)
+        .expect("finite parameters")
+        .sample(rng)
 }
 
 #[cfg(test)]

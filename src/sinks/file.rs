@@ -19,7 +19,7 @@ use apache_avro::{Codec, DeflateSettings, Writer};
 
 use super::{Sink, SinkError, TopicCounts};
 use crate::encoding::{Schemas, schemas};
-use crate::metrics::{DeliveryMetrics, event_type_index};
+use crate::metrics::{DeliveryMetrics, EVENT_TYPE_COUNT, event_type_index};
 use crate::model::{Event, MICROS_PER_HOUR, Timestamp, Topic};
 
 /// How long after an hour ends its files are completed, in simulated time.
@@ -72,7 +72,7 @@ struct OpenFile {
     path: PathBuf,
     events: u64,
     /// Events by type, for the delivery metrics.
-    by_type: [u64; 6],
+    by_type: [u64; EVENT_TYPE_COUNT],
 }
 
 /// The `file` sink.
@@ -190,7 +190,7 @@ impl FileSink {
             temp,
             path,
             events: 0,
-            by_type: [0; 6],
+            by_type: [0; EVENT_TYPE_COUNT],
         })
     }
 

@@ -17,7 +17,8 @@ def check_records(records):
     products = {p["product_id"]: p for p in records["products"]}
     customers = {c["customer_id"]: c for c in records["customers"]}
     orders = {}
-    for o in records["orders"]:
+    placed = [o for o in records["orders"] if o["event_type"] == "order_placed"]
+    for o in placed:
         if o["customer_id"] not in customers or customers[o["customer_id"]]["event_time"] > o["event_time"]:
             problems.append(f"order {o['order_id']} names customer {o['customer_id']} not signed up before it")
         subtotal = sum(line["line_total"] for line in o["items"])
@@ -35,21 +36,54 @@ def check_records(records):
             problems.append(f"order {o['order_id']}: subtotal {o['subtotal']} != sum of lines {subtotal}")
         if o["total"] != o["subtotal"] - o["discount"] + o["tax"] + o["shipping"]:
             problems.append(f"order {o['order_id']}: total does not add up")
+        if o["order_id"] in orders:
+            problems.append(f"order {o['order_id']} placed twice")
         orders[o["order_id"]] = o
-    authorized = {}
-    for p in sorted(records["payments"], key=lambda p: p["event_time"]):
-        order = orders.get(p["order_id"])
-        if order is None or order["event_time"] > p["event_time"]:
-            problems.append(f"payment {p['payment_id']} names order {p['order_id']} not placed before it")
+
+    # Payments, and then the order's life, in time order: authorisation before capture,
+    # capture before shipping, refunds only of captured payments, valid status transitions.
+    stream = sorted(
+        [(o["event_time"], 0 if o["event_type"] == "order_placed" else 1, "order", o) for o in records["orders"]]
+        + [(p["event_time"], 2, "payment", p) for p in records["payments"]],
+        key=lambda x: (x[0], x[1]),
+    )
+    transitions = {"placed": {"cancelled", "shipped"}, "shipped": {"delivered"}, "delivered": {"returned"}}
+    status, captured, authorized, refunded = {}, {}, {}, set()
+    for _, _, kind, e in stream:
+        order = orders.get(e["order_id"])
+        if order is None or order["event_time"] > e["event_time"]:
+            problems.append(f"{kind} {e['event_type']} names order {e['order_id']} not placed before it")
             continue
+        if kind == "order":
+            if e["event_type"] == "order_placed":
+                status[e["order_id"]] = "placed"
+                continue
+            now = status.get(e["order_id"])
+            if e["status"] not in transitions.get(now, set()):
+                problems.append(f"order {e['order_id']}: {now} -> {e['status']} is not a valid transition")
+            if e["status"] == "shipped" and e["order_id"] not in captured:
+                problems.append(f"order {e['order_id']} shipped unpaid")
+            if e["items"] or e["total"] != order["total"]:
+                problems.append(f"order {e['order_id']}: a status change carries lines or another total")
+            status[e["order_id"]] = e["status"]
+            continue
+        p = e
         if p["amount"] != order["total"]:
             problems.append(f"payment {p['payment_id']} is for {p['amount']}, its order's total is {order['total']}")
         if (p["failure_reason"] is None) == (p["status"] == "declined"):
             problems.append(f"payment {p['payment_id']}: failure_reason does not match status {p['status']}")
         if p["status"] == "authorized":
             authorized[p["payment_id"]] = p
-        elif p["status"] == "captured" and p["payment_id"] not in authorized:
-            problems.append(f"payment {p['payment_id']} captured without an earlier authorisation")
+        elif p["status"] == "captured":
+            if p["payment_id"] not in authorized:
+                problems.append(f"payment {p['payment_id']} captured without an earlier authorisation")
+            captured[p["order_id"]] = p["payment_id"]
+        elif p["status"] == "refunded":
+            if captured.get(p["order_id"]) != p["payment_id"] or p["payment_id"] in refunded:
+                problems.append(f"payment {p['payment_id']} refunded without a capture, or twice")
+            if status.get(p["order_id"]) not in ("cancelled", "returned"):
+                problems.append(f"payment {p['payment_id']} refunded for an order {status.get(p['order_id'])}")
+            refunded.add(p["payment_id"])
     return problems
 
 
@@ -59,6 +93,7 @@ def summary(records, **extra):
         "records": {t: len(records[t]) for t in TOPICS},
         "event_types": dict(collections.Counter(r["event_type"] for t in TOPICS for r in records[t])),
         "revenue_captured": str(sum(p["amount"] for p in records["payments"] if p["status"] == "captured")),
+        "refunded": str(sum(p["amount"] for p in records["payments"] if p["status"] == "refunded")),
     }
     result.update(extra)
     return result

@@ -32,7 +32,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 
 use super::{Sink, SinkError, TopicCounts};
 use crate::encoding::{Encoder, schemas};
-use crate::metrics::{DeliveryMetrics, EVENT_TYPES, event_type_index};
+use crate::metrics::{DeliveryMetrics, EVENT_TYPE_COUNT, EVENT_TYPES, event_type_index};
 use crate::model::{Event, Topic};
 
 /// How long to wait before offering a message again when librdkafka's queue is full.
@@ -148,10 +148,14 @@ struct Context {
     last_logged: Mutex<BTreeMap<String, tokio::time::Instant>>,
 }
 
-/// A message's opaque: its event type's index in the low 3 bits, its creation instant (in
+/// Bits of a message's opaque that hold its event type.
+const TYPE_BITS: u32 = 4;
+const _: () = assert!(EVENT_TYPE_COUNT <= 1 << TYPE_BITS);
+
+/// A message's opaque: its event type's index in the low bits, its creation instant (in
 /// microseconds since the sink's origin) above them.
 fn opaque(event_type: usize, created_micros: u64) -> usize {
-    ((created_micros as usize) << 3) | event_type
+    ((created_micros as usize) << TYPE_BITS) | event_type
 }
 
 impl Context {
@@ -235,7 +239,7 @@ impl ProducerContext for Context {
     type DeliveryOpaque = usize;
 
     fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
-        let event_type = opaque & 0b111;
+        let event_type = opaque & ((1 << TYPE_BITS) - 1);
         let topic = EVENT_TYPES[event_type].1.index();
         match result {
             Ok(_) => {
@@ -246,7 +250,7 @@ impl ProducerContext for Context {
                 self.stats.all_brokers_down.store(false, Ordering::Relaxed);
                 self.stats.delivered[topic].fetch_add(1, Ordering::Relaxed);
                 self.metrics.delivered(event_type, 1);
-                let created = Duration::from_micros((opaque >> 3) as u64);
+                let created = Duration::from_micros((opaque >> TYPE_BITS) as u64);
                 let latency = self.origin.elapsed().saturating_sub(created);
                 self.metrics.latency.observe(latency.as_secs_f64());
             }

@@ -26,7 +26,8 @@ from test_loader import halves
 PROJECT = ROOT / "deploy" / "dbt"
 MODELS = ("stg_customers", "stg_products", "stg_orders", "stg_order_items", "stg_payments",
           "dim_customer", "dim_product", "dim_date", "fct_sales", "fct_payments")
-STATUS_RANK = {"captured": 3, "declined": 2, "authorized": 1}
+STATUS_RANK = {"refunded": 4, "captured": 3, "declined": 2, "authorized": 1}
+ORDER_RANK = {"returned": 5, "delivered": 4, "shipped": 3, "cancelled": 2, "placed": 1}
 
 
 def dbt(workdir, database, *args, executable=None, target="local", env=None) -> subprocess.CompletedProcess:
@@ -97,7 +98,7 @@ def test_daily_revenue_and_orders_reconcile_with_the_simulators_output(models, d
     database, _ = models
     expected = collections.defaultdict(lambda: [set(), 0])
     for entity, record in decoded.values():
-        if entity == "orders":
+        if entity == "orders" and record["event_type"] == "order_placed":
             day = record["event_time"].astimezone(timezone.utc).date()
             expected[day][0].add(record["order_id"])
             expected[day][1] += sum(line["line_total"] for line in record["items"])
@@ -108,7 +109,7 @@ def test_daily_revenue_and_orders_reconcile_with_the_simulators_output(models, d
     assert len(expected) >= 1
 
 
-def test_each_sale_carries_its_orders_latest_payment_status(models, decoded):
+def test_each_sale_carries_its_orders_latest_status_and_payment_status(models, decoded):
     database, _ = models
     latest = {}
     for entity, p in decoded.values():
@@ -119,7 +120,17 @@ def test_each_sale_carries_its_orders_latest_payment_status(models, decoded):
     got = dict(query(database, "SELECT DISTINCT order_id, payment_status FROM analytics_marts.fct_sales"))
     expected = {o: latest[o][1] if o in latest else "unpaid" for o in got}
     assert got == expected
-    assert {"captured", "declined"} <= set(got.values())
+    assert {"captured", "declined", "refunded"} <= set(got.values())
+
+    statuses = {}
+    for entity, o in decoded.values():
+        if entity == "orders":
+            rank = (o["event_time"], ORDER_RANK[o["status"]])
+            if o["order_id"] not in statuses or rank > statuses[o["order_id"]][0]:
+                statuses[o["order_id"]] = (rank, o["status"])
+    got = dict(query(database, "SELECT DISTINCT order_id, order_status FROM analytics_marts.fct_sales"))
+    assert got == {o: s for o, (_, s) in statuses.items()}
+    assert {"placed", "shipped", "cancelled"} <= set(got.values())
 
 
 def test_incremental_runs_equal_a_full_rebuild(models, workdir):

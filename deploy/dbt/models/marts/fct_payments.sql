@@ -6,7 +6,7 @@
     on_schema_change='fail'
 ) }}
 
-{#- One row per payment event (an attempt authorised, captured or declined). Append-mostly:
+{#- One row per payment event (an attempt authorised, captured, declined or refunded). Append-mostly:
     each run takes the events loaded since the last (delete+insert on the event id). -#}
 
 select
@@ -23,6 +23,7 @@ select
     amount,
     currency,
     case when payment_status = 'captured' then amount else 0 end as captured_amount,
+    case when payment_status = 'refunded' then amount else 0 end as refunded_amount,
     failure_reason,
     loaded_at as source_loaded_at
 from {{ ref('stg_payments') }}
