@@ -64,6 +64,9 @@ pub struct Cli {
     /// Root directory of the file sink.
     #[arg(long, value_name = "DIR")]
     pub output_dir: Option<String>,
+    /// Where the ground-truth ledger goes (default: <output-dir>/_ledger).
+    #[arg(long, value_name = "DIR")]
+    pub ledger_dir: Option<String>,
     /// Kafka bootstrap servers, host:port[,host:port...] (for --sink kafka).
     #[arg(long, value_name = "HOST:PORT")]
     pub bootstrap_servers: Option<String>,
@@ -91,6 +94,7 @@ impl Cli {
             ("traffic.profile", &self.profile),
             ("sink.kind", &self.sink),
             ("file.output_dir", &self.output_dir),
+            ("ledger.dir", &self.ledger_dir),
             ("kafka.bootstrap_servers", &self.bootstrap_servers),
             ("metrics.addr", &self.metrics_addr),
             ("log.format", &self.log_format),
@@ -118,6 +122,7 @@ const SETTINGS: &[(&str, Option<&str>)] = &[
     ("sink.kind", Some("--sink")),
     ("file.output_dir", Some("--output-dir")),
     ("file.codec", None),
+    ("ledger.dir", Some("--ledger-dir")),
     ("catalogue.products", None),
     ("catalogue.popularity_exponent", None),
     ("shop.currency", None),
@@ -274,6 +279,8 @@ pub struct Settings {
     pub sink: SinkKind,
     pub output_dir: PathBuf,
     pub codec: FileCodec,
+    /// Where the ground-truth ledger is written.
+    pub ledger_dir: PathBuf,
     pub products: usize,
     pub popularity_exponent: f64,
     pub shop: ShopSettings,
@@ -454,6 +461,13 @@ impl Settings {
                 Ok(PathBuf::from(s))
             }
         });
+        let ledger_dir = reader.parse_optional("ledger.dir", |s| {
+            if s.trim().is_empty() {
+                Err("the ledger directory must not be empty".to_owned())
+            } else {
+                Ok(PathBuf::from(s))
+            }
+        });
         let codec = reader.parse("file.codec", |s| {
             s.trim()
                 .parse::<FileCodec>()
@@ -521,6 +535,8 @@ impl Settings {
                 start: start?,
                 speed: speed?,
                 sink: sink?,
+                ledger_dir: ledger_dir?
+                    .unwrap_or_else(|| output_dir.clone().unwrap_or_default().join("_ledger")),
                 output_dir: output_dir?,
                 codec: codec?,
                 products: products?,
@@ -598,6 +614,8 @@ impl Settings {
                 Some(quoted(&self.output_dir.display().to_string())),
             ),
             line("codec", Some(quoted(codec))),
+            "\n[ledger]\n".to_owned(),
+            line("dir", Some(quoted(&self.ledger_dir.display().to_string()))),
             "\n[catalogue]\n".to_owned(),
             line("products", Some(self.products.to_string())),
             line(

@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use prometheus::Registry;
 use simulator::endpoints;
+use simulator::ledger::{Ledger, LedgerSink};
 use simulator::metrics::{self, DeliveryMetrics, Health};
 use simulator::simulation::Instruments;
 use simulator::sinks::kafka::KafkaSink;
@@ -161,6 +162,13 @@ async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
         Ok(sink) => sink,
         Err(message) => {
             eprintln!("simulator: {message}");
+            return Ok(ExitCode::from(EXIT_BAD_INPUT));
+        }
+    };
+    let sink: Box<dyn Sink> = match Ledger::new(&settings.ledger_dir) {
+        Ok(ledger) => Box::new(LedgerSink::new(sink, ledger)),
+        Err(e) => {
+            eprintln!("simulator: ledger.dir (--ledger-dir): cannot write there: {e}");
             return Ok(ExitCode::from(EXIT_BAD_INPUT));
         }
     };

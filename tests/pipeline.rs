@@ -15,8 +15,11 @@ fn the_loader_and_models_reproduce_a_simulated_day() {
     let broker = broker();
     let prefix = format!("pipeline{}.", std::process::id());
     create_topics(&broker.bootstrap, &prefix);
+    let workdir = tempfile::tempdir().unwrap();
+    let ledger = workdir.path().join("ledger");
     let output = Command::new(env!("CARGO_BIN_EXE_simulator"))
         .env("SIMULATOR__METRICS__ADDR", "127.0.0.1:0")
+        .env("SIMULATOR__LEDGER__DIR", &ledger)
         .args(["--sink", "kafka", "--bootstrap-servers", &broker.bootstrap])
         .args(["--rate", "1000/h", "--shoppers", "500", "--seed", "11"])
         .args([
@@ -36,7 +39,6 @@ fn the_loader_and_models_reproduce_a_simulated_day() {
         String::from_utf8_lossy(&output.stderr)
     );
 
-    let workdir = tempfile::tempdir().unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let status = Command::new(common::python())
         .current_dir(root)
@@ -51,6 +53,7 @@ fn the_loader_and_models_reproduce_a_simulated_day() {
         .env("PIPELINE_BOOTSTRAP", &broker.bootstrap)
         .env("PIPELINE_TOPIC_PREFIX", &prefix)
         .env("PIPELINE_WORKDIR", workdir.path())
+        .env("PIPELINE_LEDGER", &ledger)
         .status()
         .unwrap();
     assert!(

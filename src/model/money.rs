@@ -66,6 +66,12 @@ impl Add for Money {
     }
 }
 
+impl std::ops::AddAssign for Money {
+    fn add_assign(&mut self, other: Money) {
+        *self = *self + other;
+    }
+}
+
 impl Sub for Money {
     type Output = Money;
     fn sub(self, rhs: Money) -> Money {

@@ -1,13 +1,16 @@
 """Independent check of the simulator's Avro files, with fastavro.
 
-Usage: check_avro_files.py OUTPUT_DIR SCHEMA_DIR
+Usage: check_avro_files.py OUTPUT_DIR SCHEMA_DIR [LEDGER_DIR]
 
 Reads every complete file under OUTPUT_DIR/<topic>/date=YYYY-MM-DD/hour=HH/, validates every
 record against SCHEMA_DIR/<topic>.avsc, checks the partitioning, the money invariants and the
-referential integrity across topics (by event time), then prints a JSON summary on stdout.
-Exits 1 with the list of violations if any.
+referential integrity across topics (by event time), and, given LEDGER_DIR, that the
+simulator's ground-truth ledger equals the sums recomputed here from the records, hour by hour.
+Prints a JSON summary on stdout. Exits 1 with the list of violations if any.
 """
 
+import collections
+import decimal
 import json
 import pathlib
 import sys
@@ -18,7 +21,58 @@ from fastavro.validation import validate
 from retail_checks import TOPICS, check_records, summary
 
 
-def main(root: pathlib.Path, schema_dir: pathlib.Path) -> int:
+def recompute(records):
+    """The ledger's numbers, per event-time hour, from the records themselves."""
+    hours = collections.defaultdict(lambda: {
+        "events": collections.Counter(), "orders_placed": 0, "payments": collections.Counter(),
+        "order_value": collections.Counter(), "captured": collections.Counter(), "refunded": collections.Counter(),
+    })
+    for topic in TOPICS:
+        for r in records[topic]:
+            hour = hours[r["event_time"].strftime("%Y-%m-%dT%H:00:00.000Z")]
+            hour["events"][r["event_type"]] += 1
+            if r["event_type"] == "order_placed":
+                hour["orders_placed"] += 1
+                hour["order_value"][r["currency"]] += r["total"]
+            if topic == "payments":
+                hour["payments"][r["status"]] += 1
+                if r["status"] in ("captured", "refunded"):
+                    hour[r["status"]][r["currency"]] += r["amount"]
+    return hours
+
+
+def check_ledger(records, ledger_dir: pathlib.Path, problems) -> int:
+    expected = recompute(records)
+    found = {}
+    for path in sorted(ledger_dir.glob("date=*/hour=*.json")):
+        ledger = json.loads(path.read_text())
+        found[ledger["hour_start"]] = ledger
+        if path.parent.name != "date=" + ledger["hour_start"][:10] or path.name != f"hour={ledger['hour_start'][11:13]}.json":
+            problems.append(f"{path}: holds the hour {ledger['hour_start']}")
+    if set(found) != set(expected):
+        problems.append(f"ledger hours {sorted(set(found) ^ set(expected))[:5]} differ from the records' hours")
+    money = lambda counter: {k: str(v) for k, v in counter.items() if v}  # noqa: E731
+    for hour, want in expected.items():
+        got = found.get(hour)
+        if got is None:
+            continue
+        for key in ("events", "payments"):
+            if got[key] != dict(want[key]):
+                problems.append(f"ledger {hour} {key}: {got[key]} != {dict(want[key])}")
+        if got["orders_placed"] != want["orders_placed"]:
+            problems.append(f"ledger {hour} orders_placed: {got['orders_placed']} != {want['orders_placed']}")
+        if got["events_total"] != sum(want["events"].values()):
+            problems.append(f"ledger {hour} events_total is wrong")
+        for key in ("order_value", "captured", "refunded"):
+            mine = {k: decimal.Decimal(v) for k, v in got[key].items()}
+            if mine != {k: v for k, v in want[key].items() if v}:
+                problems.append(f"ledger {hour} {key}: {got[key]} != {money(want[key])}")
+        if any(got["faults"].values()):
+            problems.append(f"ledger {hour}: faults recorded, none were configured")
+    return len(found)
+
+
+def main(root: pathlib.Path, schema_dir: pathlib.Path, ledger_dir: pathlib.Path | None = None) -> int:
     problems = []
     schemas = {
         t: fastavro.parse_schema(json.loads((schema_dir / f"{t}.avsc").read_text()))
@@ -46,13 +100,15 @@ def main(root: pathlib.Path, schema_dir: pathlib.Path) -> int:
                     records[topic].append(record)
 
     problems += check_records(records)
+    ledger_hours = check_ledger(records, ledger_dir, problems) if ledger_dir else None
 
     if problems:
         print(f"{len(problems)} problems:", *problems[:50], sep="\n  ", file=sys.stderr)
         return 1
-    print(json.dumps(summary(records, files=files)))
+    print(json.dumps(summary(records, files=files, ledger_hours=ledger_hours)))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])))
+    sys.exit(main(pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]),
+                  pathlib.Path(sys.argv[3]) if len(sys.argv) > 3 else None))

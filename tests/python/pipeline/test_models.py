@@ -210,3 +210,31 @@ def test_once_everything_is_loaded_nothing_is_inferred_or_orphaned(models):
     assert query(database, "SELECT count(*) FROM analytics_marts.fct_payments p WHERE NOT EXISTS "
                            "(SELECT 1 FROM analytics_marts.fct_sales s WHERE s.order_id = p.order_id)") == [(0,)]
     assert "WARN=0" in runs[1].stdout
+
+
+def test_the_marts_reconcile_with_the_simulators_ledger(models):
+    """The simulator's ground truth (its ledger, per event-time hour) summed per day equals
+    what the warehouse holds: orders placed in fct_sales, captured and refunded amounts in
+    fct_payments."""
+    import json
+    import pathlib
+    from decimal import Decimal
+
+    ledger_dir = pathlib.Path(os.environ.get("PIPELINE_LEDGER") or pytest.fail("PIPELINE_LEDGER is not set"))
+    truth = collections.defaultdict(lambda: [0, Decimal(0), Decimal(0)])
+    hours = sorted(ledger_dir.glob("date=*/hour=*.json"))
+    assert len(hours) >= 24
+    for path in hours:
+        hour = json.loads(path.read_text())
+        day = hour["hour_start"][:10]
+        truth[day][0] += hour["orders_placed"]
+        truth[day][1] += sum(Decimal(v) for v in hour["captured"].values())
+        truth[day][2] += sum(Decimal(v) for v in hour["refunded"].values())
+    database, _ = models
+    orders = dict(query(database, "SELECT strftime(order_date, '%Y-%m-%d'), count(DISTINCT order_id) "
+                                  "FROM analytics_marts.fct_sales GROUP BY ALL"))
+    money = {d: (c, r) for d, c, r in query(
+        database, "SELECT strftime(occurred_at, '%Y-%m-%d'), sum(captured_amount), sum(refunded_amount) "
+                  "FROM analytics_marts.fct_payments GROUP BY ALL")}
+    assert {d: v[0] for d, v in truth.items() if v[0]} == orders
+    assert {d: (v[1], v[2]) for d, v in truth.items() if v[1] or v[2]} == money
