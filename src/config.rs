@@ -16,6 +16,7 @@ use clap::Parser;
 use config::{Config, Environment, File, FileFormat, Map, Value, ValueKind};
 
 use crate::clock::Speed;
+use crate::faults::FaultSettings;
 use crate::model::Topic;
 use crate::model::{DAYS, HOURS, MAX_MINOR_UNITS, Money, Promotion, Timestamp, TrafficProfile};
 use crate::sinks::FileCodec;
@@ -123,6 +124,10 @@ const SETTINGS: &[(&str, Option<&str>)] = &[
     ("file.output_dir", Some("--output-dir")),
     ("file.codec", None),
     ("ledger.dir", Some("--ledger-dir")),
+    ("faults.duplicate_fraction", None),
+    ("faults.late_fraction", None),
+    ("faults.late_delay", None),
+    ("faults.out_of_order_fraction", None),
     ("catalogue.products", None),
     ("catalogue.popularity_exponent", None),
     ("shop.currency", None),
@@ -281,6 +286,8 @@ pub struct Settings {
     pub codec: FileCodec,
     /// Where the ground-truth ledger is written.
     pub ledger_dir: PathBuf,
+    /// Faults injected into the published stream.
+    pub faults: FaultSettings,
     pub products: usize,
     pub popularity_exponent: f64,
     pub shop: ShopSettings,
@@ -468,6 +475,13 @@ impl Settings {
                 Ok(PathBuf::from(s))
             }
         });
+        let duplicate_fraction =
+            reader.parse("faults.duplicate_fraction", |s| parse_fraction(s, 0.0, 0.5));
+        let late_fraction = reader.parse("faults.late_fraction", |s| parse_fraction(s, 0.0, 0.5));
+        let late_delay = reader.parse("faults.late_delay", parse_duration);
+        let out_of_order_fraction = reader.parse("faults.out_of_order_fraction", |s| {
+            parse_fraction(s, 0.0, 0.5)
+        });
         let codec = reader.parse("file.codec", |s| {
             s.trim()
                 .parse::<FileCodec>()
@@ -538,6 +552,12 @@ impl Settings {
                 ledger_dir: ledger_dir?
                     .unwrap_or_else(|| output_dir.clone().unwrap_or_default().join("_ledger")),
                 output_dir: output_dir?,
+                faults: FaultSettings {
+                    duplicate_fraction: duplicate_fraction?,
+                    late_fraction: late_fraction?,
+                    late_delay: late_delay?,
+                    out_of_order_fraction: out_of_order_fraction?,
+                },
                 codec: codec?,
                 products: products?,
                 popularity_exponent: popularity_exponent?,
@@ -616,6 +636,25 @@ impl Settings {
             line("codec", Some(quoted(codec))),
             "\n[ledger]\n".to_owned(),
             line("dir", Some(quoted(&self.ledger_dir.display().to_string()))),
+            "\n[faults]\n".to_owned(),
+            line(
+                "duplicate_fraction",
+                Some(format!("{:?}", self.faults.duplicate_fraction)),
+            ),
+            line(
+                "late_fraction",
+                Some(format!("{:?}", self.faults.late_fraction)),
+            ),
+            line(
+                "late_delay",
+                Some(quoted(
+                    &humantime::format_duration(self.faults.late_delay).to_string(),
+                )),
+            ),
+            line(
+                "out_of_order_fraction",
+                Some(format!("{:?}", self.faults.out_of_order_fraction)),
+            ),
             "\n[catalogue]\n".to_owned(),
             line("products", Some(self.products.to_string())),
             line(

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::faults::FaultInjector;
 use crate::model::{Event, MICROS_PER_HOUR, Money, Timestamp};
 use crate::sinks::{Sink, SinkError, TopicCounts};
 
@@ -172,15 +173,36 @@ impl Ledger {
     }
 }
 
-/// A sink that keeps the ledger of everything it is handed, then hands it on.
+/// A sink that keeps the ledger of everything it is handed, injects the configured faults,
+/// then hands the result on.
 pub struct LedgerSink {
     inner: Box<dyn Sink>,
     ledger: Ledger,
+    faults: Option<FaultInjector>,
 }
 
 impl LedgerSink {
     pub fn new(inner: Box<dyn Sink>, ledger: Ledger) -> Self {
-        Self { inner, ledger }
+        Self {
+            inner,
+            ledger,
+            faults: None,
+        }
+    }
+
+    /// Injects faults into what is handed on.
+    pub fn with_faults(mut self, faults: FaultInjector) -> Self {
+        self.faults = Some(faults);
+        self
+    }
+
+    /// Records `events` and returns what to hand on now, or `None` to hand them on as they are.
+    fn take(&mut self, events: &[Event]) -> Option<Vec<Event>> {
+        self.ledger.record(events);
+        let ledger = &mut self.ledger;
+        self.faults
+            .as_mut()
+            .map(|f| f.apply(events, |at, faults| ledger.record_faults(at, faults)))
     }
 }
 
@@ -190,8 +212,10 @@ impl Sink for LedgerSink {
     }
 
     fn write(&mut self, events: &[Event]) -> Result<(), SinkError> {
-        self.ledger.record(events);
-        self.inner.write(events)
+        match self.take(events) {
+            Some(out) => self.inner.write(&out),
+            None => self.inner.write(events),
+        }
     }
 
     fn write_created(
@@ -199,19 +223,39 @@ impl Sink for LedgerSink {
         events: &[Event],
         created: tokio::time::Instant,
     ) -> Result<(), SinkError> {
-        self.ledger.record(events);
-        self.inner.write_created(events, created)
+        match self.take(events) {
+            Some(out) => self.inner.write_created(&out, created),
+            None => self.inner.write_created(events, created),
+        }
     }
 
     fn advance(&mut self, watermark: Timestamp) -> Result<(), SinkError> {
+        if let Some(faults) = &mut self.faults {
+            let ledger = &mut self.ledger;
+            let due = faults.due(watermark, |at, f| ledger.record_faults(at, f));
+            if !due.is_empty() {
+                self.inner.write(&due)?;
+            }
+        }
         self.inner.advance(watermark)?;
         self.ledger.advance(watermark)
     }
 
     fn close(&mut self) -> Result<(), SinkError> {
+        let ledger = &mut self.ledger;
+        let held = self
+            .faults
+            .as_mut()
+            .map(|f| f.drain(|at, faults| ledger.record_faults(at, faults)))
+            .unwrap_or_default();
+        let released = if held.is_empty() {
+            Ok(())
+        } else {
+            self.inner.write(&held)
+        };
         let closed = self.inner.close();
         self.ledger.finish()?;
-        closed
+        released.and(closed)
     }
 
     fn delivered(&self) -> TopicCounts {

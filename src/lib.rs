@@ -24,6 +24,7 @@ pub mod clock;
 pub mod config;
 pub mod encoding;
 pub mod endpoints;
+pub mod faults;
 pub mod ledger;
 pub mod metrics;
 pub mod model;

@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use prometheus::Registry;
 use simulator::endpoints;
+use simulator::faults::FaultInjector;
 use simulator::ledger::{Ledger, LedgerSink};
 use simulator::metrics::{self, DeliveryMetrics, Health};
 use simulator::simulation::Instruments;
@@ -166,6 +167,9 @@ async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
         }
     };
     let sink: Box<dyn Sink> = match Ledger::new(&settings.ledger_dir) {
+        Ok(ledger) if settings.faults.any() => Box::new(
+            LedgerSink::new(sink, ledger).with_faults(FaultInjector::new(settings.faults, seed)),
+        ),
         Ok(ledger) => Box::new(LedgerSink::new(sink, ledger)),
         Err(e) => {
             eprintln!("simulator: ledger.dir (--ledger-dir): cannot write there: {e}");

@@ -1,11 +1,13 @@
 """Independent check of the simulator's Avro files, with fastavro.
 
-Usage: check_avro_files.py OUTPUT_DIR SCHEMA_DIR [LEDGER_DIR]
+Usage: check_avro_files.py OUTPUT_DIR SCHEMA_DIR [LEDGER_DIR [--faults]]
 
 Reads every complete file under OUTPUT_DIR/<topic>/date=YYYY-MM-DD/hour=HH/, validates every
 record against SCHEMA_DIR/<topic>.avsc, checks the partitioning, the money invariants and the
 referential integrity across topics (by event time), and, given LEDGER_DIR, that the
 simulator's ground-truth ledger equals the sums recomputed here from the records, hour by hour.
+With --faults, injected faults are expected: records are deduplicated on event_id first, and
+the duplicates, and the events out of order within their key, are counted against the ledger.
 Prints a JSON summary on stdout. Exits 1 with the list of violations if any.
 """
 
@@ -41,7 +43,26 @@ def recompute(records):
     return hours
 
 
-def check_ledger(records, ledger_dir: pathlib.Path, problems) -> int:
+def count_faults(records):
+    """Duplicated records (same event_id again), and records that follow a later event of
+    their key in the file order (out of order)."""
+    key = {"products": "product_id", "customers": "customer_id", "orders": "order_id", "payments": "order_id"}
+    duplicates, inversions = 0, 0
+    for topic in TOPICS:
+        seen, latest = set(), {}
+        for r in records[topic]:
+            if str(r["event_id"]) in seen:
+                duplicates += 1
+                continue
+            seen.add(str(r["event_id"]))
+            k = r[key[topic]]
+            if k in latest and latest[k] > r["event_time"]:
+                inversions += 1
+            latest[k] = max(latest.get(k, r["event_time"]), r["event_time"])
+    return {"duplicates": duplicates, "inversions": inversions}
+
+
+def check_ledger(records, ledger_dir: pathlib.Path, problems, faults=None) -> int:
     expected = recompute(records)
     found = {}
     for path in sorted(ledger_dir.glob("date=*/hour=*.json")):
@@ -67,12 +88,20 @@ def check_ledger(records, ledger_dir: pathlib.Path, problems) -> int:
             mine = {k: decimal.Decimal(v) for k, v in got[key].items()}
             if mine != {k: v for k, v in want[key].items() if v}:
                 problems.append(f"ledger {hour} {key}: {got[key]} != {money(want[key])}")
-        if any(got["faults"].values()):
+        if faults is None and any(got["faults"].values()):
             problems.append(f"ledger {hour}: faults recorded, none were configured")
+    if faults is not None:
+        totals = collections.Counter()
+        for ledger in found.values():
+            totals.update(ledger["faults"])
+        faults["ledger"] = dict(totals)
+        if totals["duplicates"] != faults["duplicates"]:
+            problems.append(f"{faults['duplicates']} duplicated records, the ledger says {totals['duplicates']}")
     return len(found)
 
 
-def main(root: pathlib.Path, schema_dir: pathlib.Path, ledger_dir: pathlib.Path | None = None) -> int:
+def main(root: pathlib.Path, schema_dir: pathlib.Path, ledger_dir: pathlib.Path | None = None,
+         with_faults: bool = False) -> int:
     problems = []
     schemas = {
         t: fastavro.parse_schema(json.loads((schema_dir / f"{t}.avsc").read_text()))
@@ -99,16 +128,21 @@ def main(root: pathlib.Path, schema_dir: pathlib.Path, ledger_dir: pathlib.Path 
                         problems.append(f"{path}: event at {record['event_time']} is in the wrong partition")
                     records[topic].append(record)
 
+    faults = None
+    if with_faults:
+        faults = count_faults(records)
+        records = {t: list({str(r["event_id"]): r for r in records[t]}.values()) for t in TOPICS}
     problems += check_records(records)
-    ledger_hours = check_ledger(records, ledger_dir, problems) if ledger_dir else None
+    ledger_hours = check_ledger(records, ledger_dir, problems, faults) if ledger_dir else None
 
     if problems:
         print(f"{len(problems)} problems:", *problems[:50], sep="\n  ", file=sys.stderr)
         return 1
-    print(json.dumps(summary(records, files=files, ledger_hours=ledger_hours)))
+    print(json.dumps(summary(records, files=files, ledger_hours=ledger_hours, faults=faults)))
     return 0
 
 
 if __name__ == "__main__":
     sys.exit(main(pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]),
-                  pathlib.Path(sys.argv[3]) if len(sys.argv) > 3 else None))
+                  pathlib.Path(sys.argv[3]) if len(sys.argv) > 3 else None,
+                  "--faults" in sys.argv[4:]))

@@ -1,0 +1,191 @@
+//! Faults injected into the published stream, for testing pipelines: each a configured
+//! fraction of events, off by default, and each recorded in the ledger.
+//!
+//! - **Duplicates**: the same event (same `event_id`) sent a second time, right after.
+//! - **Late**: an event held back and published once simulated time has passed its event time
+//!   by the configured delay.
+//! - **Out of order**: an order or payment event held back until the next event of the same
+//!   key (`order_id`) on its topic has been published, then published after it. One whose key
+//!   has no next event within a day is published then, and counted as late instead.
+//!
+//! Pure apart from its seeded generator: the sink decorator in `ledger` drives it.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use rand::{RngExt, SeedableRng};
+use rand_pcg::Pcg64Mcg;
+
+use crate::ledger::Faults;
+use crate::model::{Event, Timestamp};
+
+/// What to inject.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FaultSettings {
+    pub duplicate_fraction: f64,
+    pub late_fraction: f64,
+    pub late_delay: Duration,
+    pub out_of_order_fraction: f64,
+}
+
+impl FaultSettings {
+    pub const NONE: Self = Self {
+        duplicate_fraction: 0.0,
+        late_fraction: 0.0,
+        late_delay: Duration::from_secs(600),
+        out_of_order_fraction: 0.0,
+    };
+
+    pub fn any(&self) -> bool {
+        self.duplicate_fraction > 0.0
+            || self.late_fraction > 0.0
+            || self.out_of_order_fraction > 0.0
+    }
+}
+
+/// Held-back events are released at the latest this long after their event time, even when
+/// no later event of their key comes.
+const OUT_OF_ORDER_LIMIT: Duration = Duration::from_secs(86_400);
+
+/// Decides, event by event, what is published when.
+#[derive(Debug)]
+pub struct FaultInjector {
+    settings: FaultSettings,
+    rng: Pcg64Mcg,
+    /// Late events, with the instant from which they may go.
+    late: Vec<(Timestamp, Event)>,
+    /// Events waiting for the next event of their key.
+    waiting: HashMap<(u8, i64), Event>,
+}
+
+/// The key of an event within its topic, for the topics whose keys have several events.
+fn key(event: &Event) -> Option<(u8, i64)> {
+    match event {
+        Event::Order(o) => Some((2, o.order_id)),
+        Event::Payment(p) => Some((3, p.order_id)),
+        Event::Product(_) | Event::Customer(_) => None,
+    }
+}
+
+impl FaultInjector {
+    pub fn new(settings: FaultSettings, seed: u64) -> Self {
+        Self {
+            settings,
+            rng: Pcg64Mcg::seed_from_u64(seed ^ 0xFA17_5EED),
+            late: Vec::new(),
+            waiting: HashMap::new(),
+        }
+    }
+
+    /// Takes a batch handed to the sink; returns what to publish now, and calls `record` with
+    /// each fault injected (against the affected event's time).
+    pub fn apply(
+        &mut self,
+        events: &[Event],
+        mut record: impl FnMut(Timestamp, Faults),
+    ) -> Vec<Event> {
+        let mut out = Vec::with_capacity(events.len());
+        for event in events {
+            let at = event.event_time();
+            let draw = self.rng.random::<f64>();
+            let s = self.settings;
+            // One fault per event at most: late, else out of order, else perhaps duplicated.
+            if draw < s.late_fraction {
+                record(
+                    at,
+                    Faults {
+                        late: 1,
+                        ..Faults::default()
+                    },
+                );
+                self.late.push((at + s.late_delay, event.clone()));
+                continue;
+            }
+            let key = key(event);
+            if let Some(key) = key
+                && draw < s.late_fraction + s.out_of_order_fraction
+                && !self.waiting.contains_key(&key)
+            {
+                self.waiting.insert(key, event.clone());
+                continue;
+            }
+            out.push(event.clone());
+            if let Some(held) = key.and_then(|k| self.waiting.remove(&k)) {
+                record(
+                    held.event_time(),
+                    Faults {
+                        out_of_order: 1,
+                        ..Faults::default()
+                    },
+                );
+                out.push(held);
+            }
+            if self.rng.random::<f64>() < s.duplicate_fraction {
+                record(
+                    at,
+                    Faults {
+                        duplicates: 1,
+                        ..Faults::default()
+                    },
+                );
+                out.push(event.clone());
+            }
+        }
+        out
+    }
+
+    /// What is due at `watermark`: late events whose delay has passed, and held events whose
+    /// key has had no later event within the limit (recorded as late).
+    pub fn due(
+        &mut self,
+        watermark: Timestamp,
+        mut record: impl FnMut(Timestamp, Faults),
+    ) -> Vec<Event> {
+        let mut out = Vec::new();
+        self.late.retain(|(from, event)| {
+            let due = *from <= watermark;
+            if due {
+                out.push(event.clone());
+            }
+            !due
+        });
+        let limit = OUT_OF_ORDER_LIMIT;
+        let expired: Vec<(u8, i64)> = self
+            .waiting
+            .iter()
+            .filter(|(_, e)| e.event_time() + limit <= watermark)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in expired {
+            if let Some(held) = self.waiting.remove(&k) {
+                record(
+                    held.event_time(),
+                    Faults {
+                        late: 1,
+                        ..Faults::default()
+                    },
+                );
+                out.push(held);
+            }
+        }
+        out.sort_by_key(Event::event_time);
+        out
+    }
+
+    /// Everything still held, at the end of the run (held-back events count as late).
+    pub fn drain(&mut self, mut record: impl FnMut(Timestamp, Faults)) -> Vec<Event> {
+        let mut out: Vec<Event> = self.late.drain(..).map(|(_, e)| e).collect();
+        for (_, held) in self.waiting.drain() {
+            record(
+                held.event_time(),
+                Faults {
+                    late: 1,
+                    ..Faults::default()
+                },
+            );
+            out.push(held);
+        }
+        out.sort_by_key(Event::event_time);
+        out
+    }
+}
