@@ -56,6 +56,9 @@ pub struct Cli {
     /// Simulated seconds per real second, or `max`.
     #[arg(long, value_name = "FACTOR|max", allow_hyphen_values = true)]
     pub speed: Option<String>,
+    /// This replica's part of the population: I/N for replica I (from 0) of N.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
     /// Traffic over time: realistic (daily and weekly curves, promotions) or flat.
     #[arg(long, value_name = "PROFILE")]
     pub profile: Option<String>,
@@ -93,6 +96,7 @@ impl Cli {
             ("simulation.start", &self.start),
             ("simulation.speed", &self.speed),
             ("traffic.profile", &self.profile),
+            ("simulation.shard", &self.shard),
             ("sink.kind", &self.sink),
             ("file.output_dir", &self.output_dir),
             ("ledger.dir", &self.ledger_dir),
@@ -115,6 +119,7 @@ const SETTINGS: &[(&str, Option<&str>)] = &[
     ("simulation.start", Some("--start")),
     ("simulation.speed", Some("--speed")),
     ("traffic.profile", Some("--profile")),
+    ("simulation.shard", Some("--shard")),
     ("traffic.time_zone", None),
     ("traffic.hourly", None),
     ("traffic.weekly", None),
@@ -275,6 +280,8 @@ pub struct TrafficSettings {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     pub rate: Rate,
+    /// This replica's part: (index from 0, count). (0, 1) when alone.
+    pub shard: (u32, u32),
     pub traffic: TrafficSettings,
     pub shoppers: u32,
     pub seed: Option<u64>,
@@ -451,6 +458,27 @@ impl Settings {
                 })
         });
         let speed = reader.parse("simulation.speed", parse_speed);
+        let shard = reader.parse("simulation.shard", |s| {
+            let expected = "expected I/N: replica I (from 0) of N replicas, like 0/3";
+            let (i, n) = s
+                .trim()
+                .split_once('/')
+                .ok_or(format!("`{s}` is not a shard: {expected}"))?;
+            match (i.trim().parse::<u32>(), n.trim().parse::<u32>()) {
+                (Ok(i), Ok(n)) if n >= 1 && i < n && n <= 1024 => Ok((i, n)),
+                _ => Err(format!(
+                    "`{s}` is not a shard: {expected}, with I below N and N at most 1024"
+                )),
+            }
+        });
+        if let (Some((_, n)), Some(None)) = (&shard, &seed)
+            && *n > 1
+        {
+            reader.problem(
+                "simulation.shard",
+                "replicas must share a seed (--seed): it draws the catalogue they all sell",
+            );
+        }
         let traffic = read_traffic(&mut reader);
         let sink = reader.parse("sink.kind", |s| match s.trim() {
             "file" => Ok(SinkKind::File),
@@ -542,6 +570,7 @@ impl Settings {
         let settings = (|| {
             Some(Settings {
                 rate: rate?,
+                shard: shard?,
                 traffic: traffic?,
                 shoppers: shoppers?,
                 seed: seed?,
@@ -604,6 +633,10 @@ impl Settings {
             "[simulation]\n".to_owned(),
             line("rate", Some(quoted(&self.rate.to_string()))),
             line("shoppers", Some(self.shoppers.to_string())),
+            line(
+                "shard",
+                Some(quoted(&format!("{}/{}", self.shard.0, self.shard.1))),
+            ),
             line("seed", self.seed.map(|s| s.to_string())),
             line(
                 "duration",

@@ -93,6 +93,12 @@ impl Instruments {
     }
 }
 
+/// The customer ids of this replica's shoppers: every N-th from I + 1.
+pub fn shopper_ids(settings: &Settings) -> impl Iterator<Item = i64> + use<> {
+    let (index, count) = (i64::from(settings.shard.0), i64::from(settings.shard.1));
+    (0..i64::from(settings.shoppers)).map(move |k| 1 + index + k * count)
+}
+
 /// The shared state of all shoppers, built from the settings.
 pub fn shop_context(settings: &Settings, seed: u64) -> Result<ShopContext, CatalogueError> {
     let catalogue = Catalogue::generate(seed, settings.products, settings.popularity_exponent)?;
@@ -106,10 +112,13 @@ pub fn shop_context(settings: &Settings, seed: u64) -> Result<ShopContext, Catal
             shipping_fee: settings.shop.shipping_fee,
             free_shipping_threshold: settings.shop.free_shipping_threshold,
         },
-        mean_session_gap_micros: f64::from(settings.shoppers) / settings.rate.per_second() * 1e6,
+        // Each of N replicas simulates `shoppers` shoppers: together they make the rate.
+        mean_session_gap_micros: f64::from(settings.shoppers) * f64::from(settings.shard.1)
+            / settings.rate.per_second()
+            * 1e6,
         traffic: settings.traffic.profile.clone(),
         activity_shape: settings.traffic.activity_shape,
-        activity_mean: (1..=i64::from(settings.shoppers))
+        activity_mean: shopper_ids(settings)
             .map(|id| raw_activity(seed, id, settings.traffic.activity_shape))
             .sum::<f64>()
             / f64::from(settings.shoppers),
@@ -134,7 +143,9 @@ pub async fn run(
         simulation: metrics,
         health,
     } = instruments;
-    metrics.target_rate.set(settings.rate.per_second());
+    metrics
+        .target_rate
+        .set(settings.rate.per_second() / f64::from(settings.shard.1));
     let ctx = Arc::new(ctx);
     // The pipeline's counters are the one count of generated events; this run's share is what
     // they gain from here.
@@ -167,21 +178,24 @@ pub async fn run(
         };
     }
 
-    // Reference data first: every product exists before any order names it.
-    let catalogue = ctx
-        .catalogue
-        .publish(start, plan.seed, ctx.rules.currency)
-        .into_iter()
-        .map(Event::Product)
-        .collect();
-    let _ = outbox
-        .send(Message::Events(catalogue, tokio::time::Instant::now()))
-        .await;
+    // Reference data first: every product exists before any order names it. Replicas share
+    // the catalogue (same seed); replica 0 publishes it.
+    if settings.shard.0 == 0 {
+        let catalogue = ctx
+            .catalogue
+            .publish(start, plan.seed, ctx.rules.currency)
+            .into_iter()
+            .map(Event::Product)
+            .collect();
+        let _ = outbox
+            .send(Message::Events(catalogue, tokio::time::Instant::now()))
+            .await;
+    }
 
     let shoppers = TaskTracker::new();
     // Holding a timer keeps a virtual clock still until every shopper has joined.
     let hold = clock.timer();
-    for id in 1..=i64::from(settings.shoppers) {
+    for id in shopper_ids(settings) {
         let shopper = Shopper::new(plan.seed, id, start, &ctx);
         shoppers.spawn(run_shopper(
             shopper,

@@ -85,6 +85,14 @@ fn bad_input_is_refused_with_exit_code_2_and_no_panic() {
     );
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (
+            vec!["--shard", "2/2", "--seed", "1"],
+            "simulation.shard (--shard): `2/2` is not a shard",
+        ),
+        (
+            vec!["--shard", "1/2"],
+            "simulation.shard (--shard): replicas must share a seed (--seed)",
+        ),
+        (
             vec!["--profile", "spiky"],
             "traffic.profile (--profile): `spiky` is not a traffic profile",
         ),
