@@ -80,6 +80,10 @@ pub struct Cli {
     /// Log format: text or json.
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<String>,
+    /// With --speed max and a --start in the past: stop on reaching the present instead of
+    /// continuing in real time.
+    #[arg(long)]
+    pub stop_at_present: bool,
     /// Print the effective configuration and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -87,7 +91,7 @@ pub struct Cli {
 
 impl Cli {
     /// The settings the flags override, as `(key, flag, value)`.
-    fn overrides(&self) -> Vec<(&'static str, &String)> {
+    fn overrides(&self) -> Vec<(&'static str, String)> {
         [
             ("simulation.rate", &self.rate),
             ("simulation.shoppers", &self.shoppers),
@@ -105,7 +109,11 @@ impl Cli {
             ("log.format", &self.log_format),
         ]
         .into_iter()
-        .filter_map(|(key, value)| value.as_ref().map(|v| (key, v)))
+        .filter_map(|(key, value)| value.clone().map(|v| (key, v)))
+        .chain(
+            self.stop_at_present
+                .then(|| ("simulation.stop_at_present", "true".to_owned())),
+        )
         .collect()
     }
 }
@@ -120,6 +128,7 @@ const SETTINGS: &[(&str, Option<&str>)] = &[
     ("simulation.speed", Some("--speed")),
     ("traffic.profile", Some("--profile")),
     ("simulation.shard", Some("--shard")),
+    ("simulation.stop_at_present", Some("--stop-at-present")),
     ("traffic.time_zone", None),
     ("traffic.hourly", None),
     ("traffic.weekly", None),
@@ -282,6 +291,8 @@ pub struct Settings {
     pub rate: Rate,
     /// This replica's part: (index from 0, count). (0, 1) when alone.
     pub shard: (u32, u32),
+    /// With `--speed max` from the past: stop at the present rather than go on in real time.
+    pub stop_at_present: bool,
     pub traffic: TrafficSettings,
     pub shoppers: u32,
     pub seed: Option<u64>,
@@ -458,6 +469,11 @@ impl Settings {
                 })
         });
         let speed = reader.parse("simulation.speed", parse_speed);
+        let stop_at_present = reader.parse("simulation.stop_at_present", |s| match s.trim() {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err(format!("`{s}` is not true or false")),
+        });
         let shard = reader.parse("simulation.shard", |s| {
             let expected = "expected I/N: replica I (from 0) of N replicas, like 0/3";
             let (i, n) = s
@@ -571,6 +587,7 @@ impl Settings {
             Some(Settings {
                 rate: rate?,
                 shard: shard?,
+                stop_at_present: stop_at_present?,
                 traffic: traffic?,
                 shoppers: shoppers?,
                 seed: seed?,
@@ -645,6 +662,7 @@ impl Settings {
             ),
             line("start", self.start.map(|s| quoted(&s.to_string()))),
             line("speed", Some(quoted(&speed))),
+            line("stop_at_present", Some(self.stop_at_present.to_string())),
             "\n[traffic]\n".to_owned(),
             line("profile", Some(quoted(&self.traffic.profile_name))),
             line(

@@ -119,9 +119,17 @@ async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
     let seed = settings.seed.unwrap_or_else(rand::random);
     let start = settings.start.unwrap_or_else(Clock::wall_now);
     let clock = Clock::new(start, settings.speed);
+    // With --speed max from the past: a backfill, then live (or a stop at the present).
+    let backfill = settings.speed == Speed::Max && start < Clock::wall_now();
+    let end = settings.duration.map(|d| start + d);
     let plan = RunPlan {
         seed,
-        end: settings.duration.map(|d| start + d),
+        end: match (backfill && settings.stop_at_present, end) {
+            (true, Some(end)) => Some(end.min(Clock::wall_now())),
+            (true, None) => Some(Clock::wall_now()),
+            (false, end) => end,
+        },
+        pace_to_wall_clock: backfill && !settings.stop_at_present,
     };
     let ctx = simulation::shop_context(&settings, seed).context("building the catalogue")?;
 

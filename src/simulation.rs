@@ -39,6 +39,9 @@ pub struct RunPlan {
     pub seed: u64,
     /// Simulated end, exclusive; `None` runs until shutdown.
     pub end: Option<Timestamp>,
+    /// Keep a virtual clock from passing the wall clock: race through the past, then run in
+    /// real time (backfill, then live).
+    pub pace_to_wall_clock: bool,
 }
 
 /// What a run produced.
@@ -207,6 +210,9 @@ pub async fn run(
             Active::new(&metrics.shoppers_active),
         ));
     }
+    let pacer_stop = CancellationToken::new();
+    let pacer = (plan.pace_to_wall_clock && clock.is_virtual())
+        .then(|| tokio::spawn(pace(clock.clone(), clock.timer(), pacer_stop.clone())));
     drop(hold);
     shoppers.close();
     health.set_shoppers_running(true);
@@ -220,6 +226,10 @@ pub async fn run(
         ticker_stop.clone(),
     ));
     shoppers.wait().await;
+    pacer_stop.cancel();
+    if let Some(pacer) = pacer {
+        let _ = pacer.await;
+    }
     health.set_shoppers_running(false);
     ticker_stop.cancel();
     let _ = ticker.await;
@@ -261,6 +271,7 @@ pub async fn simulate(
     let plan = RunPlan {
         seed,
         end: Some(clock.now() + span),
+        pace_to_wall_clock: false,
     };
     let ctx = shop_context(settings, seed)?;
     Ok(run(
@@ -273,6 +284,45 @@ pub async fn simulate(
         Instruments::detached(),
     )
     .await)
+}
+
+/// How often simulated time catches up with the wall clock once it has reached the present.
+const LIVE_STEP: Duration = Duration::from_millis(100);
+
+/// Holds a virtual clock back from the future: while simulated time is behind the wall clock
+/// it lets it race there; once it has caught up, it lets it move on to the wall clock's
+/// instant every [`LIVE_STEP`] of real time. As a participant of the clock, it stops simulated
+/// time while it waits.
+async fn pace(clock: Clock, mut timer: crate::clock::Timer, stop: CancellationToken) {
+    let mut live = false;
+    loop {
+        let wall = Clock::wall_now();
+        let now = clock.now();
+        if now.as_micros() + 1_000_000 < wall.as_micros() {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = timer.sleep_until(wall) => {}
+            }
+            continue;
+        }
+        if !live {
+            live = true;
+            tracing::info!(simulated_time = %now, "backfill reached the present; running in real time");
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(LIVE_STEP) => {}
+        }
+        // The clock wakes sleepers up to MAX_SKEW past a deadline: stopping that much short
+        // of the wall clock keeps every event at or before its real instant.
+        let target = Timestamp::from_micros(
+            Clock::wall_now().as_micros() - crate::clock::MAX_SKEW.as_micros() as i64,
+        );
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = timer.sleep_until(target) => {}
+        }
+    }
 }
 
 /// Sends the watermark to the sink at a steady pace and logs progress.
