@@ -30,7 +30,7 @@ fn orders_follow_the_poisson_process_of_the_rate() {
     let mut order_times: Vec<i64> = events
         .iter()
         .filter_map(|e| match e {
-            Event::Order(o) => Some(o.event_time.as_micros()),
+            Event::Order(o) if o.event_type == "order_placed" => Some(o.event_time.as_micros()),
             _ => None,
         })
         .collect();

@@ -24,9 +24,10 @@ fn curve(factors: &[f64]) -> String {
         .join(" ")
 }
 
+/// The orders placed (one per session), without their later status changes.
 fn orders(events: &[Event]) -> impl Iterator<Item = &simulator::model::OrderEvent> {
     events.iter().filter_map(|e| match e {
-        Event::Order(o) => Some(o),
+        Event::Order(o) if o.event_type == "order_placed" => Some(o),
         _ => None,
     })
 }

@@ -7,6 +7,9 @@
 //! sampled exactly by thinning (Lewis and Shedler): candidates arrive at the bounding rate
 //! `rate * bound()` and each is kept with probability `shape(t) / bound()`.
 
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use chrono::{Datelike, Timelike};
 use chrono_tz::Tz;
 
@@ -37,7 +40,7 @@ impl Promotion {
 }
 
 /// The shape of the shop's traffic over time.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct TrafficProfile {
     time_zone: Tz,
     /// Hour-of-day times day-of-week factors, normalised: `weekly[d] * hourly[h]` has mean 1.
@@ -46,6 +49,32 @@ pub struct TrafficProfile {
     promotions: Vec<Promotion>,
     bound: f64,
     flat: bool,
+    /// Tells this profile's entries in the per-thread cache from another's.
+    id: u64,
+}
+
+impl PartialEq for TrafficProfile {
+    fn eq(&self, other: &Self) -> bool {
+        (self.time_zone, self.hourly, self.weekly, &self.promotions)
+            == (
+                other.time_zone,
+                other.hourly,
+                other.weekly,
+                &other.promotions,
+            )
+    }
+}
+
+/// Every UTC offset is a multiple of 15 minutes, so the curves' factor is constant within
+/// each quarter hour of UTC.
+const SLOT_MICROS: i64 = 15 * 60 * 1_000_000;
+
+static PROFILES: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// The last (profile, quarter hour, factor) computed on this thread: shoppers woken
+    /// together look up the same quarter hour.
+    static LAST: Cell<(u64, i64, f64)> = const { Cell::new((0, 0, 0.0)) };
 }
 
 impl TrafficProfile {
@@ -96,21 +125,39 @@ impl TrafficProfile {
             promotions,
             bound,
             flat,
+            id: PROFILES.fetch_add(1, Ordering::Relaxed),
         })
     }
 
     /// The intensity at `at` relative to the long-run average.
     pub fn shape(&self, at: Timestamp) -> f64 {
-        let local = at.to_datetime().with_timezone(&self.time_zone);
-        let day = local.weekday().num_days_from_monday() as usize;
-        let hour = local.hour() as usize;
+        let slot = at.as_micros().div_euclid(SLOT_MICROS);
+        let curves = LAST.with(|last| {
+            let (id, cached_slot, factor) = last.get();
+            if id == self.id && cached_slot == slot {
+                return factor;
+            }
+            let factor = self.curves(at);
+            last.set((self.id, slot, factor));
+            factor
+        });
+        if self.promotions.is_empty() {
+            return curves;
+        }
         let promoted: f64 = self
             .promotions
             .iter()
             .filter(|p| p.is_running(at))
             .map(|p| p.uplift)
             .product();
-        self.weekly[day] * self.hourly[hour] * promoted
+        curves * promoted
+    }
+
+    /// The daily and weekly curves' factor at `at`, in the profile's time zone.
+    fn curves(&self, at: Timestamp) -> f64 {
+        let local = at.to_datetime().with_timezone(&self.time_zone);
+        let day = local.weekday().num_days_from_monday() as usize;
+        self.weekly[day] * self.hourly[local.hour() as usize]
     }
 
     /// Whether the shape is 1 at every instant.
