@@ -91,13 +91,7 @@ impl FaultInjector {
             let s = self.settings;
             // One fault per event at most: late, else out of order, else perhaps duplicated.
             if draw < s.late_fraction {
-                record(
-                    at,
-                    Faults {
-                        late: 1,
-                        ..Faults::default()
-                    },
-                );
+                record(at, Faults::LATE);
                 self.late.push((at + s.late_delay, event.clone()));
                 continue;
             }
@@ -111,23 +105,11 @@ impl FaultInjector {
             }
             out.push(event.clone());
             if let Some(held) = key.and_then(|k| self.waiting.remove(&k)) {
-                record(
-                    held.event_time(),
-                    Faults {
-                        out_of_order: 1,
-                        ..Faults::default()
-                    },
-                );
+                record(held.event_time(), Faults::OUT_OF_ORDER);
                 out.push(held);
             }
             if self.rng.random::<f64>() < s.duplicate_fraction {
-                record(
-                    at,
-                    Faults {
-                        duplicates: 1,
-                        ..Faults::default()
-                    },
-                );
+                record(at, Faults::DUPLICATE);
                 out.push(event.clone());
             }
         }
@@ -149,22 +131,15 @@ impl FaultInjector {
             }
             !due
         });
-        let limit = OUT_OF_ORDER_LIMIT;
         let expired: Vec<(u8, i64)> = self
             .waiting
             .iter()
-            .filter(|(_, e)| e.event_time() + limit <= watermark)
+            .filter(|(_, e)| e.event_time() + OUT_OF_ORDER_LIMIT <= watermark)
             .map(|(k, _)| *k)
             .collect();
         for k in expired {
             if let Some(held) = self.waiting.remove(&k) {
-                record(
-                    held.event_time(),
-                    Faults {
-                        late: 1,
-                        ..Faults::default()
-                    },
-                );
+                record(held.event_time(), Faults::LATE);
                 out.push(held);
             }
         }
@@ -173,19 +148,7 @@ impl FaultInjector {
     }
 
     /// Everything still held, at the end of the run (held-back events count as late).
-    pub fn drain(&mut self, mut record: impl FnMut(Timestamp, Faults)) -> Vec<Event> {
-        let mut out: Vec<Event> = self.late.drain(..).map(|(_, e)| e).collect();
-        for (_, held) in self.waiting.drain() {
-            record(
-                held.event_time(),
-                Faults {
-                    late: 1,
-                    ..Faults::default()
-                },
-            );
-            out.push(held);
-        }
-        out.sort_by_key(Event::event_time);
-        out
+    pub fn drain(&mut self, record: impl FnMut(Timestamp, Faults)) -> Vec<Event> {
+        self.due(Timestamp::from_micros(i64::MAX / 2), record)
     }
 }

@@ -30,6 +30,27 @@ pub struct Faults {
     pub out_of_order: u64,
 }
 
+impl Faults {
+    /// One event sent twice.
+    pub const DUPLICATE: Self = Self {
+        duplicates: 1,
+        late: 0,
+        out_of_order: 0,
+    };
+    /// One event published late.
+    pub const LATE: Self = Self {
+        duplicates: 0,
+        late: 1,
+        out_of_order: 0,
+    };
+    /// One event published after a later event of its key.
+    pub const OUT_OF_ORDER: Self = Self {
+        duplicates: 0,
+        late: 0,
+        out_of_order: 1,
+    };
+}
+
 /// One event-time hour of ground truth.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct HourLedger {
