@@ -71,6 +71,9 @@ pub struct Cli {
     /// Where the ground-truth ledger goes (default: <output-dir>/_ledger).
     #[arg(long, value_name = "DIR")]
     pub ledger_dir: Option<String>,
+    /// Save the run's state here periodically and at shutdown, and resume from it at start.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<String>,
     /// Kafka bootstrap servers, host:port[,host:port...] (for --sink kafka).
     #[arg(long, value_name = "HOST:PORT")]
     pub bootstrap_servers: Option<String>,
@@ -104,6 +107,7 @@ impl Cli {
             ("sink.kind", &self.sink),
             ("file.output_dir", &self.output_dir),
             ("ledger.dir", &self.ledger_dir),
+            ("state.dir", &self.state_dir),
             ("kafka.bootstrap_servers", &self.bootstrap_servers),
             ("metrics.addr", &self.metrics_addr),
             ("log.format", &self.log_format),
@@ -133,17 +137,21 @@ const SETTINGS: &[(&str, Option<&str>)] = &[
     ("traffic.hourly", None),
     ("traffic.weekly", None),
     ("traffic.activity_shape", None),
+    ("traffic.customer_lifetime", None),
     ("traffic.promotions", None),
     ("sink.kind", Some("--sink")),
     ("file.output_dir", Some("--output-dir")),
     ("file.codec", None),
     ("ledger.dir", Some("--ledger-dir")),
+    ("state.dir", Some("--state-dir")),
+    ("state.interval", None),
     ("faults.duplicate_fraction", None),
     ("faults.late_fraction", None),
     ("faults.late_delay", None),
     ("faults.out_of_order_fraction", None),
     ("catalogue.products", None),
     ("catalogue.popularity_exponent", None),
+    ("catalogue.reprice_probability", None),
     ("shop.currency", None),
     ("shop.tax_rate", None),
     ("shop.shipping_fee", None),
@@ -283,6 +291,8 @@ pub struct TrafficSettings {
     pub profile: TrafficProfile,
     /// Gamma shape of shoppers' activities; `None`: all equal.
     pub activity_shape: Option<f64>,
+    /// Mean time a customer keeps coming back; `None`: forever.
+    pub customer_lifetime: Option<Duration>,
 }
 
 /// Validated settings.
@@ -304,10 +314,16 @@ pub struct Settings {
     pub codec: FileCodec,
     /// Where the ground-truth ledger is written.
     pub ledger_dir: PathBuf,
+    /// Where the run's state is saved and resumed from; `None`: not saved.
+    pub state_dir: Option<PathBuf>,
+    /// Real time between two saves of the state.
+    pub state_interval: Duration,
     /// Faults injected into the published stream.
     pub faults: FaultSettings,
     pub products: usize,
     pub popularity_exponent: f64,
+    /// Probability that a product is off its list price for a week.
+    pub reprice_probability: f64,
     pub shop: ShopSettings,
     /// Present when the sink is `kafka`.
     pub kafka: Option<KafkaSettings>,
@@ -523,6 +539,25 @@ impl Settings {
             reader.parse("faults.duplicate_fraction", |s| parse_fraction(s, 0.0, 0.5));
         let late_fraction = reader.parse("faults.late_fraction", |s| parse_fraction(s, 0.0, 0.5));
         let late_delay = reader.parse("faults.late_delay", parse_duration);
+        let state_dir = reader.parse_optional("state.dir", |s| {
+            if s.trim().is_empty() {
+                Err("an empty path".to_owned())
+            } else {
+                Ok(PathBuf::from(s))
+            }
+        });
+        let state_interval = reader.parse("state.interval", |s| {
+            parse_duration(s).and_then(|d| {
+                if d >= Duration::from_secs(1) {
+                    Ok(d)
+                } else {
+                    Err(format!("`{s}` is too short: at least 1s"))
+                }
+            })
+        });
+        let reprice_probability = reader.parse("catalogue.reprice_probability", |s| {
+            parse_fraction(s, 0.0, 1.0)
+        });
         let out_of_order_fraction = reader.parse("faults.out_of_order_fraction", |s| {
             parse_fraction(s, 0.0, 0.5)
         });
@@ -598,6 +633,8 @@ impl Settings {
                 ledger_dir: ledger_dir?
                     .unwrap_or_else(|| output_dir.clone().unwrap_or_default().join("_ledger")),
                 output_dir: output_dir?,
+                state_dir: state_dir?,
+                state_interval: state_interval?,
                 faults: FaultSettings {
                     duplicate_fraction: duplicate_fraction?,
                     late_fraction: late_fraction?,
@@ -607,6 +644,7 @@ impl Settings {
                 codec: codec?,
                 products: products?,
                 popularity_exponent: popularity_exponent?,
+                reprice_probability: reprice_probability?,
                 shop: ShopSettings {
                     currency: currency?,
                     tax_rate: tax_rate?,
@@ -673,6 +711,13 @@ impl Settings {
                         .map_or_else(|| quoted("equal"), |s| format!("{s:?}")),
                 ),
             ),
+            line(
+                "customer_lifetime",
+                Some(quoted(&self.traffic.customer_lifetime.map_or_else(
+                    || "forever".to_owned(),
+                    |d| humantime::format_duration(d).to_string(),
+                ))),
+            ),
             format!(
                 "# {} promotion(s)\n",
                 self.traffic.profile.promotions().len()
@@ -687,6 +732,19 @@ impl Settings {
             line("codec", Some(quoted(codec))),
             "\n[ledger]\n".to_owned(),
             line("dir", Some(quoted(&self.ledger_dir.display().to_string()))),
+            "\n[state]\n".to_owned(),
+            line(
+                "dir",
+                self.state_dir
+                    .as_ref()
+                    .map(|d| quoted(&d.display().to_string())),
+            ),
+            line(
+                "interval",
+                Some(quoted(
+                    &humantime::format_duration(self.state_interval).to_string(),
+                )),
+            ),
             "\n[faults]\n".to_owned(),
             line(
                 "duplicate_fraction",
@@ -711,6 +769,10 @@ impl Settings {
             line(
                 "popularity_exponent",
                 Some(format!("{:?}", self.popularity_exponent)),
+            ),
+            line(
+                "reprice_probability",
+                Some(format!("{:?}", self.reprice_probability)),
             ),
             "\n[shop]\n".to_owned(),
             line("currency", Some(quoted(&self.shop.currency))),
@@ -882,6 +944,16 @@ fn read_traffic(reader: &mut Reader<'_>) -> Option<TrafficSettings> {
             )),
         },
     });
+    let customer_lifetime = reader.parse("traffic.customer_lifetime", |s| match s.trim() {
+        "forever" => Ok(None),
+        text => parse_duration(text).and_then(|d| {
+            if d >= Duration::from_secs(3_600) {
+                Ok(Some(d))
+            } else {
+                Err(format!("`{s}` is too short: at least 1h, or `forever`"))
+            }
+        }),
+    });
     let promotions = read_promotions(reader);
     let name = name?;
     let profile = if name == "flat" {
@@ -899,6 +971,7 @@ fn read_traffic(reader: &mut Reader<'_>) -> Option<TrafficSettings> {
         profile_name: name,
         profile,
         activity_shape: activity_shape?,
+        customer_lifetime: customer_lifetime?,
     })
 }
 

@@ -415,7 +415,7 @@ mod tests {
             #[test]
             fn field_by_field_encoding_matches_the_schema_driven_one(seed in any::<u64>(), id in 1i64..1_000_000_000) {
                 let ctx = ShopContext {
-                    catalogue: Catalogue::generate(seed, 40, 1.0).unwrap(),
+                    catalogue: Catalogue::generate(seed, 40, 1.0).unwrap().with_repricing(0.5).unwrap(),
                     rules: ShopRules {
                         currency: "EUR",
                         tax_rate: 0.21,
@@ -427,6 +427,9 @@ mod tests {
                     traffic: crate::model::TrafficProfile::flat(),
                     activity_shape: None,
                     activity_mean: 1.0,
+                    seed,
+                    mean_lifetime_micros: Some(3.6e10),
+                    customer_id_stride: 1_000,
                 };
                 let mut events: Vec<Event> = ctx
                     .catalogue
@@ -434,6 +437,11 @@ mod tests {
                     .into_iter()
                     .map(Event::Product)
                     .collect();
+                let mut review = Timestamp::from_micros(0);
+                for _ in 0..20 {
+                    review = ctx.catalogue.next_review(review);
+                    events.extend(ctx.catalogue.repriced_at(review, "EUR").into_iter().map(Event::Product));
+                }
                 let mut shopper = Shopper::new(seed, id, Timestamp::from_micros(1_700_000_000_000_000), &ctx);
                 for _ in 0..40 {
                     let at = shopper.next_wake();

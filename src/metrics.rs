@@ -19,6 +19,7 @@ use crate::sinks::TopicCounts;
 /// Every `event_type`, in the order of [`event_type_index`].
 pub const EVENT_TYPES: [(&str, Topic); EVENT_TYPE_COUNT] = [
     ("product_published", Topic::Products),
+    ("product_repriced", Topic::Products),
     ("customer_signed_up", Topic::Customers),
     ("order_placed", Topic::Orders),
     ("order_cancelled", Topic::Orders),
@@ -32,7 +33,7 @@ pub const EVENT_TYPES: [(&str, Topic); EVENT_TYPE_COUNT] = [
 ];
 
 /// How many event types there are.
-pub const EVENT_TYPE_COUNT: usize = 11;
+pub const EVENT_TYPE_COUNT: usize = 12;
 
 /// The position of an event's type in [`EVENT_TYPES`].
 pub fn event_type_index(event: &Event) -> usize {

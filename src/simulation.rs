@@ -104,7 +104,8 @@ pub fn shopper_ids(settings: &Settings) -> impl Iterator<Item = i64> + use<> {
 
 /// The shared state of all shoppers, built from the settings.
 pub fn shop_context(settings: &Settings, seed: u64) -> Result<ShopContext, CatalogueError> {
-    let catalogue = Catalogue::generate(seed, settings.products, settings.popularity_exponent)?;
+    let catalogue = Catalogue::generate(seed, settings.products, settings.popularity_exponent)?
+        .with_repricing(settings.reprice_probability)?;
     // One string for the life of the process, shared by every event.
     let currency: &'static str = Box::leak(settings.shop.currency.clone().into_boxed_str());
     Ok(ShopContext {
@@ -126,6 +127,12 @@ pub fn shop_context(settings: &Settings, seed: u64) -> Result<ShopContext, Catal
             .sum::<f64>()
             / f64::from(settings.shoppers),
         discount_probability: settings.shop.discount_probability,
+        seed,
+        mean_lifetime_micros: settings
+            .traffic
+            .customer_lifetime
+            .map(|d| d.as_micros() as f64),
+        customer_id_stride: i64::from(settings.shoppers) * i64::from(settings.shard.1),
     })
 }
 
@@ -210,6 +217,16 @@ pub async fn run(
             Active::new(&metrics.shoppers_active),
         ));
     }
+    if settings.shard.0 == 0 && settings.reprice_probability > 0.0 {
+        shoppers.spawn(reprice(
+            Arc::clone(&ctx),
+            clock.timer(),
+            start,
+            plan.end,
+            outbox.clone(),
+            shutdown.clone(),
+        ));
+    }
     let pacer_stop = CancellationToken::new();
     let pacer = (plan.pace_to_wall_clock && clock.is_virtual())
         .then(|| tokio::spawn(pace(clock.clone(), clock.timer(), pacer_stop.clone())));
@@ -284,6 +301,44 @@ pub async fn simulate(
         Instruments::detached(),
     )
     .await)
+}
+
+/// Publishes the catalogue's price changes, each at its review instant, from `from`
+/// (exclusive) until `end` (exclusive) or shutdown. A participant of the clock like a shopper.
+async fn reprice(
+    ctx: Arc<ShopContext>,
+    mut timer: crate::clock::Timer,
+    from: Timestamp,
+    end: Option<Timestamp>,
+    outbox: mpsc::Sender<Message>,
+    shutdown: CancellationToken,
+) {
+    let mut at = from;
+    loop {
+        at = ctx.catalogue.next_review(at);
+        if end.is_some_and(|end| at >= end) || shutdown.is_cancelled() {
+            return;
+        }
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => return,
+            () = timer.sleep_until(at) => {}
+        }
+        let events: Vec<Event> = ctx
+            .catalogue
+            .repriced_at(at, ctx.rules.currency)
+            .into_iter()
+            .map(Event::Product)
+            .collect();
+        if !events.is_empty()
+            && outbox
+                .send(Message::Events(events, tokio::time::Instant::now()))
+                .await
+                .is_err()
+        {
+            return;
+        }
+    }
 }
 
 /// How often simulated time catches up with the wall clock once it has reached the present.

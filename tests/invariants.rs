@@ -22,8 +22,32 @@ fn invariants_and_referential_integrity_hold_over_a_week() {
     assert!(types["customer_signed_up"] > 2_700, "{types:?}");
     assert!(types["payment_declined"] > 1_000, "{types:?}");
 
+    // Every product's prices over time: published once, then repriced now and then.
+    let mut prices: HashMap<i64, Vec<(Timestamp, Money)>> = HashMap::new();
+    for event in &events {
+        if let Event::Product(p) = event {
+            prices
+                .entry(p.product_id)
+                .or_default()
+                .push((p.event_time, p.unit_price));
+        }
+    }
+    for history in prices.values_mut() {
+        history.sort();
+        assert!(history.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 != w[1].1));
+    }
+    // One review per product in the week; a review changes the price with probability
+    // 2 p (1 - p) + p^2 5/6 at p = 0.15.
+    let repriced = types["product_repriced"] as f64;
+    let (expected, se) = (500.0 * 0.27375, (500.0f64 * 0.27375 * 0.72625).sqrt());
+    assert!((repriced - expected).abs() < 4.0 * se, "{repriced} price changes");
+    let price_at = |product: i64, at: Timestamp| -> Option<(Timestamp, Money)> {
+        let history = prices.get(&product)?;
+        history.iter().rev().find(|(t, _)| *t <= at).copied()
+    };
+
     let mut event_ids = HashSet::new();
-    let mut products: HashMap<i64, (Money, Timestamp)> = HashMap::new();
+    let mut products: HashSet<i64> = HashSet::new();
     let mut customers: HashMap<i64, Timestamp> = HashMap::new();
     let mut orders: HashMap<OrderId, (i64, Money, Timestamp)> = HashMap::new();
     let mut authorized: HashMap<PaymentId, (OrderId, Money, &str)> = HashMap::new();
@@ -45,11 +69,8 @@ fn invariants_and_referential_integrity_hold_over_a_week() {
         match event {
             Event::Product(p) => {
                 assert!(p.unit_price > Money::ZERO);
-                assert!(
-                    products
-                        .insert(p.product_id, (p.unit_price, p.event_time))
-                        .is_none()
-                );
+                let first = products.insert(p.product_id);
+                assert_eq!(first, p.event_type == "product_published", "{p:?}");
             }
             Event::Customer(c) => {
                 assert_eq!(c.signup_time, c.event_time);
@@ -91,13 +112,11 @@ fn invariants_and_referential_integrity_hold_over_a_week() {
                 assert!(*signed_up <= o.event_time);
                 assert!(!o.items.is_empty());
                 for (i, line) in o.items.iter().enumerate() {
-                    let (price, published) = products
-                        .get(&line.product_id)
+                    let (_, price) = price_at(line.product_id, o.event_time)
                         .expect("line names an unpublished product");
-                    assert!(*published <= o.event_time);
                     assert_eq!(line.line_number as usize, i + 1);
                     assert!(line.quantity >= 1);
-                    assert_eq!(line.unit_price, *price);
+                    assert_eq!(line.unit_price, price, "the price in force at the order");
                     assert_eq!(line.line_total, line.unit_price * i64::from(line.quantity));
                 }
                 let subtotal: Money = o.items.iter().map(|l| l.line_total).sum();

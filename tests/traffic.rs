@@ -48,7 +48,8 @@ fn orders_follow_the_daily_and_weekly_curves_in_the_shops_time_zone() {
     let settings = settings_from(&format!(
         "[simulation]\nrate = \"{rate}/h\"\nshoppers = 3000\n\
          [traffic]\nprofile = \"realistic\"\ntime_zone = \"Asia/Tokyo\"\n\
-         hourly = \"{}\"\nweekly = \"{}\"\nactivity_shape = 0.6\n",
+         hourly = \"{}\"\nweekly = \"{}\"\nactivity_shape = 0.6\n\
+         customer_lifetime = \"forever\"\n",
         curve(&HOURLY),
         curve(&WEEKLY)
     ));
@@ -156,7 +157,7 @@ fn a_promotion_multiplies_sessions_and_favours_its_category_at_a_discount() {
 fn a_few_shoppers_shop_often_and_most_rarely() {
     let run = |activity: &str| {
         let settings = settings_from(&format!(
-            "[simulation]\nrate = \"500/h\"\nshoppers = 2000\n[traffic]\nprofile = \"flat\"\nactivity_shape = {activity}\n"
+            "[simulation]\nrate = \"500/h\"\nshoppers = 2000\n[traffic]\nprofile = \"flat\"\nactivity_shape = {activity}\ncustomer_lifetime = \"forever\"\n"
         ));
         let (events, _) = run_in_memory(&settings, 5, 24 * 14);
         let mut per_customer: HashMap<i64, f64> = HashMap::new();
@@ -188,4 +189,77 @@ fn a_few_shoppers_shop_often_and_most_rarely() {
         "dispersion {dispersion} of equal shoppers"
     );
     assert!(top < 0.15);
+}
+
+#[test]
+fn customers_leave_after_their_lifetime_and_new_ones_take_their_place() {
+    // 200 equal shoppers at 500/h: a session every 24 minutes each; customers stay 5 days on
+    // average. Over 40 days each slot sees about 8 customers, and the rate does not change.
+    let settings = settings_from(
+        "[simulation]\nrate = \"500/h\"\nshoppers = 200\n[traffic]\nprofile = \"flat\"\nactivity_shape = \"equal\"\ncustomer_lifetime = \"5d\"\n",
+    );
+    let (events, _) = run_in_memory(&settings, 21, 24 * 40);
+    let placed = orders(&events).count() as f64;
+    let expected_orders = 500.0 * 24.0 * 40.0;
+    assert!(
+        (placed - expected_orders).abs() < 4.0 * expected_orders.sqrt(),
+        "{placed} orders, expected {expected_orders}"
+    );
+    let start = common::start();
+    let end = start + std::time::Duration::from_secs(40 * 86_400);
+    let mut signups: HashMap<i64, Vec<(simulator::model::Timestamp, i64)>> = HashMap::new();
+    let mut signed_up_at = HashMap::new();
+    for event in &events {
+        if let Event::Customer(c) = event {
+            // A slot's customers are 200 ids apart.
+            signups
+                .entry((c.customer_id - 1) % 200)
+                .or_default()
+                .push((c.event_time, c.customer_id));
+            signed_up_at.insert(c.customer_id, c.event_time);
+        }
+    }
+    assert_eq!(signups.len(), 200, "every slot had a customer");
+    // Censored exponential estimate of the time between two sign-ups in a slot: a lifetime (the
+    // waits for a first session, 24 minutes, cancel out).
+    let (mut exposure, mut successions) = (0.0f64, 0u32);
+    let mut left_at: HashMap<i64, simulator::model::Timestamp> = HashMap::new();
+    for customers in signups.values_mut() {
+        customers.sort();
+        for pair in customers.windows(2) {
+            // The next id of the slot, or a later one if a prospect left before signing up.
+            assert!(pair[1].1 > pair[0].1, "a slot's next customer has a later id");
+            exposure += pair[1].0.micros_since(pair[0].0) as f64;
+            successions += 1;
+            left_at.insert(pair[0].1, pair[1].0);
+        }
+        let (last, _) = customers.last().unwrap();
+        exposure += end.micros_since(*last) as f64;
+    }
+    let mean_days = exposure / f64::from(successions) / 86_400e6;
+    let expected = 5.0;
+    let se = expected / f64::from(successions).sqrt();
+    assert!(
+        (mean_days - expected).abs() < 4.0 * se,
+        "customers stayed {mean_days:.2} days on average over {successions} successions"
+    );
+    // A customer who left places no more orders, but the orders placed before play out.
+    let mut followed_up = 0;
+    for event in &events {
+        match event {
+            Event::Order(o) if o.event_type == "order_placed" => {
+                assert!(signed_up_at[&o.customer_id] <= o.event_time);
+                if let Some(left) = left_at.get(&o.customer_id) {
+                    assert!(o.event_time < *left, "order {} after its customer left", o.order_id);
+                }
+            }
+            Event::Payment(p) => {
+                if left_at.get(&p.customer_id).is_some_and(|left| p.event_time > *left) {
+                    followed_up += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    assert!(followed_up > 100, "{followed_up} payments after their customer left");
 }

@@ -3,12 +3,27 @@
 //! The catalogue is a pure function of its seed and size, built once at start and shared by all
 //! shoppers. Popularity follows a Zipf law over a seeded permutation of the products, so a few
 //! products sell most, in every category.
+//!
+//! Prices change now and then. Every product's price is reviewed once a [`REVIEW_PERIOD`], at
+//! its own minute of the week; for each period, a product is off its list price (cut or raised
+//! by 5 to 20%) with the catalogue's repricing probability, and otherwise back at it. A price is
+//! therefore a pure function of the product and the instant ([`Catalogue::price`]), which every
+//! shopper can ask without coordination, and a review that changes a price is published as a
+//! `product_repriced` event at that instant ([`Catalogue::repriced_at`]).
 
 use rand::{RngExt, SeedableRng, seq::SliceRandom};
 use rand_distr::{Distribution, LogNormal, Zipf};
 use rand_pcg::Pcg64Mcg;
 
-use super::{Money, ProductEvent, ProductId, Timestamp, new_event_id};
+use std::time::Duration;
+
+use super::{Money, ProductEvent, ProductId, Timestamp, mix, new_event_id};
+
+/// How often each product's price is reviewed.
+pub const REVIEW_PERIOD: Duration = Duration::from_secs(7 * 86_400);
+const REVIEW_PERIOD_MICROS: i64 = REVIEW_PERIOD.as_secs() as i64 * 1_000_000;
+/// Price factors of a product off its list price.
+const PRICE_FACTORS: [f64; 6] = [0.80, 0.85, 0.90, 0.95, 1.05, 1.10];
 
 /// A category: its name, the nouns its products are named after and its typical price.
 struct CategorySpec {
@@ -179,7 +194,10 @@ pub struct Product {
     pub name: String,
     pub category_id: i32,
     pub category: &'static str,
+    /// The list price.
     pub unit_price: Money,
+    /// When in each review period the price is reviewed (microseconds, a whole minute).
+    review_offset: i64,
 }
 
 /// The shop's products and the popularity law used to pick them.
@@ -189,6 +207,9 @@ pub struct Catalogue {
     /// `by_rank[r]` is the index in `products` of the product of popularity rank `r + 1`.
     by_rank: Vec<usize>,
     popularity: Zipf<f64>,
+    seed: u64,
+    /// Probability that a product is off its list price for a review period.
+    reprice_probability: f64,
 }
 
 /// Why a catalogue cannot be built.
@@ -198,6 +219,8 @@ pub enum CatalogueError {
     Empty,
     #[error("the popularity exponent must be a finite number >= 0, got {0}")]
     Exponent(f64),
+    #[error("the repricing probability must be between 0 and 1, got {0}")]
+    Repricing(f64),
 }
 
 impl Catalogue {
@@ -227,6 +250,8 @@ impl Catalogue {
                 let unit_price =
                     Money::from_cents((price.floor() as i64).max(1) * 100 - 100 + ending);
                 let id = index as ProductId + 1;
+                let minutes = (REVIEW_PERIOD_MICROS / 60_000_000) as u64;
+                let review_offset = (mix(seed, id as u64) % minutes) as i64 * 60_000_000;
                 Product {
                     id,
                     sku: format!("{}-{id:06}", &spec.name[..3].to_uppercase()),
@@ -234,6 +259,7 @@ impl Catalogue {
                     category_id: category_index as i32 + 1,
                     category: spec.name,
                     unit_price,
+                    review_offset,
                 }
             })
             .collect();
@@ -245,15 +271,106 @@ impl Catalogue {
             products,
             by_rank,
             popularity,
+            seed,
+            reprice_probability: 0.0,
         })
     }
 
-    /// All products, in id order.
+    /// The same catalogue, with each product off its list price for a review period with
+    /// probability `probability` (0, the default, keeps every price fixed).
+    pub fn with_repricing(mut self, probability: f64) -> Result<Self, CatalogueError> {
+        if !(0.0..=1.0).contains(&probability) {
+            return Err(CatalogueError::Repricing(probability));
+        }
+        self.reprice_probability = probability;
+        Ok(self)
+    }
+
+    /// The review period of `product` that contains `at`.
+    fn period_of(product: &Product, at: Timestamp) -> i64 {
+        (at.as_micros() - product.review_offset).div_euclid(REVIEW_PERIOD_MICROS)
+    }
+
+    /// The price of `product` during its review period `period`.
+    fn price_in(&self, product: &Product, period: i64) -> Money {
+        if self.reprice_probability == 0.0 {
+            return product.unit_price;
+        }
+        let h = mix(mix(self.seed ^ 0x9E1C_E000, product.id as u64), period as u64);
+        let u = (h >> 11) as f64 / (1u64 << 53) as f64;
+        if u >= self.reprice_probability {
+            return product.unit_price;
+        }
+        let factor = PRICE_FACTORS[(h & 0xFF) as usize % PRICE_FACTORS.len()];
+        // Shop prices end in 9.
+        let cents = (product.unit_price.cents() as f64 * factor).round() as i64;
+        Money::from_cents(cents - cents.rem_euclid(10) + 9)
+    }
+
+    /// The price of `product` at `at`.
+    pub fn price(&self, product: &Product, at: Timestamp) -> Money {
+        self.price_in(product, Self::period_of(product, at))
+    }
+
+    /// The first price review of any product strictly after `after`.
+    pub fn next_review(&self, after: Timestamp) -> Timestamp {
+        let next = self
+            .products
+            .iter()
+            .map(|p| p.review_offset + (Self::period_of(p, after) + 1) * REVIEW_PERIOD_MICROS)
+            .min()
+            .unwrap_or(i64::MAX);
+        Timestamp::from_micros(next)
+    }
+
+    /// The `products` events of the reviews at exactly `at` that change a price.
+    pub fn repriced_at(&self, at: Timestamp, currency: &'static str) -> Vec<ProductEvent> {
+        self.products
+            .iter()
+            .filter_map(|p| {
+                let period = Self::period_of(p, at);
+                let starts = p.review_offset + period * REVIEW_PERIOD_MICROS;
+                let price = self.price_in(p, period);
+                (starts == at.as_micros() && price != self.price_in(p, period - 1)).then(|| {
+                    let mut rng = Pcg64Mcg::seed_from_u64(mix(
+                        mix(self.seed ^ 0x9E1C_E001, p.id as u64),
+                        period as u64,
+                    ));
+                    self.event(p, "product_repriced", at, price, new_event_id(&mut rng), currency)
+                })
+            })
+            .collect()
+    }
+
+    fn event(
+        &self,
+        p: &Product,
+        event_type: &'static str,
+        at: Timestamp,
+        unit_price: Money,
+        event_id: uuid::Uuid,
+        currency: &'static str,
+    ) -> ProductEvent {
+        ProductEvent {
+            event_id,
+            event_type,
+            event_time: at.truncate_to_millis(),
+            product_id: p.id,
+            sku: p.sku.clone(),
+            name: p.name.clone(),
+            category_id: p.category_id,
+            category: p.category,
+            unit_price,
+            currency,
+        }
+    }
+
     /// The names of the categories products belong to.
     pub fn category_names() -> impl Iterator<Item = &'static str> {
         CATEGORIES.iter().map(|c| c.name)
     }
 
+    /// All products, in id order.
     pub fn products(&self) -> &[Product] {
         &self.products
     }
@@ -278,22 +395,14 @@ impl Catalogue {
         self.by_rank.iter().position(|&i| i == index).map(|r| r + 1)
     }
 
-    /// The `products` events that publish the catalogue at `at`.
+    /// The `products` events that publish the catalogue at `at`, at the prices of that instant.
     pub fn publish(&self, at: Timestamp, seed: u64, currency: &'static str) -> Vec<ProductEvent> {
         let mut rng = Pcg64Mcg::seed_from_u64(seed ^ 0xC47A_1064_0000_0002);
         self.products
             .iter()
-            .map(|p| ProductEvent {
-                event_id: new_event_id(&mut rng),
-                event_type: "product_published",
-                event_time: at.truncate_to_millis(),
-                product_id: p.id,
-                sku: p.sku.clone(),
-                name: p.name.clone(),
-                category_id: p.category_id,
-                category: p.category,
-                unit_price: p.unit_price,
-                currency,
+            .map(|p| {
+                let price = self.price(p, at);
+                self.event(p, "product_published", at, price, new_event_id(&mut rng), currency)
             })
             .collect()
     }
@@ -337,7 +446,78 @@ mod tests {
     }
 
     #[test]
+    fn prices_change_only_at_reviews_and_each_change_is_published() {
+        let catalogue = Catalogue::generate(5, 200, 1.1)
+            .unwrap()
+            .with_repricing(0.3)
+            .unwrap();
+        let start = Timestamp::from_micros(1_750_000_000_000_000);
+        let end = start + REVIEW_PERIOD * 8;
+        let mut current: Vec<Money> = catalogue
+            .products()
+            .iter()
+            .map(|p| catalogue.price(p, start))
+            .collect();
+        let (mut at, mut changes, mut reviews, mut off) = (start, 0u64, 0u64, 0u64);
+        loop {
+            let next = catalogue.next_review(at);
+            assert!(next > at);
+            if next >= end {
+                break;
+            }
+            // Nothing changes strictly between two reviews.
+            let before = next.add_micros_f64(-1.0);
+            for (p, price) in catalogue.products().iter().zip(&current) {
+                assert_eq!(catalogue.price(p, before), *price);
+            }
+            for event in catalogue.repriced_at(next, "USD") {
+                let p = catalogue.get(event.product_id).unwrap();
+                assert_eq!(event.event_type, "product_repriced");
+                assert_eq!(event.unit_price, catalogue.price(p, next));
+                assert_ne!(event.unit_price, current[p.id as usize - 1]);
+                assert_eq!(event.unit_price.cents() % 10, 9, "prices end in 9");
+                current[p.id as usize - 1] = event.unit_price;
+                changes += 1;
+            }
+            reviews += catalogue
+                .products()
+                .iter()
+                .filter(|p| Catalogue::period_of(p, next) != Catalogue::period_of(p, before))
+                .count() as u64;
+            at = next;
+        }
+        for (p, price) in catalogue.products().iter().zip(&current) {
+            assert_eq!(catalogue.price(p, at), *price, "every change was published");
+            off += u64::from(*price != p.unit_price);
+        }
+        // About 8 reviews per product; a review changes the price with probability
+        // 2 p (1 - p) + p^2 (5/6) = 0.495 at p = 0.3.
+        assert!((1_590..1_610).contains(&reviews), "{reviews} reviews");
+        let expected = reviews as f64 * 0.495;
+        let se = (reviews as f64 * 0.495 * 0.505).sqrt();
+        assert!(
+            (changes as f64 - expected).abs() < 4.0 * se,
+            "{changes} changes, expected {expected:.0}"
+        );
+        assert!((20..110).contains(&off), "{off} of 200 off their list price");
+    }
+
+    #[test]
+    fn without_repricing_prices_never_change() {
+        let catalogue = Catalogue::generate(5, 50, 1.1).unwrap();
+        let at = Timestamp::from_micros(1_750_000_000_000_000) + REVIEW_PERIOD * 3;
+        assert!(catalogue.products().iter().all(|p| catalogue.price(p, at) == p.unit_price));
+        assert!(catalogue.repriced_at(catalogue.next_review(at), "USD").is_empty());
+    }
+
+    #[test]
     fn rejects_bad_parameters() {
+        assert!(
+            Catalogue::generate(1, 10, 1.0)
+                .unwrap()
+                .with_repricing(1.5)
+                .is_err()
+        );
         assert_eq!(
             Catalogue::generate(1, 0, 1.0).unwrap_err(),
             CatalogueError::Empty

@@ -30,10 +30,22 @@ pub const fn order_id(customer: CustomerId, seq: u32) -> OrderId {
     customer * ID_STRIDE + seq as i64
 }
 
-/// The id of customer `customer`'s `seq`-th payment attempt (from 1), numbered like orders.
-pub const fn payment_id(customer: CustomerId, seq: u32) -> PaymentId {
-    customer * ID_STRIDE + seq as i64
+/// Payment attempts per order, at most.
+pub const MAX_PAYMENT_ATTEMPTS: i32 = 3;
+
+/// The id of attempt `attempt` (1 to [`MAX_PAYMENT_ATTEMPTS`]) to pay order `order`, in the
+/// id space of the order's customer: `customer * ID_STRIDE + (order seq - 1) * 3 + attempt`.
+/// Derived from the order alone, so follow-ups of an order need no counter.
+pub const fn payment_id(order: OrderId, attempt: i32) -> PaymentId {
+    let (customer, seq) = (order / ID_STRIDE, order % ID_STRIDE);
+    customer * ID_STRIDE + (seq - 1) * MAX_PAYMENT_ATTEMPTS as i64 + attempt as i64
 }
+
+/// Orders one customer can place: their payments' ids must stay within the customer's space.
+pub const MAX_ORDERS_PER_CUSTOMER: u32 = ((ID_STRIDE - 1) / MAX_PAYMENT_ATTEMPTS as i64) as u32;
+
+/// The largest customer id whose order ids fit in 64 bits.
+pub const MAX_CUSTOMER_ID: CustomerId = i64::MAX / ID_STRIDE - 1;
 
 /// The four topics, one per entity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

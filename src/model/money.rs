@@ -141,6 +141,20 @@ impl Serialize for Money {
     }
 }
 
+/// Serde of an amount as its minor units (`#[serde(with)]`), for the simulator's own state.
+pub mod cents {
+    use super::Money;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(m: &Money, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_i64(m.cents())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Money, D::Error> {
+        i64::deserialize(d).map(Money::from_cents)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,12 +16,17 @@ pub struct ShopRules {
 }
 
 /// The amounts of an order. Always `total = subtotal - discount + tax + shipping`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OrderTotals {
+    #[serde(with = "super::money::cents")]
     pub subtotal: Money,
+    #[serde(with = "super::money::cents")]
     pub discount: Money,
+    #[serde(with = "super::money::cents")]
     pub tax: Money,
+    #[serde(with = "super::money::cents")]
     pub shipping: Money,
+    #[serde(with = "super::money::cents")]
     pub total: Money,
 }
 

@@ -111,6 +111,21 @@ impl Serialize for Timestamp {
     }
 }
 
+/// Serde of an instant as its microseconds since the epoch, exactly (`#[serde(with)]`), for
+/// the simulator's own state.
+pub mod micros {
+    use super::Timestamp;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_i64(t.as_micros())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Timestamp, D::Error> {
+        i64::deserialize(d).map(Timestamp::from_micros)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,9 +2,8 @@
 
 mod shopper;
 
-pub use shopper::{
-    CHANNELS, MAX_PAYMENT_ATTEMPTS, PAYMENT_METHODS, ShopContext, Shopper, raw_activity,
-};
+pub use crate::model::MAX_PAYMENT_ATTEMPTS;
+pub use shopper::{CHANNELS, PAYMENT_METHODS, ShopContext, Shopper, raw_activity};
 
 use std::future::Future;
 use std::sync::Arc;
@@ -65,6 +64,10 @@ pub fn run_shopper(
                 () = timer.sleep_until(at) => {}
             }
             shopper.step(at, &ctx, &mut events);
+            if events.is_empty() {
+                // A customer left; the slot's next one has not come yet.
+                continue;
+            }
             let batch = Message::Events(std::mem::take(&mut events), tokio::time::Instant::now());
             match outbox.try_send(batch) {
                 Ok(()) => {}
@@ -100,6 +103,9 @@ mod tests {
             traffic: crate::model::TrafficProfile::flat(),
             activity_shape: None,
             activity_mean: 1.0,
+            seed: 1,
+            mean_lifetime_micros: None,
+            customer_id_stride: 1,
         });
         let clock = Clock::scaled(Timestamp::from_micros(0), 1.0);
         let shopper = Shopper::new(1, 1, Timestamp::from_micros(0), &ctx);

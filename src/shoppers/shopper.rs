@@ -3,9 +3,20 @@
 //! A shopper's sessions arrive as a non-homogeneous Poisson process whose intensity is the
 //! shopper's activity times the shop's traffic shape ([`TrafficProfile`]), sampled exactly by
 //! thinning. Shoppers differ: their activities follow a gamma distribution of mean 1, so a few
-//! shop often and most rarely. At its first session the shopper signs up as a customer; every session places one order, then its payment flow plays out as
-//! follow-ups kept in a small time-ordered queue: authorisation a few seconds later, then capture,
-//! or a decline and perhaps a retry with another attempt.
+//! shop often and most rarely. At its first session the shopper signs up as a customer; every
+//! session places one order, then its payment flow plays out as follow-ups kept in a small
+//! time-ordered queue: authorisation a few seconds later, then capture, or a decline and perhaps
+//! a retry with another attempt.
+//!
+//! Customers do not stay forever. A shopper is a *slot* in the population, held by one
+//! (prospective) customer at a time for an exponential lifetime of the configured mean, counted
+//! from when it took the slot; then a new prospective customer, with a new id and a new
+//! activity, takes the slot at that instant (and signs up at its first session), while the
+//! orders of the one who left play out to their end. The slot's sessions are a Poisson process
+//! throughout, of the old customer's intensity until the departure and the new one's after;
+//! since departures do not depend on activity, the population's mean activity stays 1 and the
+//! rate does not depend on churn. (A prospect who leaves before its first session never signs
+//! up: its id is not used.)
 //!
 //! Nothing here reads a clock or touches a task: [`Shopper::step`] is handed the instant it runs
 //! at and returns the events of that instant, and [`Shopper::next_wake`] says when it next has
@@ -19,17 +30,17 @@ use fake::faker::internet::en::FreeEmailProvider;
 use fake::faker::name::en::{FirstName, LastName};
 use fake::faker::phone_number::en::PhoneNumber;
 use rand::{RngExt, SeedableRng};
+use serde::{Deserialize, Serialize};
 use rand_distr::{Distribution, Exp1, Gamma, Geometric, LogNormal, Poisson};
 use rand_pcg::Pcg64Mcg;
 
 use crate::model::{
-    Catalogue, CustomerEvent, CustomerId, Event, Money, OrderEvent, OrderId, OrderLine,
-    OrderTotals, PaymentEvent, PaymentId, Product, ShopRules, Timestamp, TrafficProfile,
-    new_event_id, order_id, payment_id,
+    Catalogue, CustomerEvent, CustomerId, Event, ID_STRIDE, MAX_CUSTOMER_ID,
+    MAX_ORDERS_PER_CUSTOMER, MAX_PAYMENT_ATTEMPTS, Money, OrderEvent, OrderId, OrderLine,
+    OrderTotals, PaymentEvent, PaymentId, Product, ShopRules, Timestamp, TrafficProfile, mix,
+    new_event_id, order_id, payment_id, time,
 };
 
-/// Payment attempts per order, at most.
-pub const MAX_PAYMENT_ATTEMPTS: i32 = 3;
 /// Mean delay from an order (or a retry decision) to the authorisation answer, in seconds.
 const MEAN_AUTHORIZATION_DELAY_SECS: f64 = 4.0;
 /// Mean delay before a declined customer tries again, in seconds.
@@ -104,20 +115,31 @@ pub struct ShopContext {
     pub activity_mean: f64,
     /// Probability that an order uses a coupon.
     pub discount_probability: f64,
+    /// The run's seed, from which every new customer's generator is derived.
+    pub seed: u64,
+    /// Mean time a customer keeps coming back, in microseconds; `None`: forever.
+    pub mean_lifetime_micros: Option<f64>,
+    /// How far apart the customer ids of one slot are: the next customer of a slot has the id
+    /// of the previous one plus this (the number of slots of every replica together).
+    pub customer_id_stride: i64,
 }
 
-/// Something a shopper has to do later, about one of its orders.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// Something a shopper has to do later, about one of its orders (whose customer may have left
+/// since: the order id names it).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 struct FollowUp {
+    #[serde(with = "time::micros")]
     at: Timestamp,
     order: OrderId,
     totals: OrderTotals,
     channel: u8,
+    /// The payment method of the order's customer.
+    method: u8,
     action: Action,
 }
 
 /// A payment attempt that went through: what a later capture or refund refers to.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 struct Paid {
     payment: PaymentId,
     attempt: i32,
@@ -127,7 +149,7 @@ struct Paid {
 /// The next step of an order. The valid paths: placed, then authorised (after declines and
 /// retries, or cancelled unpaid), captured, then shipped (or cancelled and refunded),
 /// delivered, and perhaps returned and refunded.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 enum Action {
     /// Ask for authorisation: payment attempt number `attempt`.
     Authorize { attempt: i32 },
@@ -143,28 +165,24 @@ enum Action {
     Cancel(Option<Paid>),
 }
 
-/// One simulated shopper: about a hundred bytes while idle.
-#[derive(Debug, Clone)]
+/// One simulated shopper: about a hundred bytes while idle. Its whole state serialises, so a
+/// run can be saved and resumed exactly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Shopper {
     id: CustomerId,
     /// Mean gap between sessions at a shape of 1, for this shopper's activity (microseconds).
     mean_gap: f64,
     rng: Pcg64Mcg,
+    #[serde(with = "time::micros")]
     next_session: Timestamp,
     signed_up: bool,
+    /// When the customer stops coming back (the end of time if never).
+    #[serde(with = "time::micros")]
+    leaves_at: Timestamp,
     orders: u32,
-    payments: u32,
     preferred_method: u8,
     /// Pending follow-ups, kept sorted by time (rarely more than two).
     pending: Vec<FollowUp>,
-}
-
-/// Mixes two words into a well-spread 64-bit value (SplitMix64's finaliser).
-fn mix(a: u64, b: u64) -> u64 {
-    let mut z = a ^ b.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// A shopper's activity before normalisation: a gamma variate of mean 1 drawn from
@@ -224,29 +242,69 @@ impl Shopper {
     /// Shopper `id` (its future customer id, from 1), whose first session follows `start` by an
     /// exponential gap. Its generator is seeded from `(seed, id)` alone.
     pub fn new(seed: u64, id: CustomerId, start: Timestamp, ctx: &ShopContext) -> Self {
+        Self::prospect(seed, id, start, ctx, Vec::new())
+    }
+
+    /// Prospective customer `id`, not signed up yet, who takes the slot at `at` and inherits
+    /// `pending` (the follow-ups of the slot's previous customer).
+    fn prospect(
+        seed: u64,
+        id: CustomerId,
+        at: Timestamp,
+        ctx: &ShopContext,
+        pending: Vec<FollowUp>,
+    ) -> Self {
         let lo = mix(seed, id as u64);
         let hi = mix(lo, 0x5EED);
         let mut rng = Pcg64Mcg::from_seed(((u128::from(hi) << 64) | u128::from(lo)).to_le_bytes());
         let preferred_method = pick_weighted(&mut rng, &PAYMENT_METHODS, |m| m.1) as u8;
         let activity = raw_activity(seed, id, ctx.activity_shape) / ctx.activity_mean;
+        let never = Timestamp::from_micros(i64::MAX);
+        // The slot's next customer needs an id whose orders fit in 64 bits.
+        let leaves_at = match ctx.mean_lifetime_micros {
+            Some(mean) if id + ctx.customer_id_stride <= MAX_CUSTOMER_ID => {
+                let lifetime: f64 = Exp1.sample(&mut rng);
+                at.add_micros_f64((lifetime * mean).max(1.0))
+            }
+            _ => never,
+        };
         let mut shopper = Self {
             id,
             mean_gap: ctx.mean_session_gap_micros / activity,
             rng,
-            next_session: start,
+            next_session: never,
             signed_up: false,
+            leaves_at,
             orders: 0,
-            payments: 0,
             preferred_method,
-            pending: Vec::new(),
+            pending,
         };
-        shopper.next_session = shopper.session_after(start, ctx);
+        shopper.next_session = shopper.session_after(at, ctx);
         shopper
+    }
+
+    /// Hands the slot to the next prospective customer at `at`, the instant its customer left;
+    /// the follow-ups of the one who left stay.
+    fn hand_over(&mut self, at: Timestamp, ctx: &ShopContext) {
+        let next = self.id + ctx.customer_id_stride;
+        if next > MAX_CUSTOMER_ID {
+            // The slot's id space is used up: it goes quiet once its last orders played out.
+            self.leaves_at = Timestamp::from_micros(i64::MAX);
+            self.next_session = self.leaves_at;
+            return;
+        }
+        let pending = std::mem::take(&mut self.pending);
+        *self = Self::prospect(ctx.seed, next, at, ctx, pending);
+    }
+
+    /// The next session after `from`, or the customer's departure if that comes first.
+    fn session_after(&mut self, from: Timestamp, ctx: &ShopContext) -> Timestamp {
+        self.draw_session(from, ctx).min(self.leaves_at)
     }
 
     /// The next session after `from`: thinning of candidates that arrive at the bounding
     /// intensity, each kept with probability shape / bound.
-    fn session_after(&mut self, from: Timestamp, ctx: &ShopContext) -> Timestamp {
+    fn draw_session(&mut self, from: Timestamp, ctx: &ShopContext) -> Timestamp {
         let bound = ctx.traffic.bound();
         let mean_gap = self.mean_gap / bound;
         let mut at = from;
@@ -286,7 +344,11 @@ impl Shopper {
                 self.follow_up(follow_up, ctx, out);
             } else if self.next_session <= now {
                 let at = self.next_session;
-                self.session(at, ctx, out);
+                if at >= self.leaves_at {
+                    self.hand_over(at, ctx);
+                } else {
+                    self.session(at, ctx, out);
+                }
             } else {
                 return;
             }
@@ -320,9 +382,14 @@ impl Shopper {
                 .iter()
                 .position(|c| c.0 == order.channel)
                 .unwrap_or(0) as u8,
+            method: self.preferred_method,
             action: Action::Authorize { attempt: 1 },
         });
         out.push(Event::Order(order));
+        if self.orders >= MAX_ORDERS_PER_CUSTOMER {
+            // No order id is left for this customer: it leaves.
+            self.leaves_at = at;
+        }
         self.next_session = self.session_after(at, ctx);
     }
 
@@ -368,6 +435,7 @@ impl Shopper {
         let promotion = ctx.traffic.category_promotion(time);
         for _ in 0..wanted {
             let product = pick_product(ctx, promotion, rng);
+            let unit_price = ctx.catalogue.price(product, time);
             let quantity =
                 (1 + quantities.sample(rng).min(MAX_QUANTITY as u64 - 1) as i32).min(MAX_QUANTITY);
             // The same product drawn twice adds to its line rather than making a second one.
@@ -377,7 +445,7 @@ impl Shopper {
                     line_number: items.len() as i32 + 1,
                     product_id: product.id,
                     quantity,
-                    unit_price: product.unit_price,
+                    unit_price,
                     line_total: Money::ZERO,
                 }),
             }
@@ -433,12 +501,11 @@ impl Shopper {
                 let method = if attempt > 1 && self.rng.random_bool(0.5) {
                     pick_weighted(&mut self.rng, &PAYMENT_METHODS, |m| m.1) as u8
                 } else {
-                    self.preferred_method
+                    follow_up.method
                 };
                 let (_, _, decline_rate, reasons) = PAYMENT_METHODS[usize::from(method)];
-                self.payments += 1;
                 let paid = Paid {
-                    payment: payment_id(self.id, self.payments),
+                    payment: payment_id(follow_up.order, attempt),
                     attempt,
                     method,
                 };
@@ -519,7 +586,7 @@ impl Shopper {
             event_type,
             event_time: time,
             order_id: follow_up.order,
-            customer_id: self.id,
+            customer_id: follow_up.order / ID_STRIDE,
             items: Vec::new(),
             subtotal: totals.subtotal,
             discount: totals.discount,
@@ -553,7 +620,7 @@ impl Shopper {
             event_time: time,
             payment_id: paid.payment,
             order_id: follow_up.order,
-            customer_id: self.id,
+            customer_id: follow_up.order / ID_STRIDE,
             amount: follow_up.totals.total,
             currency: ctx.rules.currency,
             method: PAYMENT_METHODS[usize::from(paid.method)].0,
@@ -590,6 +657,9 @@ mod tests {
             traffic: crate::model::TrafficProfile::flat(),
             activity_shape: None,
             activity_mean: 1.0,
+            seed: 0,
+            mean_lifetime_micros: None,
+            customer_id_stride: 1_000_000,
         }
     }
 
