@@ -253,7 +253,10 @@ fn files_are_read_back_by_an_independent_reader() {
         .map(|v| v.as_u64().unwrap())
         .sum();
     assert_eq!(records, delivered(&output), "fastavro read {summary}");
-    assert_eq!(summary["records"]["products"], 500);
+    // The catalogue, and a day of weekly price reviews: a seventh of the 500 products, each
+    // changing its price with probability 2 p (1 - p) + p^2 5/6 = 0.274 at p = 0.15.
+    let repriced = summary["records"]["products"].as_u64().unwrap() - 500;
+    assert!((5..40).contains(&repriced), "{summary}");
     // An hourly file of orders and of payments for each of the 24 hours, plus the catalogue's
     // and the sign-ups' (which all happen in the first hours).
     assert!(

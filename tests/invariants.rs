@@ -34,13 +34,20 @@ fn invariants_and_referential_integrity_hold_over_a_week() {
     }
     for history in prices.values_mut() {
         history.sort();
-        assert!(history.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 != w[1].1));
+        assert!(
+            history
+                .windows(2)
+                .all(|w| w[0].0 < w[1].0 && w[0].1 != w[1].1)
+        );
     }
     // One review per product in the week; a review changes the price with probability
     // 2 p (1 - p) + p^2 5/6 at p = 0.15.
     let repriced = types["product_repriced"] as f64;
     let (expected, se) = (500.0 * 0.27375, (500.0f64 * 0.27375 * 0.72625).sqrt());
-    assert!((repriced - expected).abs() < 4.0 * se, "{repriced} price changes");
+    assert!(
+        (repriced - expected).abs() < 4.0 * se,
+        "{repriced} price changes"
+    );
     let price_at = |product: i64, at: Timestamp| -> Option<(Timestamp, Money)> {
         let history = prices.get(&product)?;
         history.iter().rev().find(|(t, _)| *t <= at).copied()

@@ -228,7 +228,10 @@ fn customers_leave_after_their_lifetime_and_new_ones_take_their_place() {
         customers.sort();
         for pair in customers.windows(2) {
             // The next id of the slot, or a later one if a prospect left before signing up.
-            assert!(pair[1].1 > pair[0].1, "a slot's next customer has a later id");
+            assert!(
+                pair[1].1 > pair[0].1,
+                "a slot's next customer has a later id"
+            );
             exposure += pair[1].0.micros_since(pair[0].0) as f64;
             successions += 1;
             left_at.insert(pair[0].1, pair[1].0);
@@ -250,16 +253,26 @@ fn customers_leave_after_their_lifetime_and_new_ones_take_their_place() {
             Event::Order(o) if o.event_type == "order_placed" => {
                 assert!(signed_up_at[&o.customer_id] <= o.event_time);
                 if let Some(left) = left_at.get(&o.customer_id) {
-                    assert!(o.event_time < *left, "order {} after its customer left", o.order_id);
+                    assert!(
+                        o.event_time < *left,
+                        "order {} after its customer left",
+                        o.order_id
+                    );
                 }
             }
             Event::Payment(p) => {
-                if left_at.get(&p.customer_id).is_some_and(|left| p.event_time > *left) {
+                if left_at
+                    .get(&p.customer_id)
+                    .is_some_and(|left| p.event_time > *left)
+                {
                     followed_up += 1;
                 }
             }
             _ => {}
         }
     }
-    assert!(followed_up > 100, "{followed_up} payments after their customer left");
+    assert!(
+        followed_up > 100,
+        "{followed_up} payments after their customer left"
+    );
 }

@@ -296,7 +296,10 @@ impl Catalogue {
         if self.reprice_probability == 0.0 {
             return product.unit_price;
         }
-        let h = mix(mix(self.seed ^ 0x9E1C_E000, product.id as u64), period as u64);
+        let h = mix(
+            mix(self.seed ^ 0x9E1C_E000, product.id as u64),
+            period as u64,
+        );
         let u = (h >> 11) as f64 / (1u64 << 53) as f64;
         if u >= self.reprice_probability {
             return product.unit_price;
@@ -336,7 +339,14 @@ impl Catalogue {
                         mix(self.seed ^ 0x9E1C_E001, p.id as u64),
                         period as u64,
                     ));
-                    self.event(p, "product_repriced", at, price, new_event_id(&mut rng), currency)
+                    self.event(
+                        p,
+                        "product_repriced",
+                        at,
+                        price,
+                        new_event_id(&mut rng),
+                        currency,
+                    )
                 })
             })
             .collect()
@@ -402,7 +412,14 @@ impl Catalogue {
             .iter()
             .map(|p| {
                 let price = self.price(p, at);
-                self.event(p, "product_published", at, price, new_event_id(&mut rng), currency)
+                self.event(
+                    p,
+                    "product_published",
+                    at,
+                    price,
+                    new_event_id(&mut rng),
+                    currency,
+                )
             })
             .collect()
     }
@@ -499,15 +516,27 @@ mod tests {
             (changes as f64 - expected).abs() < 4.0 * se,
             "{changes} changes, expected {expected:.0}"
         );
-        assert!((20..110).contains(&off), "{off} of 200 off their list price");
+        assert!(
+            (20..110).contains(&off),
+            "{off} of 200 off their list price"
+        );
     }
 
     #[test]
     fn without_repricing_prices_never_change() {
         let catalogue = Catalogue::generate(5, 50, 1.1).unwrap();
         let at = Timestamp::from_micros(1_750_000_000_000_000) + REVIEW_PERIOD * 3;
-        assert!(catalogue.products().iter().all(|p| catalogue.price(p, at) == p.unit_price));
-        assert!(catalogue.repriced_at(catalogue.next_review(at), "USD").is_empty());
+        assert!(
+            catalogue
+                .products()
+                .iter()
+                .all(|p| catalogue.price(p, at) == p.unit_price)
+        );
+        assert!(
+            catalogue
+                .repriced_at(catalogue.next_review(at), "USD")
+                .is_empty()
+        );
     }
 
     #[test]

@@ -30,9 +30,9 @@ use fake::faker::internet::en::FreeEmailProvider;
 use fake::faker::name::en::{FirstName, LastName};
 use fake::faker::phone_number::en::PhoneNumber;
 use rand::{RngExt, SeedableRng};
-use serde::{Deserialize, Serialize};
 use rand_distr::{Distribution, Exp1, Gamma, Geometric, LogNormal, Poisson};
 use rand_pcg::Pcg64Mcg;
+use serde::{Deserialize, Serialize};
 
 use crate::model::{
     Catalogue, CustomerEvent, CustomerId, Event, ID_STRIDE, MAX_CUSTOMER_ID,

@@ -14,7 +14,18 @@ def check_records(records):
     if duplicated:
         problems.append(f"{len(duplicated)} event ids appear more than once")
 
-    products = {p["product_id"]: p for p in records["products"]}
+    # Each product's prices over time: published once, then repriced now and then.
+    prices = collections.defaultdict(list)
+    for p in sorted(records["products"], key=lambda p: p["event_time"]):
+        history = prices[p["product_id"]]
+        if (p["event_type"] == "product_published") != (not history):
+            problems.append(f"product {p['product_id']}: {p['event_type']} out of turn")
+        history.append((p["event_time"], p["unit_price"]))
+
+    def price_at(product_id, at):
+        """The price in force at `at`, or None before the product was published."""
+        in_force = [price for time, price in prices.get(product_id, []) if time <= at]
+        return in_force[-1] if in_force else None
     customers = {c["customer_id"]: c for c in records["customers"]}
     orders = {}
     placed = [o for o in records["orders"] if o["event_type"] == "order_placed"]
@@ -23,11 +34,11 @@ def check_records(records):
             problems.append(f"order {o['order_id']} names customer {o['customer_id']} not signed up before it")
         subtotal = sum(line["line_total"] for line in o["items"])
         for line in o["items"]:
-            product = products.get(line["product_id"])
-            if product is None or product["event_time"] > o["event_time"]:
+            price = price_at(line["product_id"], o["event_time"])
+            if price is None:
                 problems.append(f"order {o['order_id']} names unpublished product {line['product_id']}")
-            elif line["unit_price"] != product["unit_price"]:
-                problems.append(f"order {o['order_id']} line price differs from the catalogue")
+            elif line["unit_price"] != price:
+                problems.append(f"order {o['order_id']} line price differs from the catalogue's at that time")
             if line["line_total"] != line["unit_price"] * line["quantity"]:
                 problems.append(f"order {o['order_id']} line {line['line_number']} total is wrong")
         if not o["items"]:
