@@ -260,13 +260,12 @@ fn customers_leave_after_their_lifetime_and_new_ones_take_their_place() {
                     );
                 }
             }
-            Event::Payment(p) => {
+            Event::Payment(p)
                 if left_at
                     .get(&p.customer_id)
-                    .is_some_and(|left| p.event_time > *left)
-                {
-                    followed_up += 1;
-                }
+                    .is_some_and(|left| p.event_time > *left) =>
+            {
+                followed_up += 1;
             }
             _ => {}
         }
