@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use crate::faults::FaultInjector;
 use crate::model::{Event, MICROS_PER_HOUR, Money, Timestamp};
 use crate::sinks::{Sink, SinkError, TopicCounts};
+use crate::state::{LedgerHourState, SinkState};
 
 /// How long after an hour ends its ledger is written (simulated time): events of an hour can
 /// reach the sink a little after the hour, from shoppers that ran late within the clock's skew.
@@ -109,6 +110,71 @@ impl HourLedger {
     }
 }
 
+/// The one `&'static str` of each name restored from a saved state (event types, statuses and
+/// currencies: a handful, whatever the number of hours).
+fn intern(name: &str) -> &'static str {
+    static NAMES: std::sync::Mutex<BTreeSet<&'static str>> = std::sync::Mutex::new(BTreeSet::new());
+    let mut names = NAMES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(known) = names.get(name) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
+    names.insert(leaked);
+    leaked
+}
+
+impl HourLedger {
+    /// The hour as saved state.
+    pub fn to_state(&self, start: i64) -> LedgerHourState {
+        let counts =
+            |m: &BTreeMap<&str, u64>| m.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect();
+        let money = |m: &BTreeMap<&str, Money>| {
+            m.iter()
+                .map(|(k, v)| ((*k).to_owned(), v.cents()))
+                .collect()
+        };
+        LedgerHourState {
+            start,
+            events: counts(&self.events),
+            orders_placed: self.orders_placed,
+            order_value: money(&self.order_value),
+            captured: money(&self.captured),
+            refunded: money(&self.refunded),
+            payments: counts(&self.payments),
+            faults: (
+                self.faults.duplicates,
+                self.faults.late,
+                self.faults.out_of_order,
+            ),
+        }
+    }
+
+    /// The hour saved as `state`.
+    pub fn from_state(state: &LedgerHourState) -> Self {
+        let counts = |v: &[(String, u64)]| v.iter().map(|(k, n)| (intern(k), *n)).collect();
+        let money = |v: &[(String, i64)]| {
+            v.iter()
+                .map(|(k, c)| (intern(k), Money::from_cents(*c)))
+                .collect()
+        };
+        Self {
+            events: counts(&state.events),
+            orders_placed: state.orders_placed,
+            order_value: money(&state.order_value),
+            captured: money(&state.captured),
+            refunded: money(&state.refunded),
+            payments: counts(&state.payments),
+            faults: Faults {
+                duplicates: state.faults.0,
+                late: state.faults.1,
+                out_of_order: state.faults.2,
+            },
+        }
+    }
+}
+
 /// The ledger of a run: the hours seen, and which of them changed since last written.
 #[derive(Debug)]
 pub struct Ledger {
@@ -168,6 +234,24 @@ impl Ledger {
         Ok(())
     }
 
+    /// Every hour, for a save.
+    pub fn state(&self) -> Vec<LedgerHourState> {
+        self.hours
+            .iter()
+            .map(|(start, hour)| hour.to_state(*start))
+            .collect()
+    }
+
+    /// Resumes from saved hours. Each is written again when due: its file may hold counts of
+    /// events generated after the save, which the resumed run generates again.
+    pub fn restore(&mut self, hours: &[LedgerHourState]) {
+        for state in hours {
+            self.hours
+                .insert(state.start, HourLedger::from_state(state));
+            self.dirty.insert(state.start);
+        }
+    }
+
     /// The path of an hour's file.
     pub fn path_of(&self, hour_start: Timestamp) -> PathBuf {
         let at = hour_start.to_datetime();
@@ -211,6 +295,11 @@ impl LedgerSink {
         }
     }
 
+    /// Resumes the ledger from saved hours.
+    pub fn restore(&mut self, hours: &[LedgerHourState]) {
+        self.ledger.restore(hours);
+    }
+
     /// Injects faults into what is handed on.
     pub fn with_faults(mut self, faults: FaultInjector) -> Self {
         self.faults = Some(faults);
@@ -224,6 +313,23 @@ impl LedgerSink {
         self.faults
             .as_mut()
             .map(|f| f.apply(events, |at, faults| ledger.record_faults(at, faults)))
+    }
+}
+
+impl LedgerSink {
+    /// Hands on every event the fault injector holds back (counted late).
+    fn release_held(&mut self) -> Result<(), SinkError> {
+        let ledger = &mut self.ledger;
+        let held = self
+            .faults
+            .as_mut()
+            .map(|f| f.drain(|at, faults| ledger.record_faults(at, faults)))
+            .unwrap_or_default();
+        if held.is_empty() {
+            Ok(())
+        } else {
+            self.inner.write(&held)
+        }
     }
 }
 
@@ -262,18 +368,20 @@ impl Sink for LedgerSink {
         self.ledger.advance(watermark)
     }
 
+    fn checkpoint(&mut self) -> Result<SinkState, SinkError> {
+        // A save holds no event back: what faults held is released now.
+        self.release_held()?;
+        let mut state = self.inner.checkpoint()?;
+        state.ledger = self.ledger.state();
+        Ok(state)
+    }
+
+    fn commit(&mut self) -> Result<(), SinkError> {
+        self.inner.commit()
+    }
+
     fn close(&mut self) -> Result<(), SinkError> {
-        let ledger = &mut self.ledger;
-        let held = self
-            .faults
-            .as_mut()
-            .map(|f| f.drain(|at, faults| ledger.record_faults(at, faults)))
-            .unwrap_or_default();
-        let released = if held.is_empty() {
-            Ok(())
-        } else {
-            self.inner.write(&held)
-        };
+        let released = self.release_held();
         let closed = self.inner.close();
         self.ledger.finish()?;
         released.and(closed)

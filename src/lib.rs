@@ -14,6 +14,8 @@
 //! - [`metrics`], [`endpoints`]: Prometheus metrics, health, and the HTTP endpoints serving them.
 //! - [`config`]: command line and layered configuration, validated up front.
 //! - [`simulation`]: wires one run together.
+//! - [`ledger`], [`faults`]: the ground truth written beside the data, and injected faults.
+//! - [`state`]: saving a run and resuming it after a restart or a crash.
 //!
 //! Determinism: every random choice comes from a generator seeded from the run's seed (one per
 //! shopper, from the seed and the shopper's id), and shoppers stamp events with their own
@@ -32,3 +34,4 @@ pub mod pipeline;
 pub mod shoppers;
 pub mod simulation;
 pub mod sinks;
+pub mod state;

@@ -22,9 +22,10 @@ use simulator::endpoints;
 use simulator::faults::FaultInjector;
 use simulator::ledger::{Ledger, LedgerSink};
 use simulator::metrics::{self, DeliveryMetrics, Health};
-use simulator::simulation::Instruments;
+use simulator::simulation::{Instruments, Saving};
 use simulator::sinks::kafka::KafkaSink;
-use simulator::sinks::{FileSink, NullSink, Sink, StdoutSink, describe, total};
+use simulator::sinks::{FileSink, NullSink, Sink, StdoutSink, describe, recover_files, total};
+use simulator::state::{Identity, Snapshot, StateError, StateStore};
 
 /// mimalloc: the simulator allocates many small, short-lived values across threads (events,
 /// batches, librdkafka messages), where it is markedly faster than the system allocator.
@@ -89,11 +90,16 @@ fn open_sink(
     health: &Health,
 ) -> Result<Box<dyn Sink>, String> {
     Ok(match settings.sink {
-        SinkKind::File => Box::new(
-            FileSink::new(&settings.output_dir, settings.codec)
+        SinkKind::File => {
+            let sink = FileSink::new(&settings.output_dir, settings.codec)
                 .map_err(|e| format!("file.output_dir (--output-dir): cannot write there: {e}"))?
-                .with_metrics(metrics),
-        ),
+                .with_metrics(metrics);
+            Box::new(if settings.state_dir.is_some() {
+                sink.with_saves()
+            } else {
+                sink
+            })
+        }
         SinkKind::Stdout => Box::new(StdoutSink::new().with_metrics(metrics)),
         SinkKind::Null => Box::new(
             NullSink::new()
@@ -113,15 +119,102 @@ fn open_sink(
     })
 }
 
+/// The saved state of `--state-dir`, opened and checked against the settings: the store, the
+/// state to resume from (if any), the seed and the run's first instant.
+fn open_state(settings: &Settings) -> Result<Option<(StateStore, Option<Snapshot>)>, StateError> {
+    let Some(dir) = &settings.state_dir else {
+        return Ok(None);
+    };
+    let store = StateStore::open(dir)?;
+    let restored = store.load()?;
+    Ok(Some((store, restored)))
+}
+
+/// Exit code 2 with `message`.
+fn bad_input(message: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
+    eprintln!("simulator: {message}");
+    Ok(ExitCode::from(EXIT_BAD_INPUT))
+}
+
+/// Puts the output directory of the file sink back in line with the saved state (or salvages
+/// unfinished files when nothing is saved), and reports what it did.
+fn recover_output(
+    settings: &Settings,
+    restored: Option<&Snapshot>,
+    saving: bool,
+) -> Result<(), String> {
+    if settings.sink != SinkKind::File || !settings.output_dir.exists() {
+        return Ok(());
+    }
+    let files = match (saving, restored) {
+        (true, Some(snapshot)) => Some(snapshot.sink.files.as_slice()),
+        // A first run with saves: nothing of an earlier process is covered by a save.
+        (true, None) => Some(&[][..]),
+        (false, _) => None,
+    };
+    let recovery = recover_files(&settings.output_dir, files).map_err(|e| {
+        format!("file.output_dir (--output-dir): cannot recover unfinished files: {e}")
+    })?;
+    for (path, events) in &recovery.restored {
+        tracing::warn!(path = %path.display(), events, "recovered a file a previous run had not finished");
+    }
+    for path in &recovery.removed {
+        tracing::warn!(
+            path = %path.display(),
+            "removed a file started after the last save; its events are generated again"
+        );
+    }
+    Ok(())
+}
+
 async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
     // A broken schema stops the simulator before anything runs.
     encoding::schemas().context("loading the Avro schemas")?;
-    let seed = settings.seed.unwrap_or_else(rand::random);
-    let start = settings.start.unwrap_or_else(Clock::wall_now);
-    let clock = Clock::new(start, settings.speed);
-    // With --speed max from the past: a backfill, then live (or a stop at the present).
-    let backfill = settings.speed == Speed::Max && start < Clock::wall_now();
+    let (store, restored) = match open_state(&settings) {
+        Ok(Some((store, restored))) => (Some(store), restored),
+        Ok(None) => (None, None),
+        Err(e) => return bad_input(e),
+    };
+    // A resumed run is the same run: its seed and start come from the state.
+    let saved = restored.as_ref().map(|r| &r.identity);
+    let seed = settings
+        .seed
+        .or(saved.map(|i| i.seed))
+        .unwrap_or_else(rand::random);
+    let start = settings
+        .start
+        .or(saved.map(|i| simulator::model::Timestamp::from_micros(i.start)))
+        .unwrap_or_else(Clock::wall_now);
+    let identity = Identity::of(&settings, seed, start);
+    if let (Some(store), Some(saved)) = (&store, saved)
+        && let Some((setting, was, now)) = saved.difference(&identity)
+    {
+        return bad_input(StateError::Incompatible {
+            path: store.path(),
+            setting,
+            saved: was,
+            current: now,
+        });
+    }
     let end = settings.duration.map(|d| start + d);
+    // Where simulated time starts: the run's start, or where the saved state left off.
+    let from = restored.as_ref().map_or(start, Snapshot::position);
+    if let (Some(snapshot), Some(end)) = (&restored, end)
+        && (snapshot.finished || from >= end)
+    {
+        tracing::info!(reached = %from, "the run saved in the state directory already reached its end; nothing to do");
+        return Ok(ExitCode::SUCCESS);
+    }
+    // A real-time run resumed after a pause catches up as fast as possible, then goes on live.
+    let speed = match settings.speed {
+        Speed::Factor(f) if restored.is_some() && f == 1.0 && from < Clock::wall_now() => {
+            Speed::Max
+        }
+        speed => speed,
+    };
+    let clock = Clock::new(from, speed);
+    // With --speed max from the past: a backfill, then live (or a stop at the present).
+    let backfill = speed == Speed::Max && from < Clock::wall_now();
     let plan = RunPlan {
         seed,
         end: match (backfill && settings.stop_at_present, end) {
@@ -130,6 +223,7 @@ async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
             (false, end) => end,
         },
         pace_to_wall_clock: backfill && !settings.stop_at_present,
+        saving: None,
     };
     let ctx = simulation::shop_context(&settings, seed).context("building the catalogue")?;
 
@@ -174,11 +268,20 @@ async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_BAD_INPUT));
         }
     };
+    if let Err(message) = recover_output(&settings, restored.as_ref(), store.is_some()) {
+        return bad_input(message);
+    }
     let sink: Box<dyn Sink> = match Ledger::new(&settings.ledger_dir) {
-        Ok(ledger) if settings.faults.any() => Box::new(
-            LedgerSink::new(sink, ledger).with_faults(FaultInjector::new(settings.faults, seed)),
-        ),
-        Ok(ledger) => Box::new(LedgerSink::new(sink, ledger)),
+        Ok(ledger) => {
+            let mut sink = LedgerSink::new(sink, ledger);
+            if let Some(snapshot) = &restored {
+                sink.restore(&snapshot.sink.ledger);
+            }
+            if settings.faults.any() {
+                sink = sink.with_faults(FaultInjector::new(settings.faults, seed));
+            }
+            Box::new(sink)
+        }
         Err(e) => {
             eprintln!("simulator: ledger.dir (--ledger-dir): cannot write there: {e}");
             return Ok(ExitCode::from(EXIT_BAD_INPUT));
@@ -190,6 +293,7 @@ async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
         shoppers = settings.shoppers,
         sink = sink.name(),
         start = %start,
+        resumed_at = %restored.as_ref().map_or_else(|| "-".to_owned(), |r| r.position().to_string()),
         end = %plan.end.map_or_else(|| "never".to_owned(), |e| e.to_string()),
         speed = %match settings.speed { Speed::Max => "max".to_owned(), Speed::Factor(f) => f.to_string() },
         endpoints = %format!("http://{metrics_addr}/metrics"),
@@ -198,6 +302,15 @@ async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
 
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
+    let plan = RunPlan {
+        saving: store.map(|store| Saving {
+            store,
+            interval: settings.state_interval,
+            identity,
+            restored,
+        }),
+        ..plan
+    };
     let summary = simulation::run(&settings, plan, ctx, clock, sink, shutdown, instruments).await;
     endpoints_stop.cancel();
     let _ = endpoints.await;

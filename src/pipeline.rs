@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use crate::metrics::{Health, PipelineMetrics};
 use crate::model::{Event, Timestamp};
 use crate::sinks::{Sink, SinkError, TopicCounts};
+use crate::state::{Snapshot, StateStore};
 
 /// Batches in flight between shoppers and the sink, at most.
 pub const CHANNEL_CAPACITY: usize = 1024;
@@ -25,6 +26,8 @@ pub enum Message {
     Events(Vec<Event>, Instant),
     /// Simulated time has reached this instant.
     Watermark(Timestamp),
+    /// Save the run's state: every event produced before this snapshot came before it.
+    Save(Box<Snapshot>),
 }
 
 /// How the sink fared.
@@ -38,13 +41,16 @@ pub struct Delivery {
 
 /// Drains `inbox` into `sink` until every sender is gone, then closes the sink. On a sink
 /// failure it asks the simulation to stop (through `stop`) and keeps draining, counting what it
-/// can no longer write, so every generated event is accounted for.
+/// can no longer write, so every generated event is accounted for. Saves of the run's state
+/// go to `store` (see [`crate::state`]); after a failure none is written, so the last good one
+/// stands.
 pub fn drain(
     mut sink: Box<dyn Sink>,
     mut inbox: mpsc::Receiver<Message>,
     metrics: PipelineMetrics,
     health: Arc<Health>,
     stop: CancellationToken,
+    store: Option<StateStore>,
 ) -> Delivery {
     let mut error: Option<SinkError> = None;
     while let Some(message) = inbox.blocking_recv() {
@@ -58,6 +64,10 @@ pub fn drain(
             }
             Message::Watermark(at) if error.is_none() => sink.advance(at),
             Message::Watermark(_) => continue,
+            Message::Save(snapshot) => match (&store, &error) {
+                (Some(store), None) => save(sink.as_mut(), store, *snapshot),
+                _ => continue,
+            },
         };
         if let Err(e) = result {
             tracing::error!(sink = sink.name(), error = %e, "sink failed; stopping the simulation");
@@ -75,4 +85,27 @@ pub fn drain(
         delivered: sink.delivered(),
         error,
     }
+}
+
+/// Completes `snapshot` with the sink's part, writes it, and lets the sink publish what it
+/// covers. A sink that cannot make its output durable now (Kafka acknowledgements too slow)
+/// skips this save; a state that cannot be written is a failure.
+fn save(sink: &mut dyn Sink, store: &StateStore, mut snapshot: Snapshot) -> Result<(), SinkError> {
+    match sink.checkpoint() {
+        Ok(state) => snapshot.sink = state,
+        Err(e) => {
+            tracing::warn!(error = %e, "the run's state was not saved this time; the previous save stands");
+            return Ok(());
+        }
+    }
+    store
+        .save(&snapshot)
+        .map_err(|e| SinkError::State(e.to_string()))?;
+    tracing::debug!(
+        saves = snapshot.saves,
+        position = %snapshot.position(),
+        files = snapshot.sink.files.len(),
+        "state saved"
+    );
+    sink.commit()
 }

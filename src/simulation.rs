@@ -12,8 +12,9 @@ use crate::config::Settings;
 use crate::metrics::{Health, PipelineMetrics, SimulationMetrics};
 use crate::model::{Catalogue, CatalogueError, Event, ShopRules, Timestamp};
 use crate::pipeline::{self, CHANNEL_CAPACITY, Delivery, Message};
-use crate::shoppers::{Active, ShopContext, Shopper, raw_activity, run_shopper};
+use crate::shoppers::{Active, Population, ShopContext, Shopper, raw_activity, run_shopper};
 use crate::sinks::{Sink, SinkError, TopicCounts, describe};
+use crate::state::{Identity, SinkState, Snapshot, StateStore};
 use prometheus::Registry;
 
 /// How often the sink hears the clock's watermark (real time).
@@ -33,7 +34,7 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 }
 
 /// The parameters of one run that are not settings.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub struct RunPlan {
     /// The seed in force (given, or drawn and logged).
     pub seed: u64,
@@ -42,6 +43,19 @@ pub struct RunPlan {
     /// Keep a virtual clock from passing the wall clock: race through the past, then run in
     /// real time (backfill, then live).
     pub pace_to_wall_clock: bool,
+    /// Where the run's state is saved, and what it resumes from; `None`: not saved.
+    pub saving: Option<Saving>,
+}
+
+/// Saving the run's state: where, how often, and what it resumes from.
+#[derive(Debug)]
+pub struct Saving {
+    pub store: StateStore,
+    /// Real time between two saves.
+    pub interval: Duration,
+    pub identity: Identity,
+    /// The state the run resumes from; `None` starts afresh.
+    pub restored: Option<Snapshot>,
 }
 
 /// What a run produced.
@@ -148,6 +162,17 @@ pub async fn run(
     instruments: Instruments,
 ) -> Summary {
     let start = clock.now();
+    let (store, mut saving) = match plan.saving {
+        Some(Saving {
+            store,
+            interval,
+            identity,
+            restored,
+        }) => (Some(store), Some((interval, identity, restored))),
+        None => (None, None),
+    };
+    let restored = saving.as_mut().and_then(|(_, _, restored)| restored.take());
+    let saves = restored.as_ref().map_or(0, |r| r.saves);
     let Instruments {
         pipeline: pipeline_metrics,
         simulation: metrics,
@@ -173,7 +198,8 @@ pub async fn run(
         std::thread::Builder::new()
             .name("sink".into())
             .spawn(move || {
-                let _ = done.send(pipeline::drain(sink, inbox, pipeline_metrics, health, stop));
+                let drained = pipeline::drain(sink, inbox, pipeline_metrics, health, stop, store);
+                let _ = done.send(drained);
             })
     };
     if let Err(e) = spawned {
@@ -189,8 +215,8 @@ pub async fn run(
     }
 
     // Reference data first: every product exists before any order names it. Replicas share
-    // the catalogue (same seed); replica 0 publishes it.
-    if settings.shard.0 == 0 {
+    // the catalogue (same seed); replica 0 publishes it, once: a resumed run already has.
+    if settings.shard.0 == 0 && restored.is_none() {
         let catalogue = ctx
             .catalogue
             .publish(start, plan.seed, ctx.rules.currency)
@@ -202,13 +228,25 @@ pub async fn run(
             .await;
     }
 
+    let population = Arc::new(match restored {
+        Some(snapshot) => Population::new(
+            snapshot.shoppers,
+            Timestamp::from_micros(snapshot.repriced_through),
+        ),
+        None => Population::new(
+            shopper_ids(settings)
+                .map(|id| Shopper::new(plan.seed, id, start, &ctx))
+                .collect(),
+            start,
+        ),
+    });
     let shoppers = TaskTracker::new();
     // Holding a timer keeps a virtual clock still until every shopper has joined.
     let hold = clock.timer();
-    for id in shopper_ids(settings) {
-        let shopper = Shopper::new(plan.seed, id, start, &ctx);
+    for index in 0..population.len() {
         shoppers.spawn(run_shopper(
-            shopper,
+            Arc::clone(&population),
+            index,
             Arc::clone(&ctx),
             clock.timer(),
             plan.end,
@@ -220,8 +258,8 @@ pub async fn run(
     if settings.shard.0 == 0 && settings.reprice_probability > 0.0 {
         shoppers.spawn(reprice(
             Arc::clone(&ctx),
+            Arc::clone(&population),
             clock.timer(),
-            start,
             plan.end,
             outbox.clone(),
             shutdown.clone(),
@@ -242,6 +280,19 @@ pub async fn run(
         metrics.clone(),
         ticker_stop.clone(),
     ));
+    let saver = saving.as_ref().map(|(interval, identity, _)| {
+        tokio::spawn(save_periodically(
+            SaveContext {
+                clock: clock.clone(),
+                population: Arc::clone(&population),
+                identity: identity.clone(),
+                outbox: outbox.clone(),
+            },
+            *interval,
+            saves,
+            ticker_stop.clone(),
+        ))
+    });
     shoppers.wait().await;
     pacer_stop.cancel();
     if let Some(pacer) = pacer {
@@ -250,12 +301,28 @@ pub async fn run(
     health.set_shoppers_running(false);
     ticker_stop.cancel();
     let _ = ticker.await;
+    let saves = match saver {
+        Some(saver) => saver.await.unwrap_or(saves),
+        None => saves,
+    };
 
+    let finished = plan.end.is_some() && !shutdown.is_cancelled();
     let reached = match plan.end {
-        Some(end) if !shutdown.is_cancelled() => end,
+        Some(end) if finished => end,
         _ => clock.now(),
     };
     let _ = outbox.send(Message::Watermark(reached)).await;
+    if let Some((_, identity, _)) = saving {
+        // The final save: every shopper has stopped.
+        let context = SaveContext {
+            clock: clock.clone(),
+            population: Arc::clone(&population),
+            identity,
+            outbox: outbox.clone(),
+        };
+        let snapshot = context.snapshot(saves + 1, finished.then_some(reached));
+        let _ = outbox.send(Message::Save(Box::new(snapshot))).await;
+    }
     drop(outbox);
     let Delivery { delivered, error } = match sink_result.await {
         Ok(delivery) => delivery,
@@ -289,6 +356,7 @@ pub async fn simulate(
         seed,
         end: Some(clock.now() + span),
         pace_to_wall_clock: false,
+        saving: None,
     };
     let ctx = shop_context(settings, seed)?;
     Ok(run(
@@ -303,17 +371,81 @@ pub async fn simulate(
     .await)
 }
 
-/// Publishes the catalogue's price changes, each at its review instant, from `from`
-/// (exclusive) until `end` (exclusive) or shutdown. A participant of the clock like a shopper.
+/// What a save is taken from.
+struct SaveContext {
+    clock: Clock,
+    population: Arc<Population>,
+    identity: Identity,
+    outbox: mpsc::Sender<Message>,
+}
+
+impl SaveContext {
+    /// The state of the run now, as save number `saves`; `finished` is the end it reached, if
+    /// it did. Consistent while the population is paused or stopped.
+    fn snapshot(&self, saves: u64, finished: Option<Timestamp>) -> Snapshot {
+        let shoppers = self.population.snapshot();
+        // The resumed clock starts where nobody has anything left to do before.
+        let position = finished.unwrap_or_else(|| {
+            shoppers
+                .iter()
+                .map(Shopper::next_wake)
+                .fold(self.clock.now(), Timestamp::min)
+        });
+        Snapshot {
+            identity: self.identity.clone(),
+            position: position.as_micros(),
+            repriced_through: self.population.repriced_through().as_micros(),
+            finished: finished.is_some(),
+            saves,
+            shoppers,
+            sink: SinkState::default(),
+        }
+    }
+}
+
+/// Saves the run's state every `interval` (real time), the first time at once, until `stop`;
+/// returns the number of saves reached. Each save pauses the shoppers between two steps, takes
+/// their states, and sends them down the pipeline behind everything they produced before.
+async fn save_periodically(
+    context: SaveContext,
+    interval: Duration,
+    mut saves: u64,
+    stop: CancellationToken,
+) -> u64 {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return saves,
+            _ = ticks.tick() => {}
+        }
+        let paused = context.population.pause().await;
+        saves += 1;
+        let snapshot = context.snapshot(saves, None);
+        if context
+            .outbox
+            .send(Message::Save(Box::new(snapshot)))
+            .await
+            .is_err()
+        {
+            return saves;
+        }
+        drop(paused);
+    }
+}
+
+/// Publishes the catalogue's price changes, each at its review instant, after the population's
+/// `repriced_through` until `end` (exclusive) or shutdown. A participant of the clock like a
+/// shopper, and like a shopper it publishes under a step permit.
 async fn reprice(
     ctx: Arc<ShopContext>,
+    population: Arc<Population>,
     mut timer: crate::clock::Timer,
-    from: Timestamp,
     end: Option<Timestamp>,
     outbox: mpsc::Sender<Message>,
     shutdown: CancellationToken,
 ) {
-    let mut at = from;
+    let mut at = population.repriced_through();
     loop {
         at = ctx.catalogue.next_review(at);
         if end.is_some_and(|end| at >= end) || shutdown.is_cancelled() {
@@ -324,6 +456,7 @@ async fn reprice(
             () = shutdown.cancelled() => return,
             () = timer.sleep_until(at) => {}
         }
+        let _permit = population.step_permit().await;
         let events: Vec<Event> = ctx
             .catalogue
             .repriced_at(at, ctx.rules.currency)
@@ -338,6 +471,7 @@ async fn reprice(
         {
             return;
         }
+        population.set_repriced_through(at);
     }
 }
 

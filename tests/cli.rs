@@ -7,22 +7,11 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+
+use common::simulator;
 use std::time::Duration;
 
 use apache_avro::types::Value;
-
-fn simulator() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_simulator"));
-    // Only what the test says: no settings from the developer's environment.
-    for (name, _) in std::env::vars() {
-        if name.starts_with("SIMULATOR__") || name == "RUST_LOG" {
-            command.env_remove(name);
-        }
-    }
-    // Tests run side by side: endpoints on any free port.
-    command.env("SIMULATOR__METRICS__ADDR", "127.0.0.1:0");
-    command
-}
 
 fn run(args: &[&str]) -> Output {
     simulator().args(args).output().unwrap()

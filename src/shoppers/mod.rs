@@ -6,7 +6,8 @@ pub use crate::model::MAX_PAYMENT_ATTEMPTS;
 pub use shopper::{CHANNELS, PAYMENT_METHODS, ShopContext, Shopper, raw_activity};
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio_util::sync::CancellationToken;
@@ -14,6 +15,74 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::Timer;
 use crate::model::Timestamp;
 use crate::pipeline::Message;
+
+/// Every shopper of a run, each behind its own lock so that a save can read them all while
+/// they run, and a gate that a save closes to take them all between two steps.
+#[derive(Debug)]
+pub struct Population {
+    slots: Box<[Mutex<Shopper>]>,
+    /// Shared by every step (with its send); taken exclusively by a save.
+    gate: tokio::sync::RwLock<()>,
+    /// Price reviews up to this instant (microseconds) have been published.
+    repriced_through: AtomicI64,
+}
+
+impl Population {
+    /// The population of these shoppers, whose price reviews are published up to
+    /// `repriced_through`.
+    pub fn new(shoppers: Vec<Shopper>, repriced_through: Timestamp) -> Self {
+        Self {
+            slots: shoppers.into_iter().map(Mutex::new).collect(),
+            gate: tokio::sync::RwLock::new(()),
+            repriced_through: AtomicI64::new(repriced_through.as_micros()),
+        }
+    }
+
+    /// How many shoppers there are.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Whether there is no shopper.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Shopper `index`.
+    pub fn shopper(&self, index: usize) -> MutexGuard<'_, Shopper> {
+        // A shopper's step cannot leave it half-changed in a way a later step would mind.
+        self.slots[index]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits until no step is under way, and keeps new steps from starting until the guard
+    /// is dropped.
+    pub async fn pause(&self) -> tokio::sync::RwLockWriteGuard<'_, ()> {
+        self.gate.write().await
+    }
+
+    /// Permission to take a step and send its events, shared by running shoppers.
+    pub async fn step_permit(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
+        self.gate.read().await
+    }
+
+    /// A copy of every shopper, in order. Consistent while paused.
+    pub fn snapshot(&self) -> Vec<Shopper> {
+        (0..self.len()).map(|i| self.shopper(i).clone()).collect()
+    }
+
+    /// Price reviews up to this instant have been published.
+    pub fn repriced_through(&self) -> Timestamp {
+        Timestamp::from_micros(self.repriced_through.load(Ordering::Acquire))
+    }
+
+    /// Records that price reviews up to `at` have been published.
+    pub fn set_repriced_through(&self, at: Timestamp) {
+        self.repriced_through
+            .store(at.as_micros(), Ordering::Release);
+    }
+}
 
 /// Counts a running shopper in a gauge from its creation until it is dropped.
 #[derive(Debug)]
@@ -33,16 +102,20 @@ impl Drop for Active {
     }
 }
 
-/// Runs one shopper until `end` (exclusive), `shutdown`, or the pipeline closing: sleeps until
-/// the shopper's next wake-up, steps it, and sends what it produced. The send waits while the
-/// pipeline is full, which is how a slow sink slows the shoppers down.
+/// Runs shopper `index` of `population` until `end` (exclusive), `shutdown`, or the pipeline
+/// closing: sleeps until the shopper's next wake-up, steps it, and sends what it produced. The
+/// send waits while the pipeline is full, which is how a slow sink slows the shoppers down. A
+/// step and its send happen under the population's step permit, so a save sees every shopper
+/// between two steps, with all it produced already sent.
 ///
 /// An idle shopper is this future and little else, so it is kept small: the arguments are
 /// captured once by the `async move` block (an `async fn` would hold them twice), and the
 /// rarely needed waiting send is boxed.
-#[allow(clippy::manual_async_fn)]
+// The actor's dependencies, passed once: bundling them would only move the list elsewhere.
+#[allow(clippy::manual_async_fn, clippy::too_many_arguments)]
 pub fn run_shopper(
-    mut shopper: Shopper,
+    population: Arc<Population>,
+    index: usize,
     ctx: Arc<ShopContext>,
     mut timer: Timer,
     end: Option<Timestamp>,
@@ -54,7 +127,7 @@ pub fn run_shopper(
         let _active = active;
         let mut events = Vec::new();
         loop {
-            let at = shopper.next_wake();
+            let at = population.shopper(index).next_wake();
             if end.is_some_and(|end| at >= end) || shutdown.is_cancelled() {
                 return;
             }
@@ -63,7 +136,13 @@ pub fn run_shopper(
                 () = shutdown.cancelled() => return,
                 () = timer.sleep_until(at) => {}
             }
-            shopper.step(at, &ctx, &mut events);
+            // Boxed: the waiting path is rare (only during a save) and would make every idle
+            // shopper's future bigger.
+            let _permit = match population.gate.try_read() {
+                Ok(permit) => permit,
+                Err(_) => Box::pin(population.step_permit()).await,
+            };
+            population.shopper(index).step(at, &ctx, &mut events);
             if events.is_empty() {
                 // A customer left; the slot's next one has not come yet.
                 continue;
@@ -109,10 +188,12 @@ mod tests {
         });
         let clock = Clock::scaled(Timestamp::from_micros(0), 1.0);
         let shopper = Shopper::new(1, 1, Timestamp::from_micros(0), &ctx);
+        let population = Arc::new(Population::new(vec![shopper], Timestamp::from_micros(0)));
         let (outbox, _inbox) = mpsc::channel(1);
         let gauge = prometheus::IntGauge::new("active", "shoppers").unwrap();
         let actor = run_shopper(
-            shopper,
+            population,
+            0,
             ctx,
             clock.timer(),
             None,
@@ -121,7 +202,8 @@ mod tests {
             Active::new(&gauge),
         );
         assert_eq!(gauge.get(), 1);
-        // The task's future is most of an idle shopper's memory (target: 1 KiB in all).
+        // The task's future and its slot are most of an idle shopper's memory (target: 1 KiB
+        // in all).
         let size = std::mem::size_of_val(&actor);
         assert!(size <= 320, "an idle shopper's future grew to {size} bytes");
         drop(actor);

@@ -7,7 +7,14 @@
 //! the end of the hour, and every file is completed at shutdown. An event that arrives for an
 //! hour whose file is already complete starts another part (`NNNNN` + 1): nothing is dropped
 //! and no complete file is rewritten.
-
+//!
+//! When the run's state is saved (`--state-dir`), a completed file keeps its temporary name
+//! until the next save covers it ([`Sink::commit`]), and each save records the synced length
+//! of every file being written. [`recover`] puts the output directory back in line with a
+//! saved state at start: files of the save are cut back to their saved length (a header and
+//! whole blocks) and renamed into place; files started after it are removed, since the resumed
+//! run writes their events again. Without a saved state, unfinished files left by a process
+//! that died keep their complete blocks, under their final names.
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
@@ -21,6 +28,7 @@ use super::{Sink, SinkError, TopicCounts};
 use crate::encoding::{Schemas, schemas};
 use crate::metrics::{DeliveryMetrics, EVENT_TYPE_COUNT, event_type_index};
 use crate::model::{Event, MICROS_PER_HOUR, Timestamp, Topic};
+use crate::state::{FileRecord, SinkState};
 
 /// How long after an hour ends its files are completed, in simulated time.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(60);
@@ -75,6 +83,16 @@ struct OpenFile {
     by_type: [u64; EVENT_TYPE_COUNT],
 }
 
+/// A complete file waiting for the next save to be renamed into place.
+struct Pending {
+    topic: Topic,
+    temp: PathBuf,
+    path: PathBuf,
+    length: u64,
+    events: u64,
+    by_type: [u64; EVENT_TYPE_COUNT],
+}
+
 /// The `file` sink.
 pub struct FileSink {
     root: PathBuf,
@@ -88,6 +106,9 @@ pub struct FileSink {
     latest: Timestamp,
     delivered: TopicCounts,
     metrics: DeliveryMetrics,
+    /// Whether completed files wait for a save ([`FileSink::with_saves`]).
+    saves: bool,
+    pending: Vec<Pending>,
 }
 
 impl std::fmt::Debug for FileSink {
@@ -121,7 +142,30 @@ impl FileSink {
             latest: Timestamp::default(),
             delivered: [0; 4],
             metrics: DeliveryMetrics::unregistered(),
+            saves: false,
+            pending: Vec::new(),
         })
+    }
+
+    /// Completed files wait for the next save of the run's state to be renamed into place.
+    pub fn with_saves(mut self) -> Self {
+        self.saves = true;
+        self
+    }
+
+    /// A path relative to the root, as the state records it.
+    fn relative(&self, path: &Path) -> PathBuf {
+        path.strip_prefix(&self.root).unwrap_or(path).to_owned()
+    }
+
+    /// Renames a complete, synced file into place and counts it delivered.
+    fn publish(&mut self, file: Pending) -> Result<(), SinkError> {
+        fs::rename(&file.temp, &file.path).map_err(io_error(&file.path))?;
+        self.delivered[file.topic.index()] += file.events;
+        for (index, count) in file.by_type.iter().enumerate() {
+            self.metrics.delivered(index, *count);
+        }
+        Ok(())
     }
 
     /// Reports deliveries (events in complete files) to `metrics`.
@@ -205,12 +249,21 @@ impl FileSink {
             .into_inner()
             .map_err(|e| io_error(&file.temp)(e.into_error()))?;
         handle.sync_all().map_err(io_error(&file.temp))?;
-        fs::rename(&file.temp, &file.path).map_err(io_error(&file.path))?;
-        self.delivered[topic.index()] += file.events;
-        for (index, count) in file.by_type.iter().enumerate() {
-            self.metrics.delivered(index, *count);
+        let length = handle.metadata().map_err(io_error(&file.temp))?.len();
+        let done = Pending {
+            topic,
+            temp: file.temp,
+            path: file.path,
+            length,
+            events: file.events,
+            by_type: file.by_type,
+        };
+        if self.saves {
+            self.pending.push(done);
+            Ok(())
+        } else {
+            self.publish(done)
         }
-        Ok(())
     }
 
     /// Completes every open file of an hour that ended at least [`CLOSE_GRACE`] before `now`.
@@ -263,6 +316,47 @@ impl Sink for FileSink {
         self.close_ended_hours(watermark.max(self.latest))
     }
 
+    fn checkpoint(&mut self) -> Result<SinkState, SinkError> {
+        let mut files = Vec::with_capacity(self.open.len() + self.pending.len());
+        for file in self.open.values_mut() {
+            let avro_error = |source| SinkError::Avro {
+                path: file.temp.clone(),
+                source: Box::new(source),
+            };
+            file.writer.flush().map_err(avro_error)?;
+            let handle = file.writer.get_ref().get_ref();
+            handle.sync_data().map_err(io_error(&file.temp))?;
+            let length = handle.metadata().map_err(io_error(&file.temp))?.len();
+            files.push(FileRecord {
+                temp: file.temp.clone(),
+                path: file.path.clone(),
+                length,
+                events: file.events,
+            });
+        }
+        files.extend(self.pending.iter().map(|p| FileRecord {
+            temp: p.temp.clone(),
+            path: p.path.clone(),
+            length: p.length,
+            events: p.events,
+        }));
+        for file in &mut files {
+            file.temp = self.relative(&file.temp);
+            file.path = self.relative(&file.path);
+        }
+        Ok(SinkState {
+            files,
+            ledger: Vec::new(),
+        })
+    }
+
+    fn commit(&mut self) -> Result<(), SinkError> {
+        for file in std::mem::take(&mut self.pending) {
+            self.publish(file)?;
+        }
+        Ok(())
+    }
+
     fn close(&mut self) -> Result<(), SinkError> {
         let mut first_error = None;
         let mut keys: Vec<(Topic, i64)> = self.open.keys().copied().collect();
@@ -272,6 +366,11 @@ impl Sink for FileSink {
             if let Err(e) = self.finish(key.0, file) {
                 first_error.get_or_insert(e);
             }
+        }
+        // At the end every complete file goes into place: the final save, when there is one,
+        // was taken just before and covers them all.
+        if let Err(e) = self.commit() {
+            first_error.get_or_insert(e);
         }
         first_error.map_or(Ok(()), Err)
     }
@@ -288,6 +387,178 @@ impl Drop for FileSink {
             let _ = file.writer.into_inner().map(|mut w| w.flush());
         }
     }
+}
+
+/// What [`recover`] did to the output directory.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    /// Files put into place, with their events (as saved, or counted in whole blocks).
+    pub restored: Vec<(PathBuf, u64)>,
+    /// Unfinished files removed because the resumed run writes their events again.
+    pub removed: Vec<PathBuf>,
+}
+
+/// Puts the output under `root` back in line with a saved state's `files` (see the module's
+/// documentation), or, with no saved state (`None`), keeps the complete blocks of unfinished
+/// files under their final names.
+pub fn recover(root: &Path, files: Option<&[FileRecord]>) -> Result<Recovery, SinkError> {
+    let mut recovery = Recovery::default();
+    let mut known = std::collections::HashSet::new();
+    for record in files.unwrap_or_default() {
+        let (temp, path) = (root.join(&record.temp), root.join(&record.path));
+        known.insert(temp.clone());
+        match File::options().write(true).open(&temp) {
+            Ok(file) => {
+                let length = file.metadata().map_err(io_error(&temp))?.len();
+                if length < record.length {
+                    return Err(SinkError::Io {
+                        path: temp,
+                        source: std::io::Error::other(format!(
+                            "{length} bytes where the saved state recorded {}: the file was                              damaged after the save",
+                            record.length
+                        )),
+                    });
+                }
+                file.set_len(record.length).map_err(io_error(&temp))?;
+                file.sync_all().map_err(io_error(&temp))?;
+                fs::rename(&temp, &path).map_err(io_error(&path))?;
+                recovery.restored.push((path, record.events));
+            }
+            // Renamed into place after the save, before the process stopped.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && path.exists() => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(SinkError::Io {
+                    path: temp,
+                    source: std::io::Error::other(
+                        "a file of the saved state is gone, under either name",
+                    ),
+                });
+            }
+            Err(e) => return Err(io_error(&temp)(e)),
+        }
+    }
+    for temp in unfinished_files(root)? {
+        if known.contains(&temp) {
+            continue;
+        }
+        if files.is_some() {
+            fs::remove_file(&temp).map_err(io_error(&temp))?;
+            recovery.removed.push(temp);
+        } else if let Some(restored) = salvage(&temp)? {
+            recovery.restored.push(restored);
+        }
+    }
+    Ok(recovery)
+}
+
+/// Every `.inprogress` file under `root`, in path order.
+fn unfinished_files(root: &Path) -> Result<Vec<PathBuf>, SinkError> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_error(&dir)(e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(io_error(&dir))?;
+            let path = entry.path();
+            if entry.file_type().map_err(io_error(&path))?.is_dir() {
+                stack.push(path);
+            } else if path.to_string_lossy().ends_with(IN_PROGRESS) {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Keeps the header and complete blocks of an unfinished Avro file under its final name;
+/// returns the final name and the events kept, or `None` if not even the header was complete
+/// (the file is then removed: it held no event).
+fn salvage(temp: &Path) -> Result<Option<(PathBuf, u64)>, SinkError> {
+    let bytes = fs::read(temp).map_err(io_error(temp))?;
+    let (length, events) = complete_prefix(&bytes);
+    if length == 0 {
+        fs::remove_file(temp).map_err(io_error(temp))?;
+        return Ok(None);
+    }
+    let name = temp
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = name.trim_start_matches('.').trim_end_matches(IN_PROGRESS);
+    let path = temp.with_file_name(name);
+    let file = File::options()
+        .write(true)
+        .open(temp)
+        .map_err(io_error(temp))?;
+    file.set_len(length as u64).map_err(io_error(temp))?;
+    file.sync_all().map_err(io_error(temp))?;
+    fs::rename(temp, &path).map_err(io_error(&path))?;
+    Ok(Some((path, events)))
+}
+
+/// Reads an Avro long (zig-zag varint) at `*at`.
+fn read_long(bytes: &[u8], at: &mut usize) -> Option<i64> {
+    let mut value: u64 = 0;
+    for shift in (0..64).step_by(7) {
+        let byte = *bytes.get(*at)?;
+        *at += 1;
+        value |= u64::from(byte & 0x7F) << shift;
+        if byte & 0x80 == 0 {
+            return Some((value >> 1) as i64 ^ -((value & 1) as i64));
+        }
+    }
+    None
+}
+
+/// The length of the longest prefix of an Avro object container file made of its header and
+/// whole blocks, and the events in those blocks; (0, 0) when the header is incomplete.
+fn complete_prefix(bytes: &[u8]) -> (usize, u64) {
+    let mut at = 4;
+    if bytes.len() < 4 || &bytes[..4] != b"Obj\x01" {
+        return (0, 0);
+    }
+    // The metadata map: blocks of entries, a negative count followed by the block's size.
+    loop {
+        let Some(count) = read_long(bytes, &mut at) else {
+            return (0, 0);
+        };
+        if count == 0 {
+            break;
+        }
+        if count < 0 && read_long(bytes, &mut at).is_none() {
+            return (0, 0);
+        }
+        for _ in 0..count.unsigned_abs() {
+            for _ in 0..2 {
+                match read_long(bytes, &mut at) {
+                    Some(n) if n >= 0 && at + n as usize <= bytes.len() => at += n as usize,
+                    _ => return (0, 0),
+                }
+            }
+        }
+    }
+    let Some(sync) = bytes.get(at..at + 16) else {
+        return (0, 0);
+    };
+    at += 16;
+    let (mut length, mut events) = (at, 0u64);
+    while let (Some(count), Some(size)) = (read_long(bytes, &mut at), read_long(bytes, &mut at)) {
+        if count < 0 || size < 0 {
+            break;
+        }
+        let end = at + size as usize;
+        if bytes.get(end..end + 16) != Some(sync) {
+            break;
+        }
+        at = end + 16;
+        (length, events) = (at, events + count as u64);
+    }
+    (length, events)
 }
 
 #[cfg(test)]

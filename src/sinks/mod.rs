@@ -12,7 +12,7 @@ mod memory;
 mod null;
 mod stdout;
 
-pub use file::{FileCodec, FileSink};
+pub use file::{FileCodec, FileSink, Recovery, recover as recover_files};
 pub use memory::MemorySink;
 pub use null::NullSink;
 pub use stdout::StdoutSink;
@@ -48,6 +48,8 @@ pub enum SinkError {
     Kafka(String),
     #[error("the sink thread stopped abnormally: {0}")]
     Thread(String),
+    #[error("cannot save the run's state: {0}")]
+    State(String),
 }
 
 /// A destination for events.
@@ -71,6 +73,19 @@ pub trait Sink: Send {
     /// Simulated time has reached `watermark`: finish whatever is complete (the file sink
     /// closes the files of hours that ended).
     fn advance(&mut self, _watermark: Timestamp) -> Result<(), SinkError> {
+        Ok(())
+    }
+
+    /// A save of the run's state follows: make everything written so far durable (files
+    /// synced, deliveries acknowledged) and return what the state must hold to restore this
+    /// sink's output after a crash. Called only when the state is saved.
+    fn checkpoint(&mut self) -> Result<crate::state::SinkState, SinkError> {
+        Ok(crate::state::SinkState::default())
+    }
+
+    /// The state covering the last checkpoint is saved: publish what it covers (the file sink
+    /// renames the files it completed since the previous save).
+    fn commit(&mut self) -> Result<(), SinkError> {
         Ok(())
     }
 

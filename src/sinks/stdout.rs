@@ -71,6 +71,11 @@ impl<W: Write + Send> Sink for StdoutSink<W> {
         Ok(())
     }
 
+    fn checkpoint(&mut self) -> Result<crate::state::SinkState, SinkError> {
+        self.out.flush().map_err(SinkError::Stdout)?;
+        Ok(crate::state::SinkState::default())
+    }
+
     fn close(&mut self) -> Result<(), SinkError> {
         self.out.flush().map_err(SinkError::Stdout)
     }

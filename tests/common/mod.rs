@@ -19,6 +19,19 @@ use simulator::sinks::MemorySink;
 
 pub const START: &str = "2026-03-02T00:00:00Z";
 
+/// The `simulator` binary, with none of the developer's `SIMULATOR__*` settings and its
+/// endpoints on any free port (tests run side by side).
+pub fn simulator() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_simulator"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("SIMULATOR__") || name == "RUST_LOG" {
+            command.env_remove(name);
+        }
+    }
+    command.env("SIMULATOR__METRICS__ADDR", "127.0.0.1:0");
+    command
+}
+
 pub fn start() -> Timestamp {
     Timestamp::from_datetime(START.parse().unwrap())
 }

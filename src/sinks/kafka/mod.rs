@@ -476,6 +476,19 @@ impl Sink for KafkaSink {
         Ok(())
     }
 
+    fn checkpoint(&mut self) -> Result<crate::state::SinkState, SinkError> {
+        // Everything produced before the save is acknowledged (or counted as failed) before
+        // the save is written.
+        self.producer.flush(self.flush_timeout).map_err(|e| {
+            SinkError::Kafka(format!(
+                "{} messages still unacknowledged after the {} flush timeout ({e})",
+                self.producer.in_flight_count(),
+                humantime::format_duration(self.flush_timeout)
+            ))
+        })?;
+        Ok(crate::state::SinkState::default())
+    }
+
     fn close(&mut self) -> Result<(), SinkError> {
         let result = self.producer.flush(self.flush_timeout);
         let in_flight = self.producer.in_flight_count();

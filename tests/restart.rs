@@ -1,0 +1,263 @@
+//! Restarts with `--state-dir`: a run killed with SIGKILL mid-way and started again produces
+//! exactly the events, files and ledger of the same run uninterrupted (no event lost, none
+//! twice, no id reused, time continuous); a state that is corrupt, from another run, or in use
+//! is refused with a clear message.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use apache_avro::types::Value;
+use common::simulator;
+use simulator::state::{StateStore, decode};
+
+/// A busy shop: over a simulated day, about 1.1 million events.
+const ARGS: &[&str] = &[
+    "--profile",
+    "flat",
+    "--rate",
+    "20000/h",
+    "--shoppers",
+    "2000",
+    "--seed",
+    "17",
+    "--start",
+    common::START,
+    "--speed",
+    "max",
+    "--log-format",
+    "json",
+];
+
+fn run(dir: &Path, state: Option<&Path>, extra: &[&str]) -> Output {
+    let mut command = simulator();
+    command
+        .args(ARGS)
+        .args(["--output-dir", dir.to_str().unwrap()])
+        .args(extra)
+        .env("SIMULATOR__STATE__INTERVAL", "1s");
+    if let Some(state) = state {
+        command.args(["--state-dir", state.to_str().unwrap()]);
+    }
+    command.output().unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Every file under `dir` with the given ending, relative to `dir`, sorted.
+fn files(dir: &Path, ending: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.to_string_lossy().ends_with(ending) {
+                out.push(path.strip_prefix(dir).unwrap().to_owned());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Every record of the Avro files under `dir`, as text, with how many times it occurs.
+fn records(dir: &Path) -> BTreeMap<String, u32> {
+    let mut out = BTreeMap::new();
+    for file in files(dir, ".avro") {
+        if file.starts_with("_ledger") {
+            continue;
+        }
+        let reader = apache_avro::Reader::new(File::open(dir.join(&file)).unwrap()).unwrap();
+        for record in reader {
+            let Value::Record(fields) = record.unwrap() else {
+                panic!("not a record in {}", file.display())
+            };
+            *out.entry(format!("{fields:?}")).or_default() += 1;
+        }
+    }
+    out
+}
+
+/// Every ledger file under `dir`, by path, with its content.
+fn ledger(dir: &Path) -> BTreeMap<PathBuf, String> {
+    files(&dir.join("_ledger"), ".json")
+        .into_iter()
+        .map(|f| {
+            let text = std::fs::read_to_string(dir.join("_ledger").join(&f)).unwrap();
+            (f, text)
+        })
+        .collect()
+}
+
+#[test]
+fn a_run_killed_and_resumed_equals_the_run_uninterrupted() {
+    let root = tempfile::tempdir().unwrap();
+    let (whole, resumed, state) = (
+        root.path().join("whole"),
+        root.path().join("resumed"),
+        root.path().join("state"),
+    );
+    let day = ["--duration", "24h"];
+    let reference = run(&whole, None, &day);
+    assert!(reference.status.success(), "{}", stderr(&reference));
+
+    // The same run with saves every second, killed once a few saves are behind it.
+    let mut child = simulator()
+        .args(ARGS)
+        .args(day)
+        .args(["--output-dir", resumed.to_str().unwrap()])
+        .args(["--state-dir", state.to_str().unwrap()])
+        .env("SIMULATOR__STATE__INTERVAL", "1s")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The subject is a real process: poll its state file, for a minute at most.
+    let mut polls = 0;
+    let saved = loop {
+        polls += 1;
+        assert!(polls < 3_000, "no third save within a minute");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it was killed"
+        );
+        if let Ok(bytes) = std::fs::read(state.join("state.bin"))
+            && let Ok(snapshot) = decode(&bytes)
+            && snapshot.saves >= 3
+        {
+            break snapshot;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    child.kill().unwrap();
+    assert!(!child.wait().unwrap().success());
+    assert!(!saved.finished);
+    assert!(
+        !files(&resumed, ".inprogress").is_empty(),
+        "the killed run left unfinished files"
+    );
+
+    // Started again, it resumes where the last save left off.
+    let output = run(&resumed, Some(&state), &day);
+    let log = stderr(&output);
+    assert!(output.status.success(), "{log}");
+    let last_save = decode(&std::fs::read(state.join("state.bin")).unwrap()).unwrap();
+    let starting = log
+        .lines()
+        .find(|l| l.contains("simulator starting"))
+        .unwrap();
+    let starting: serde_json::Value = serde_json::from_str(starting).unwrap();
+    assert_ne!(starting["resumed_at"], "-", "{starting}");
+    assert!(
+        log.contains("removed a file started after the last save"),
+        "{log}"
+    );
+    assert!(
+        files(&resumed, ".inprogress").is_empty(),
+        "unfinished files left behind"
+    );
+    assert!(last_save.finished);
+
+    // Exactly the same events, each once, in files of the same hours; the same ledger.
+    let (expected, got) = (records(&whole), records(&resumed));
+    assert!(expected.len() > 1_000_000, "{} events", expected.len());
+    assert!(got.values().all(|&n| n == 1), "an event was written twice");
+    assert!(
+        expected == got,
+        "the resumed run differs from the uninterrupted one"
+    );
+    let hours = |dir: &Path| -> Vec<PathBuf> {
+        files(dir, ".avro")
+            .into_iter()
+            .map(|f| f.parent().unwrap().to_owned())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    };
+    assert_eq!(hours(&whole), hours(&resumed));
+    assert_eq!(ledger(&whole), ledger(&resumed));
+
+    // Once finished, starting it again does nothing.
+    let again = run(&resumed, Some(&state), &day);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(stderr(&again).contains("already reached its end"));
+    assert!(expected == records(&resumed));
+}
+
+#[test]
+fn a_state_that_is_corrupt_foreign_or_in_use_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let (data, state) = (root.path().join("data"), root.path().join("state"));
+    let short = ["--duration", "2h"];
+    let first = run(&data, Some(&state), &short);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let saved = std::fs::read(state.join("state.bin")).unwrap();
+
+    // Another run's settings: refused, naming the setting.
+    let other = run(&data, Some(&state), &["--duration", "2h", "--shard", "0/2"]);
+    assert_eq!(other.status.code(), Some(2), "{}", stderr(&other));
+    assert!(
+        stderr(&other).contains("simulation.shard was 0/1 and is now 0/2"),
+        "{}",
+        stderr(&other)
+    );
+    let other = simulator()
+        .args(ARGS)
+        .args(short)
+        .args(["--output-dir", data.to_str().unwrap()])
+        .args(["--state-dir", state.to_str().unwrap()])
+        .env("SIMULATOR__SHOP__CURRENCY", "EUR")
+        .output()
+        .unwrap();
+    assert_eq!(other.status.code(), Some(2));
+    assert!(
+        stderr(&other).contains("shop.currency was USD and is now EUR"),
+        "{}",
+        stderr(&other)
+    );
+
+    // Damaged or foreign: refused and left as it is.
+    for damage in [
+        saved[..saved.len() / 2].to_vec(),
+        {
+            let mut flipped = saved.clone();
+            let middle = flipped.len() / 2;
+            flipped[middle] ^= 1;
+            flipped
+        },
+        b"{\"not\": \"a state\"}".to_vec(),
+    ] {
+        std::fs::write(state.join("state.bin"), &damage).unwrap();
+        let refused = run(&data, Some(&state), &short);
+        assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+        assert!(
+            stderr(&refused).contains("is corrupt"),
+            "{}",
+            stderr(&refused)
+        );
+        assert!(!stderr(&refused).contains("panicked"));
+        assert_eq!(std::fs::read(state.join("state.bin")).unwrap(), damage);
+    }
+    std::fs::write(state.join("state.bin"), &saved).unwrap();
+
+    // Held by another simulator: refused.
+    let held = StateStore::open(&state).unwrap();
+    let busy = run(&data, Some(&state), &short);
+    assert_eq!(busy.status.code(), Some(2));
+    assert!(
+        stderr(&busy).contains("in use by another simulator"),
+        "{}",
+        stderr(&busy)
+    );
+    drop(held);
+    let resumed = run(&data, Some(&state), &short);
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+}
