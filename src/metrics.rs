@@ -13,7 +13,7 @@ use prometheus::{
     IntGaugeVec, Opts, Registry,
 };
 
-use crate::model::{Event, Topic};
+use crate::model::{Event, Timestamp, Topic};
 use crate::sinks::TopicCounts;
 
 /// Every `event_type`, in the order of [`event_type_index`].
@@ -56,6 +56,8 @@ pub struct PipelineMetrics {
     payments: IntCounterVec,
     revenue: CounterVec,
     refunds: CounterVec,
+    saves: IntCounterVec,
+    saved_position: prometheus::Gauge,
 }
 
 impl PipelineMetrics {
@@ -101,13 +103,40 @@ impl PipelineMetrics {
         )?;
         registry.register(Box::new(revenue.clone()))?;
         registry.register(Box::new(refunds.clone()))?;
+        let saves = IntCounterVec::new(
+            Opts::new(
+                "simulator_state_saves_total",
+                "Saves of the run's state (--state-dir), by result: saved, or skipped when the \
+                 sink could not make its output durable in time.",
+            ),
+            &["result"],
+        )?;
+        let saved_position = prometheus::Gauge::new(
+            "simulator_state_saved_position_seconds",
+            "Simulated instant (Unix seconds) from which the last saved state resumes.",
+        )?;
+        registry.register(Box::new(saves.clone()))?;
+        registry.register(Box::new(saved_position.clone()))?;
         Ok(Self {
             generated: per_event_type(&generated),
             orders,
             payments,
             revenue,
             refunds,
+            saves,
+            saved_position,
         })
+    }
+
+    /// Counts a save of the run's state that was written, resuming from `position`.
+    pub fn saved(&self, position: Timestamp) {
+        self.saves.with_label_values(&["saved"]).inc();
+        self.saved_position.set(position.as_micros() as f64 / 1e6);
+    }
+
+    /// Counts a save of the run's state that was skipped.
+    pub fn save_skipped(&self) {
+        self.saves.with_label_values(&["skipped"]).inc();
     }
 
     /// Events generated so far, by topic (the sum of the per-event-type counters).

@@ -65,7 +65,7 @@ pub fn drain(
             Message::Watermark(at) if error.is_none() => sink.advance(at),
             Message::Watermark(_) => continue,
             Message::Save(snapshot) => match (&store, &error) {
-                (Some(store), None) => save(sink.as_mut(), store, *snapshot),
+                (Some(store), None) => save(sink.as_mut(), store, *snapshot, &metrics),
                 _ => continue,
             },
         };
@@ -90,17 +90,24 @@ pub fn drain(
 /// Completes `snapshot` with the sink's part, writes it, and lets the sink publish what it
 /// covers. A sink that cannot make its output durable now (Kafka acknowledgements too slow)
 /// skips this save; a state that cannot be written is a failure.
-fn save(sink: &mut dyn Sink, store: &StateStore, mut snapshot: Snapshot) -> Result<(), SinkError> {
+fn save(
+    sink: &mut dyn Sink,
+    store: &StateStore,
+    mut snapshot: Snapshot,
+    metrics: &PipelineMetrics,
+) -> Result<(), SinkError> {
     match sink.checkpoint() {
         Ok(state) => snapshot.sink = state,
         Err(e) => {
             tracing::warn!(error = %e, "the run's state was not saved this time; the previous save stands");
+            metrics.save_skipped();
             return Ok(());
         }
     }
     store
         .save(&snapshot)
         .map_err(|e| SinkError::State(e.to_string()))?;
+    metrics.saved(snapshot.position());
     tracing::debug!(
         saves = snapshot.saves,
         position = %snapshot.position(),
