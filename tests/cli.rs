@@ -32,7 +32,8 @@ fn files(dir: &Path) -> Vec<PathBuf> {
                 if !path.ends_with("_ledger") {
                     stack.push(path);
                 }
-            } else {
+            } else if !path.ends_with(".simulator.lock") {
+                // The output directory's lock is not data.
                 out.push(path);
             }
         }

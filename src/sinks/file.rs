@@ -36,6 +36,8 @@ pub const CLOSE_GRACE: Duration = Duration::from_secs(60);
 const BLOCK_SIZE: usize = 64 * 1024;
 /// Suffix of files being written.
 const IN_PROGRESS: &str = ".inprogress";
+/// The output directory's lock (hidden, like unfinished files).
+const LOCK_FILE: &str = ".simulator.lock";
 
 /// Compression of the Avro blocks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -109,6 +111,9 @@ pub struct FileSink {
     /// Whether completed files wait for a save ([`FileSink::with_saves`]).
     saves: bool,
     pending: Vec<Pending>,
+    /// Held open: one simulator per output directory, so that recovery at start never takes
+    /// another one's unfinished files for abandoned.
+    _lock: File,
 }
 
 impl std::fmt::Debug for FileSink {
@@ -133,6 +138,25 @@ impl FileSink {
     pub fn new(root: impl Into<PathBuf>, codec: FileCodec) -> Result<Self, SinkError> {
         let root = root.into();
         fs::create_dir_all(&root).map_err(io_error(&root))?;
+        let lock_path = root.join(LOCK_FILE);
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_error(&lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(SinkError::Io {
+                    path: root,
+                    source: std::io::Error::other(
+                        "in use by another simulator; give each its own output directory",
+                    ),
+                });
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(io_error(&lock_path)(e)),
+        }
         Ok(Self {
             root,
             codec,
@@ -144,6 +168,7 @@ impl FileSink {
             metrics: DeliveryMetrics::unregistered(),
             saves: false,
             pending: Vec::new(),
+            _lock: lock,
         })
     }
 
@@ -591,7 +616,7 @@ mod tests {
                 let path = entry.unwrap().path();
                 if path.is_dir() {
                     stack.push(path);
-                } else {
+                } else if !path.ends_with(LOCK_FILE) {
                     out.push(
                         path.strip_prefix(root)
                             .unwrap()
@@ -671,6 +696,123 @@ mod tests {
         let files = files_under(dir.path());
         assert_eq!(files.len(), 2, "{files:?}");
         assert_eq!(read_ids(&dir.path().join(&files[1])), vec![2]);
+    }
+
+    #[test]
+    fn an_unfinished_file_keeps_its_complete_blocks_when_nothing_was_saved() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sink = FileSink::new(dir.path(), FileCodec::Null).unwrap();
+        let ids = |range: std::ops::RangeInclusive<i64>| -> Vec<Event> {
+            range
+                .map(|id| payment("2026-01-01T10:15:00Z", id))
+                .collect()
+        };
+        sink.write(&ids(1..=3)).unwrap();
+        sink.checkpoint().unwrap();
+        sink.write(&ids(4..=5)).unwrap();
+        sink.checkpoint().unwrap();
+        sink.write(&ids(6..=6)).unwrap();
+        // The process dies in the middle of writing a block.
+        std::mem::forget(sink);
+        let temp = dir
+            .path()
+            .join("payments/date=2026-01-01/hour=10/.payments-20260101T10-00000.avro.inprogress");
+        let mut file = File::options().append(true).open(&temp).unwrap();
+        file.write_all(&[0x04, 0xC8, 0x01, 1, 2, 3]).unwrap();
+        drop(file);
+
+        let recovery = recover(dir.path(), None).unwrap();
+        let path = dir
+            .path()
+            .join("payments/date=2026-01-01/hour=10/payments-20260101T10-00000.avro");
+        assert_eq!(recovery.restored, vec![(path.clone(), 5)]);
+        assert_eq!(read_ids(&path), vec![1, 2, 3, 4, 5]);
+        assert!(
+            files_under(dir.path())
+                .iter()
+                .all(|f| !f.ends_with(IN_PROGRESS))
+        );
+        // Not even a header: nothing to keep, the file goes.
+        fs::write(dir.path().join(".x.avro.inprogress"), b"Obj").unwrap();
+        let recovery = recover(dir.path(), None).unwrap();
+        assert!(recovery.restored.is_empty());
+        assert_eq!(files_under(dir.path()).len(), 1);
+    }
+
+    #[test]
+    fn with_saves_files_wait_for_a_save_and_recovery_cuts_back_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sink = FileSink::new(dir.path(), FileCodec::Deflate)
+            .unwrap()
+            .with_saves();
+        sink.write(&[
+            payment("2026-01-01T10:15:00Z", 1),
+            payment("2026-01-01T10:20:00Z", 2),
+        ])
+        .unwrap();
+        sink.write(&[payment("2026-01-01T11:05:00Z", 3)]).unwrap();
+        sink.advance(Timestamp::from_datetime(
+            "2026-01-01T11:06:00Z".parse().unwrap(),
+        ))
+        .unwrap();
+        // Hour 10 is complete but waits for a save.
+        assert!(
+            files_under(dir.path())
+                .iter()
+                .all(|f| f.ends_with(IN_PROGRESS))
+        );
+        assert_eq!(sink.delivered(), [0; 4]);
+        let saved = sink.checkpoint().unwrap().files;
+        assert_eq!(saved.len(), 2, "{saved:?}");
+        sink.commit().unwrap();
+        let hour10 = "payments/date=2026-01-01/hour=10/payments-20260101T10-00000.avro";
+        assert!(files_under(dir.path()).contains(&hour10.to_string()));
+        assert_eq!(sink.delivered()[Topic::Payments.index()], 2);
+
+        // After the save: more of hour 11, on disk, and a file for hour 12; then a crash.
+        sink.write(&[
+            payment("2026-01-01T11:30:00Z", 4),
+            payment("2026-01-01T12:10:00Z", 5),
+        ])
+        .unwrap();
+        sink.checkpoint().unwrap();
+        std::mem::forget(sink);
+
+        let recovery = recover(dir.path(), Some(&saved)).unwrap();
+        let hour11 = dir
+            .path()
+            .join("payments/date=2026-01-01/hour=11/payments-20260101T11-00000.avro");
+        assert_eq!(recovery.restored, vec![(hour11.clone(), 1)]);
+        assert_eq!(recovery.removed.len(), 1, "{recovery:?}");
+        assert_eq!(read_ids(&hour11), vec![3], "cut back to the save");
+        assert_eq!(read_ids(&dir.path().join(hour10)), vec![1, 2]);
+        assert_eq!(files_under(dir.path()).len(), 2);
+        // A recorded file gone under both names is an error, not silence.
+        assert!(
+            recover(
+                dir.path(),
+                Some(&[FileRecord {
+                    temp: "gone/.x.inprogress".into(),
+                    path: "gone/x".into(),
+                    length: 10,
+                    events: 1,
+                }])
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn one_sink_per_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = FileSink::new(dir.path(), FileCodec::Null).unwrap();
+        let err = FileSink::new(dir.path(), FileCodec::Null).unwrap_err();
+        assert!(
+            err.to_string().contains("in use by another simulator"),
+            "{err}"
+        );
+        drop(sink);
+        assert!(FileSink::new(dir.path(), FileCodec::Null).is_ok());
     }
 
     #[test]
