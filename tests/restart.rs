@@ -1,7 +1,8 @@
 //! Restarts with `--state-dir`: a run killed with SIGKILL mid-way and started again produces
 //! exactly the events, files and ledger of the same run uninterrupted (no event lost, none
-//! twice, no id reused, time continuous); a state that is corrupt, from another run, or in use
-//! is refused with a clear message.
+//! twice, no id reused, time continuous); into Kafka, it publishes every event of the
+//! uninterrupted run and repeats only identical ones; a state that is corrupt, from another
+//! run, or in use is refused with a clear message.
 
 mod common;
 
@@ -12,7 +13,9 @@ use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use apache_avro::types::Value;
-use common::simulator;
+use common::{broker, create_topics, simulator, topic_env};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Message, TopicPartitionList};
 use simulator::state::{StateStore, decode};
 
 /// A busy shop: over a simulated day, about 1.1 million events.
@@ -84,6 +87,67 @@ fn records(dir: &Path) -> BTreeMap<String, u32> {
         }
     }
     out
+}
+
+/// The `event_id` of every record of the Avro files under `dir`.
+fn event_ids(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for file in files(dir, ".avro") {
+        let reader = apache_avro::Reader::new(File::open(dir.join(&file)).unwrap()).unwrap();
+        for record in reader {
+            let Value::Record(fields) = record.unwrap() else {
+                panic!("not a record")
+            };
+            let Value::Uuid(id) = &fields[0].1 else {
+                panic!("event_id is {:?}", fields[0].1)
+            };
+            out.push(id.to_string());
+        }
+    }
+    out
+}
+
+/// Every message of the four topics under `prefix` (4 partitions each): its value by event id,
+/// checking that every copy of an event is the same; and how many messages there were.
+fn consume(bootstrap: &str, prefix: &str) -> (BTreeMap<String, Vec<u8>>, usize) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "restart-check")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut assignment = TopicPartitionList::new();
+    for topic in ["products", "customers", "orders", "payments"] {
+        for partition in 0..4 {
+            assignment
+                .add_partition_offset(
+                    &format!("{prefix}{topic}"),
+                    partition,
+                    rdkafka::Offset::Beginning,
+                )
+                .unwrap();
+        }
+    }
+    consumer.assign(&assignment).unwrap();
+    let (mut values, mut count, mut idle) = (BTreeMap::new(), 0, 0);
+    while idle < 3 {
+        match consumer.poll(Duration::from_secs(1)) {
+            Some(Ok(message)) => {
+                idle = 0;
+                count += 1;
+                let value = message.payload().unwrap().to_vec();
+                // Every value starts with its event id: an Avro string (length 36, zig-zag 72).
+                assert_eq!(value[0], 72);
+                let id = String::from_utf8(value[1..37].to_vec()).unwrap();
+                if let Some(earlier) = values.insert(id.clone(), value.clone()) {
+                    assert_eq!(earlier, value, "event {id} published with two contents");
+                }
+            }
+            Some(Err(e)) => panic!("consumer error: {e}"),
+            None => idle += 1,
+        }
+    }
+    (values, count)
 }
 
 /// Every ledger file under `dir`, by path, with its content.
@@ -260,4 +324,70 @@ fn a_state_that_is_corrupt_foreign_or_in_use_is_refused() {
     drop(held);
     let resumed = run(&data, Some(&state), &short);
     assert!(resumed.status.success(), "{}", stderr(&resumed));
+}
+
+#[test]
+fn into_kafka_a_run_killed_and_resumed_publishes_everything_and_repeats_only_identical_events() {
+    let broker = broker();
+    // Fresh topics on a broker other tests and earlier runs share.
+    let prefix = &format!("restart-{}-", std::process::id());
+    create_topics(&broker.bootstrap, prefix);
+    let root = tempfile::tempdir().unwrap();
+    let (files_dir, state) = (root.path().join("files"), root.path().join("state"));
+    let half_day = ["--duration", "12h"];
+    // The uninterrupted run, into files.
+    let reference = run(&files_dir, None, &half_day);
+    assert!(reference.status.success(), "{}", stderr(&reference));
+    let expected: std::collections::BTreeSet<String> = event_ids(&files_dir).into_iter().collect();
+
+    let kafka = |command: &mut std::process::Command| {
+        command
+            .args(ARGS)
+            .args(half_day)
+            .args(["--sink", "kafka", "--bootstrap-servers", &broker.bootstrap])
+            .args(["--state-dir", state.to_str().unwrap()])
+            .args(["--ledger-dir", root.path().join("ledger").to_str().unwrap()])
+            .env("SIMULATOR__STATE__INTERVAL", "1s")
+            .envs(topic_env(prefix));
+    };
+    let mut command = simulator();
+    kafka(&mut command);
+    let mut child = command.stderr(Stdio::null()).spawn().unwrap();
+    let mut polls = 0;
+    loop {
+        polls += 1;
+        assert!(polls < 3_000, "no second save within a minute");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it was killed"
+        );
+        if let Ok(bytes) = std::fs::read(state.join("state.bin"))
+            && decode(&bytes).is_ok_and(|s| s.saves >= 2)
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let mut command = simulator();
+    kafka(&mut command);
+    let resumed = command.output().unwrap();
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+
+    let (published, messages) = consume(&broker.bootstrap, prefix);
+    let got: std::collections::BTreeSet<String> = published.into_keys().collect();
+    assert!(expected.len() > 400_000, "{} events", expected.len());
+    assert!(
+        got == expected,
+        "Kafka holds other events than the uninterrupted run"
+    );
+    assert!(messages >= expected.len());
+    eprintln!(
+        "{} events; {} published again after the crash",
+        expected.len(),
+        messages - expected.len()
+    );
 }
