@@ -266,8 +266,14 @@ pub async fn run(
         ));
     }
     let pacer_stop = CancellationToken::new();
-    let pacer = (plan.pace_to_wall_clock && clock.is_virtual())
-        .then(|| tokio::spawn(pace(clock.clone(), clock.timer(), pacer_stop.clone())));
+    let pacer = (plan.pace_to_wall_clock && clock.is_virtual()).then(|| {
+        tokio::spawn(pace(
+            clock.clone(),
+            clock.timer(),
+            plan.end,
+            pacer_stop.clone(),
+        ))
+    });
     drop(hold);
     shoppers.close();
     health.set_shoppers_running(true);
@@ -481,16 +487,30 @@ const LIVE_STEP: Duration = Duration::from_millis(100);
 /// Holds a virtual clock back from the future: while simulated time is behind the wall clock
 /// it lets it race there; once it has caught up, it lets it move on to the wall clock's
 /// instant every [`LIVE_STEP`] of real time. As a participant of the clock, it stops simulated
-/// time while it waits.
-async fn pace(clock: Clock, mut timer: crate::clock::Timer, stop: CancellationToken) {
+/// time while it waits. It never takes the clock past the run's `end`: a backfill that ends in
+/// the past just ends.
+async fn pace(
+    clock: Clock,
+    mut timer: crate::clock::Timer,
+    end: Option<Timestamp>,
+    stop: CancellationToken,
+) {
     let mut live = false;
     loop {
         let wall = Clock::wall_now();
         let now = clock.now();
         if now.as_micros() + 1_000_000 < wall.as_micros() {
+            let target = end.map_or(wall, |end| end.min(wall));
+            if now >= target {
+                // The run's end is behind the wall clock: nothing to pace any more (and no
+                // reason to hold simulated time).
+                drop(timer);
+                stop.cancelled().await;
+                return;
+            }
             tokio::select! {
                 () = stop.cancelled() => return,
-                () = timer.sleep_until(wall) => {}
+                () = timer.sleep_until(target) => {}
             }
             continue;
         }
