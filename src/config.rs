@@ -157,6 +157,7 @@ const SETTINGS: &[(&str, Option<&str>)] = &[
     ("shop.shipping_fee", None),
     ("shop.free_shipping_threshold", None),
     ("shop.discount_probability", None),
+    ("shop.currencies", None),
     ("kafka.bootstrap_servers", Some("--bootstrap-servers")),
     ("kafka.connection_string", None),
     ("kafka.connection_string_file", None),
@@ -281,6 +282,19 @@ pub struct ShopSettings {
     pub shipping_fee: Money,
     pub free_shipping_threshold: Money,
     pub discount_probability: f64,
+    /// Currencies other than `currency` that some customers pay in.
+    pub currencies: Vec<CurrencySettings>,
+}
+
+/// A currency some customers pay in, besides the shop's own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CurrencySettings {
+    /// ISO 4217 code.
+    pub code: String,
+    /// Units of this currency per unit of the shop's currency.
+    pub rate: f64,
+    /// Share of customers who pay in it.
+    pub share: f64,
 }
 
 /// How traffic varies: over time, and between shoppers.
@@ -600,6 +614,7 @@ impl Settings {
         let free_shipping_threshold = reader.parse("shop.free_shipping_threshold", money);
         let discount_probability =
             reader.parse("shop.discount_probability", |s| parse_fraction(s, 0.0, 1.0));
+        let currencies = read_currencies(&mut reader, currency.as_deref());
         let log_format = reader.parse("log.format", |s| match s.trim() {
             "text" => Ok(LogFormat::Text),
             "json" => Ok(LogFormat::Json),
@@ -651,6 +666,7 @@ impl Settings {
                     shipping_fee: shipping_fee?,
                     free_shipping_threshold: free_shipping_threshold?,
                     discount_probability: discount_probability?,
+                    currencies: currencies?,
                 },
                 kafka: kafka?,
                 metrics_addr: metrics_addr?,
@@ -789,6 +805,18 @@ impl Settings {
                 "discount_probability",
                 Some(format!("{:?}", self.shop.discount_probability)),
             ),
+            self.shop
+                .currencies
+                .iter()
+                .map(|c| {
+                    format!(
+                        "[[shop.currencies]]\ncode = {}\nrate = {:?}\nshare = {:?}\n",
+                        quoted(&c.code),
+                        c.rate,
+                        c.share
+                    )
+                })
+                .collect(),
             self.kafka.as_ref().map_or_else(String::new, kafka_toml),
             "\n[metrics]\n".to_owned(),
             line("addr", Some(quoted(&self.metrics_addr.to_string()))),
@@ -1085,6 +1113,89 @@ fn read_promotions(reader: &mut Reader<'_>) -> Option<Vec<Promotion>> {
         }
     }
     ok.then_some(promotions)
+}
+
+/// `[[shop.currencies]]`: other currencies, each with its rate against the shop's currency
+/// and its share of customers; codes distinct, shares adding up to less than 1.
+fn read_currencies(reader: &mut Reader<'_>, base: Option<&str>) -> Option<Vec<CurrencySettings>> {
+    let key = "shop.currencies";
+    let tables = match reader
+        .config
+        .get::<Vec<std::collections::BTreeMap<String, String>>>(key)
+    {
+        Ok(tables) => tables,
+        Err(config::ConfigError::NotFound(_)) => return Some(Vec::new()),
+        Err(e) => {
+            reader.problem(
+                key,
+                &format!("expected [[shop.currencies]] tables of code, rate and share: {e}"),
+            );
+            return None;
+        }
+    };
+    let mut currencies: Vec<CurrencySettings> = Vec::new();
+    let mut ok = true;
+    for (i, table) in tables.iter().enumerate() {
+        let at = format!("{key}[{i}]");
+        let mut problem = |field: &str, message: String| {
+            reader.problem(&format!("{at}.{field}"), &message);
+            ok = false;
+        };
+        for unknown in table
+            .keys()
+            .filter(|k| !["code", "rate", "share"].contains(&k.as_str()))
+        {
+            problem(unknown, "unknown setting".to_owned());
+        }
+        let code = table.get("code").map(|c| c.trim().to_owned());
+        match &code {
+            None => problem("code", "missing".to_owned()),
+            Some(c) if c.len() != 3 || !c.bytes().all(|b| b.is_ascii_uppercase()) => problem(
+                "code",
+                format!("`{c}` is not an ISO 4217 currency code like EUR"),
+            ),
+            Some(c) if Some(c.as_str()) == base || currencies.iter().any(|o| &o.code == c) => {
+                problem(
+                    "code",
+                    format!("`{c}` is listed twice (or is shop.currency)"),
+                )
+            }
+            Some(_) => {}
+        }
+        let mut number = |field: &str, low: f64, high: f64| match table.get(field) {
+            None => {
+                problem(field, "missing".to_owned());
+                None
+            }
+            Some(text) => match parse_fraction(text, low, high) {
+                Ok(x) if x > 0.0 => Some(x),
+                Ok(_) => {
+                    problem(field, format!("`{text}` must be more than 0"));
+                    None
+                }
+                Err(message) => {
+                    problem(field, message);
+                    None
+                }
+            },
+        };
+        let rate = number("rate", 0.0, 10_000.0);
+        let share = number("share", 0.0, 1.0);
+        if let (Some(code), Some(rate), Some(share)) = (code, rate, share) {
+            currencies.push(CurrencySettings { code, rate, share });
+        }
+    }
+    let total: f64 = currencies.iter().map(|c| c.share).sum();
+    if total >= 1.0 {
+        reader.problem(
+            key,
+            &format!(
+                "the shares add up to {total}: they must leave some customers to shop.currency"
+            ),
+        );
+        ok = false;
+    }
+    ok.then_some(currencies)
 }
 
 /// Reads the `kafka` and `schema_registry` sections; the connection target is required only
@@ -1416,6 +1527,58 @@ mod tests {
         std::fs::write(&file, s.to_toml()).unwrap();
         let again = load(&["--config", file.to_str().unwrap()], &[]).unwrap();
         assert_eq!(again, s);
+    }
+
+    #[test]
+    fn other_currencies_are_validated_and_print_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("currencies.toml");
+        std::fs::write(
+            &file,
+            "[[shop.currencies]]\ncode = \"EUR\"\nrate = 0.92\nshare = 0.3\n\
+             [[shop.currencies]]\ncode = \"GBP\"\nrate = \"0.79\"\nshare = 0.1\n",
+        )
+        .unwrap();
+        let s = load(&["--config", file.to_str().unwrap()], &[]).unwrap();
+        assert_eq!(s.shop.currencies.len(), 2);
+        assert_eq!(s.shop.currencies[1].code, "GBP");
+        assert_eq!(s.shop.currencies[1].rate, 0.79);
+        let printed = dir.path().join("printed.toml");
+        std::fs::write(&printed, s.to_toml()).unwrap();
+        assert_eq!(
+            load(&["--config", printed.to_str().unwrap()], &[]).unwrap(),
+            s
+        );
+
+        std::fs::write(
+            &file,
+            "[[shop.currencies]]\ncode = \"eur\"\nrate = 0.92\nshare = 0.7\nfee = 1\n\
+             [[shop.currencies]]\ncode = \"USD\"\nshare = 0.5\n",
+        )
+        .unwrap();
+        let p = problems(&["--config", file.to_str().unwrap()], &[]);
+        for expected in [
+            "shop.currencies[0].code: `eur` is not an ISO 4217",
+            "shop.currencies[0].fee: unknown setting",
+            "shop.currencies[1].code: `USD` is listed twice (or is shop.currency)",
+            "shop.currencies[1].rate: missing",
+        ] {
+            assert!(
+                p.iter().any(|m| m.starts_with(expected)),
+                "{expected} in {p:?}"
+            );
+        }
+        std::fs::write(
+            &file,
+            "[[shop.currencies]]\ncode = \"EUR\"\nrate = 1\nshare = 0.6\n\
+             [[shop.currencies]]\ncode = \"GBP\"\nrate = 1\nshare = 0.5\n",
+        )
+        .unwrap();
+        let p = problems(&["--config", file.to_str().unwrap()], &[]);
+        assert!(
+            p.iter().any(|m| m.contains("the shares add up to 1.1")),
+            "{p:?}"
+        );
     }
 
     const SECRET_KEY: &str = "c2VjcmV0LWtleS1zaG91bGQtbmV2ZXItbGVhaw==";

@@ -422,6 +422,16 @@ mod tests {
                         shipping_fee: Money::from_cents(395),
                         free_shipping_threshold: Money::from_cents(10_000),
                     },
+                    currencies: vec![crate::shoppers::Currency {
+                        rules: ShopRules {
+                            currency: "SEK",
+                            tax_rate: 0.25,
+                            shipping_fee: Money::from_cents(4900),
+                            free_shipping_threshold: Money::from_cents(100_000),
+                        },
+                        rate: 11.4,
+                        share: 0.5,
+                    }],
                     mean_session_gap_micros: 3.6e9,
                     discount_probability: 0.5,
                     traffic: crate::model::TrafficProfile::flat(),

@@ -12,7 +12,9 @@ use crate::config::Settings;
 use crate::metrics::{Health, PipelineMetrics, SimulationMetrics};
 use crate::model::{Catalogue, CatalogueError, Event, ShopRules, Timestamp};
 use crate::pipeline::{self, CHANNEL_CAPACITY, Delivery, Message};
-use crate::shoppers::{Active, Population, ShopContext, Shopper, raw_activity, run_shopper};
+use crate::shoppers::{
+    Active, Currency, Population, ShopContext, Shopper, raw_activity, run_shopper,
+};
 use crate::sinks::{Sink, SinkError, TopicCounts, describe};
 use crate::state::{Identity, SinkState, Snapshot, StateStore};
 use prometheus::Registry;
@@ -122,14 +124,30 @@ pub fn shop_context(settings: &Settings, seed: u64) -> Result<ShopContext, Catal
         .with_repricing(settings.reprice_probability)?;
     // One string for the life of the process, shared by every event.
     let currency: &'static str = Box::leak(settings.shop.currency.clone().into_boxed_str());
+    let rules = ShopRules {
+        currency,
+        tax_rate: settings.shop.tax_rate,
+        shipping_fee: settings.shop.shipping_fee,
+        free_shipping_threshold: settings.shop.free_shipping_threshold,
+    };
     Ok(ShopContext {
         catalogue,
-        rules: ShopRules {
-            currency,
-            tax_rate: settings.shop.tax_rate,
-            shipping_fee: settings.shop.shipping_fee,
-            free_shipping_threshold: settings.shop.free_shipping_threshold,
-        },
+        currencies: settings
+            .shop
+            .currencies
+            .iter()
+            .map(|c| Currency {
+                rules: ShopRules {
+                    currency: Box::leak(c.code.clone().into_boxed_str()),
+                    shipping_fee: rules.shipping_fee.convert(c.rate),
+                    free_shipping_threshold: rules.free_shipping_threshold.convert(c.rate),
+                    ..rules.clone()
+                },
+                rate: c.rate,
+                share: c.share,
+            })
+            .collect(),
+        rules,
         // Each of N replicas simulates `shoppers` shoppers: together they make the rate.
         mean_session_gap_micros: f64::from(settings.shoppers) * f64::from(settings.shard.1)
             / settings.rate.per_second()

@@ -88,6 +88,8 @@ pub struct Identity {
     pub activity_shape: Option<f64>,
     pub customer_lifetime_secs: Option<u64>,
     pub currency: String,
+    /// Other currencies: code, rate, share.
+    pub currencies: Vec<(String, f64, f64)>,
 }
 
 impl Identity {
@@ -105,13 +107,19 @@ impl Identity {
             activity_shape: settings.traffic.activity_shape,
             customer_lifetime_secs: settings.traffic.customer_lifetime.map(|d| d.as_secs()),
             currency: settings.shop.currency.clone(),
+            currencies: settings
+                .shop
+                .currencies
+                .iter()
+                .map(|c| (c.code.clone(), c.rate, c.share))
+                .collect(),
         }
     }
 
     /// The first setting that differs from `other`, as (setting, this, other).
     pub fn difference(&self, other: &Self) -> Option<(&'static str, String, String)> {
         let start = |micros: i64| Timestamp::from_micros(micros).to_string();
-        let fields: [(&'static str, String, String); 11] = [
+        let fields: [(&'static str, String, String); 12] = [
             (
                 "simulation.seed",
                 self.seed.to_string(),
@@ -162,6 +170,11 @@ impl Identity {
                 "shop.currency",
                 self.currency.clone(),
                 other.currency.clone(),
+            ),
+            (
+                "shop.currencies",
+                format!("{:?}", self.currencies),
+                format!("{:?}", other.currencies),
             ),
         ];
         fields.into_iter().find(|(_, a, b)| a != b)
@@ -372,6 +385,7 @@ mod tests {
                 activity_shape: Some(0.6),
                 customer_lifetime_secs: None,
                 currency: "USD".into(),
+                currencies: vec![("EUR".into(), 0.92, 0.3)],
             },
             position: 1_750_000_100_000_000,
             repriced_through: 1_750_000_000_000_000,

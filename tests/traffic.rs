@@ -275,3 +275,85 @@ fn customers_leave_after_their_lifetime_and_new_ones_take_their_place() {
         "{followed_up} payments after their customer left"
     );
 }
+
+#[test]
+fn customers_pay_in_the_configured_currencies_at_converted_prices() {
+    let settings = settings_from(
+        "[simulation]\nrate = \"2000/h\"\nshoppers = 3000\n[traffic]\nprofile = \"flat\"\n\
+         [shop]\ncurrency = \"USD\"\nshipping_fee = \"5.99\"\nfree_shipping_threshold = \"50.00\"\n\
+         [[shop.currencies]]\ncode = \"EUR\"\nrate = 0.92\nshare = 0.3\n\
+         [[shop.currencies]]\ncode = \"GBP\"\nrate = 0.79\nshare = 0.1\n",
+    );
+    let (events, _) = run_in_memory(&settings, 13, 24 * 3);
+    let rates: HashMap<&str, f64> = [("USD", 1.0), ("EUR", 0.92), ("GBP", 0.79)].into();
+    let convert = |m: simulator::model::Money, rate: f64| {
+        simulator::model::Money::from_cents((m.cents() as f64 * rate).round() as i64)
+    };
+    // The catalogue's prices over time, in the shop's currency.
+    let mut prices: HashMap<i64, Vec<(simulator::model::Timestamp, simulator::model::Money)>> =
+        HashMap::new();
+    for event in &events {
+        if let Event::Product(p) = event {
+            assert_eq!(p.currency, "USD");
+            prices
+                .entry(p.product_id)
+                .or_default()
+                .push((p.event_time, p.unit_price));
+        }
+    }
+    for history in prices.values_mut() {
+        history.sort();
+    }
+    let mut customers: HashMap<i64, &str> = HashMap::new();
+    let mut placed: HashMap<i64, (&str, simulator::model::Money)> = HashMap::new();
+    let mut free_shipping = HashMap::<&str, u32>::new();
+    for order in orders(&events) {
+        let rate = rates[order.currency];
+        // A customer pays in one currency.
+        assert_eq!(
+            *customers.entry(order.customer_id).or_insert(order.currency),
+            order.currency
+        );
+        for line in &order.items {
+            let (_, base) = prices[&line.product_id]
+                .iter()
+                .rev()
+                .find(|(t, _)| *t <= order.event_time)
+                .unwrap();
+            assert_eq!(
+                line.unit_price,
+                convert(*base, rate),
+                "{} line",
+                order.currency
+            );
+        }
+        // Shipping rules in the order's currency.
+        let threshold = convert(simulator::model::Money::from_cents(5_000), rate);
+        let expected_shipping = if order.subtotal - order.discount >= threshold {
+            *free_shipping.entry(order.currency).or_default() += 1;
+            simulator::model::Money::ZERO
+        } else {
+            convert(simulator::model::Money::from_cents(599), rate)
+        };
+        assert_eq!(order.shipping, expected_shipping);
+        placed.insert(order.order_id, (order.currency, order.total));
+    }
+    for event in &events {
+        match event {
+            Event::Payment(p) => assert_eq!(placed[&p.order_id], (p.currency, p.amount)),
+            Event::Order(o) => assert_eq!(placed[&o.order_id].0, o.currency),
+            _ => {}
+        }
+    }
+    assert!(free_shipping.len() == 3, "{free_shipping:?}");
+    // Shares of customers by currency, within 4 standard errors.
+    let n = customers.len() as f64;
+    for (code, share) in [("USD", 0.6), ("EUR", 0.3), ("GBP", 0.1)] {
+        let observed = customers.values().filter(|c| **c == code).count() as f64;
+        let se = (n * share * (1.0 - share)).sqrt();
+        assert!(
+            (observed - n * share).abs() < 4.0 * se,
+            "{observed} of {n} customers pay in {code}"
+        );
+    }
+}

@@ -36,6 +36,12 @@ impl Money {
         Money((self.0 as f64 * rate).round() as i64)
     }
 
+    /// The amount in another currency at `rate` (units of it per unit of this one), to the
+    /// cent; the same amount at rate 1.
+    pub fn convert(self, rate: f64) -> Money {
+        if rate == 1.0 { self } else { self.scale(rate) }
+    }
+
     /// The unscaled value as Avro's decimal bytes: minimal big-endian two's complement, as the
     /// bytes `[start..]` of the returned array (no allocation).
     pub fn decimal_bytes(self) -> ([u8; 8], usize) {

@@ -3,7 +3,7 @@
 mod shopper;
 
 pub use crate::model::MAX_PAYMENT_ATTEMPTS;
-pub use shopper::{CHANNELS, PAYMENT_METHODS, ShopContext, Shopper, raw_activity};
+pub use shopper::{CHANNELS, Currency, PAYMENT_METHODS, ShopContext, Shopper, raw_activity};
 
 use std::future::Future;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -177,6 +177,7 @@ mod tests {
                 shipping_fee: Money::ZERO,
                 free_shipping_threshold: Money::ZERO,
             },
+            currencies: Vec::new(),
             mean_session_gap_micros: 1e9,
             discount_probability: 0.0,
             traffic: crate::model::TrafficProfile::flat(),

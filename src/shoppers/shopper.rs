@@ -99,11 +99,25 @@ pub const PAYMENT_METHODS: [(&str, f64, f64, &[&str]); 4] = [
     ("gift_card", 0.08, 0.02, &["insufficient_balance"]),
 ];
 
+/// A currency some customers pay in besides the shop's own: its prices are the catalogue's
+/// converted at `rate` (to the cent), its shipping rules are in it.
+#[derive(Debug, Clone)]
+pub struct Currency {
+    pub rules: ShopRules,
+    /// Units of this currency per unit of the shop's.
+    pub rate: f64,
+    /// Share of customers who pay in it.
+    pub share: f64,
+}
+
 /// What all shoppers share: the catalogue and the shop's rules.
 #[derive(Debug)]
 pub struct ShopContext {
     pub catalogue: Catalogue,
+    /// The rules in the shop's own currency, the catalogue's.
     pub rules: ShopRules,
+    /// Other currencies customers pay in (none unless configured).
+    pub currencies: Vec<Currency>,
     /// Mean time between two sessions of a shopper of average activity, in microseconds.
     pub mean_session_gap_micros: f64,
     /// How the intensity varies over time.
@@ -135,6 +149,8 @@ struct FollowUp {
     channel: u8,
     /// The payment method of the order's customer.
     method: u8,
+    /// The order's currency: 0 for the shop's, i for `currencies[i - 1]`.
+    currency: u8,
     action: Action,
 }
 
@@ -181,6 +197,8 @@ pub struct Shopper {
     leaves_at: Timestamp,
     orders: u32,
     preferred_method: u8,
+    /// The customer's currency: 0 for the shop's, i for `currencies[i - 1]`.
+    currency: u8,
     /// Pending follow-ups, kept sorted by time (rarely more than two).
     pending: Vec<FollowUp>,
 }
@@ -277,6 +295,7 @@ impl Shopper {
             leaves_at,
             orders: 0,
             preferred_method,
+            currency: 0,
             pending,
         };
         shopper.next_session = shopper.session_after(at, ctx);
@@ -365,6 +384,9 @@ impl Shopper {
         if !self.signed_up {
             self.signed_up = true;
             out.push(Event::Customer(self.sign_up(time)));
+            if !ctx.currencies.is_empty() {
+                self.currency = pick_currency(&mut self.rng, &ctx.currencies);
+            }
         }
         let order = self.place_order(time, ctx);
         let delay = exp_secs(&mut self.rng, MEAN_AUTHORIZATION_DELAY_SECS);
@@ -383,6 +405,7 @@ impl Shopper {
                 .position(|c| c.0 == order.channel)
                 .unwrap_or(0) as u8,
             method: self.preferred_method,
+            currency: self.currency,
             action: Action::Authorize { attempt: 1 },
         });
         out.push(Event::Order(order));
@@ -433,9 +456,10 @@ impl Shopper {
         let quantities = Geometric::new(0.72).expect("a probability in (0, 1]");
         let mut items: Vec<OrderLine> = Vec::with_capacity(wanted);
         let promotion = ctx.traffic.category_promotion(time);
+        let (rules, rate) = currency(ctx, self.currency);
         for _ in 0..wanted {
             let product = pick_product(ctx, promotion, rng);
-            let unit_price = ctx.catalogue.price(product, time);
+            let unit_price = ctx.catalogue.price(product, time).convert(rate);
             let quantity =
                 (1 + quantities.sample(rng).min(MAX_QUANTITY as u64 - 1) as i32).min(MAX_QUANTITY);
             // The same product drawn twice adds to its line rather than making a second one.
@@ -467,7 +491,7 @@ impl Shopper {
                 .map(|l| l.line_total.scale(p.discount))
                 .sum()
         });
-        let totals = ctx.rules.price(&items, discount_rate, markdown);
+        let totals = rules.price(&items, discount_rate, markdown);
         let channel = CHANNELS[pick_weighted(rng, &CHANNELS, |c| c.1)].0;
         self.orders += 1;
         OrderEvent {
@@ -482,7 +506,7 @@ impl Shopper {
             tax: totals.tax,
             shipping: totals.shipping,
             total: totals.total,
-            currency: ctx.rules.currency,
+            currency: rules.currency,
             channel,
             status: "placed",
         }
@@ -593,7 +617,7 @@ impl Shopper {
             tax: totals.tax,
             shipping: totals.shipping,
             total: totals.total,
-            currency: ctx.rules.currency,
+            currency: currency(ctx, follow_up.currency).0.currency,
             channel: CHANNELS[usize::from(follow_up.channel)].0,
             status,
         })
@@ -622,13 +646,34 @@ impl Shopper {
             order_id: follow_up.order,
             customer_id: follow_up.order / ID_STRIDE,
             amount: follow_up.totals.total,
-            currency: ctx.rules.currency,
+            currency: currency(ctx, follow_up.currency).0.currency,
             method: PAYMENT_METHODS[usize::from(paid.method)].0,
             status,
             attempt: paid.attempt,
             failure_reason,
         })
     }
+}
+
+/// The rules and conversion rate of currency `index`: 0 for the shop's, i for
+/// `ctx.currencies[i - 1]`.
+fn currency(ctx: &ShopContext, index: u8) -> (&ShopRules, f64) {
+    match usize::from(index).checked_sub(1) {
+        Some(i) => (&ctx.currencies[i].rules, ctx.currencies[i].rate),
+        None => (&ctx.rules, 1.0),
+    }
+}
+
+/// A customer's currency, by the currencies' shares (the rest pay in the shop's).
+fn pick_currency<R: rand::Rng + ?Sized>(rng: &mut R, currencies: &[Currency]) -> u8 {
+    let mut u: f64 = rng.random();
+    for (i, c) in currencies.iter().enumerate() {
+        u -= c.share;
+        if u < 0.0 {
+            return i as u8 + 1;
+        }
+    }
+    0
 }
 
 /// A log-normal delay in seconds with the given median.
@@ -654,6 +699,7 @@ mod tests {
             },
             mean_session_gap_micros: mean_gap_secs * 1e6,
             discount_probability: 0.3,
+            currencies: Vec::new(),
             traffic: crate::model::TrafficProfile::flat(),
             activity_shape: None,
             activity_mean: 1.0,
