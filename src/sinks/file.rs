@@ -111,6 +111,8 @@ pub struct FileSink {
     /// Whether completed files wait for a save ([`FileSink::with_saves`]).
     saves: bool,
     pending: Vec<Pending>,
+    /// Events were written since the last save.
+    since_save: bool,
     /// Held open: one simulator per output directory, so that recovery at start never takes
     /// another one's unfinished files for abandoned.
     _lock: File,
@@ -168,6 +170,7 @@ impl FileSink {
             metrics: DeliveryMetrics::unregistered(),
             saves: false,
             pending: Vec::new(),
+            since_save: false,
             _lock: lock,
         })
     }
@@ -333,6 +336,7 @@ impl Sink for FileSink {
             file.events += 1;
             file.by_type[event_type_index(event)] += 1;
             self.latest = self.latest.max(event.event_time());
+            self.since_save = true;
         }
         Ok(())
     }
@@ -376,6 +380,7 @@ impl Sink for FileSink {
     }
 
     fn commit(&mut self) -> Result<(), SinkError> {
+        self.since_save = false;
         for file in std::mem::take(&mut self.pending) {
             self.publish(file)?;
         }
@@ -392,9 +397,18 @@ impl Sink for FileSink {
                 first_error.get_or_insert(e);
             }
         }
-        // At the end every complete file goes into place: the final save, when there is one,
-        // was taken just before and covers them all.
-        if let Err(e) = self.commit() {
+        if self.saves && self.since_save {
+            // Events came after the last save (the run failed before its final save): the files
+            // keep their temporary names, and a restart cuts them back to that save and
+            // generates the rest again.
+            for file in &self.pending {
+                tracing::warn!(
+                    path = %file.temp.display(),
+                    "file left unfinished: it holds events the last save does not cover"
+                );
+            }
+        } else if let Err(e) = self.commit() {
+            // The final save was taken just before and covers every file.
             first_error.get_or_insert(e);
         }
         first_error.map_or(Ok(()), Err)
@@ -768,6 +782,22 @@ mod tests {
         let hour10 = "payments/date=2026-01-01/hour=10/payments-20260101T10-00000.avro";
         assert!(files_under(dir.path()).contains(&hour10.to_string()));
         assert_eq!(sink.delivered()[Topic::Payments.index()], 2);
+
+        // Closed with events the save does not cover, files keep their temporary names.
+        let other = tempfile::tempdir().unwrap();
+        let mut unsaved = FileSink::new(other.path(), FileCodec::Null)
+            .unwrap()
+            .with_saves();
+        unsaved
+            .write(&[payment("2026-01-01T10:15:00Z", 9)])
+            .unwrap();
+        unsaved.close().unwrap();
+        assert!(
+            files_under(other.path())
+                .iter()
+                .all(|f| f.ends_with(IN_PROGRESS))
+        );
+        assert_eq!(unsaved.delivered(), [0; 4]);
 
         // After the save: more of hour 11, on disk, and a file for hour 12; then a crash.
         sink.write(&[
