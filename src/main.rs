@@ -146,11 +146,10 @@ fn recover_output(
     if settings.sink != SinkKind::File || !settings.output_dir.exists() {
         return Ok(());
     }
+    // Without a save to go back to, what an earlier process left is kept, in whole blocks.
     let files = match (saving, restored) {
         (true, Some(snapshot)) => Some(snapshot.sink.files.as_slice()),
-        // A first run with saves: nothing of an earlier process is covered by a save.
-        (true, None) => Some(&[][..]),
-        (false, _) => None,
+        _ => None,
     };
     let recovery = recover_files(&settings.output_dir, files).map_err(|e| {
         format!("file.output_dir (--output-dir): cannot recover unfinished files: {e}")

@@ -391,3 +391,44 @@ fn into_kafka_a_run_killed_and_resumed_publishes_everything_and_repeats_only_ide
         messages - expected.len()
     );
 }
+
+#[test]
+fn without_a_saved_state_unfinished_files_keep_their_complete_blocks() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let mut child = simulator()
+        .args(ARGS)
+        .args(["--duration", "24h", "--output-dir", data.to_str().unwrap()])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed once an unfinished file holds at least a block (64 KiB).
+    let mut polls = 0;
+    while !data.exists()
+        || !files(&data, ".inprogress")
+            .iter()
+            .any(|f| std::fs::metadata(data.join(f)).is_ok_and(|m| m.len() > 70_000))
+    {
+        polls += 1;
+        assert!(polls < 3_000, "no block written within a minute");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let unfinished = files(&data, ".inprogress");
+    assert!(!unfinished.is_empty());
+
+    let next = run(&data, None, &["--duration", "1h"]);
+    let log = stderr(&next);
+    assert!(next.status.success(), "{log}");
+    assert!(
+        log.contains("recovered a file a previous run had not finished"),
+        "{log}"
+    );
+    assert!(
+        files(&data, ".inprogress").is_empty(),
+        "unfinished files left behind"
+    );
+    // Every file reads to its end.
+    assert!(records(&data).values().sum::<u32>() > 10_000);
+}
