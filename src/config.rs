@@ -1026,20 +1026,7 @@ fn parse_curve<const N: usize>(text: &str, what: &str) -> Result<[f64; N], Strin
 /// discount.
 fn read_promotions(reader: &mut Reader<'_>) -> Option<Vec<Promotion>> {
     let key = "traffic.promotions";
-    let tables = match reader
-        .config
-        .get::<Vec<std::collections::BTreeMap<String, String>>>(key)
-    {
-        Ok(tables) => tables,
-        Err(config::ConfigError::NotFound(_)) => return Some(Vec::new()),
-        Err(e) => {
-            reader.problem(
-                key,
-                &format!("expected [[traffic.promotions]] tables of text and numbers: {e}"),
-            );
-            return None;
-        }
-    };
+    let tables = tables_of(reader, key)?;
     let mut promotions = Vec::new();
     let mut ok = true;
     for (i, table) in tables.iter().enumerate() {
@@ -1115,24 +1102,33 @@ fn read_promotions(reader: &mut Reader<'_>) -> Option<Vec<Promotion>> {
     ok.then_some(promotions)
 }
 
+/// The array of tables `[[key]]`, each field as text (none if absent); `None`, with the problem
+/// recorded, if it is something else.
+fn tables_of(
+    reader: &mut Reader<'_>,
+    key: &str,
+) -> Option<Vec<std::collections::BTreeMap<String, String>>> {
+    match reader
+        .config
+        .get::<Vec<std::collections::BTreeMap<String, String>>>(key)
+    {
+        Ok(tables) => Some(tables),
+        Err(config::ConfigError::NotFound(_)) => Some(Vec::new()),
+        Err(e) => {
+            reader.problem(
+                key,
+                &format!("expected [[{key}]] tables of text and numbers: {e}"),
+            );
+            None
+        }
+    }
+}
+
 /// `[[shop.currencies]]`: other currencies, each with its rate against the shop's currency
 /// and its share of customers; codes distinct, shares adding up to less than 1.
 fn read_currencies(reader: &mut Reader<'_>, base: Option<&str>) -> Option<Vec<CurrencySettings>> {
     let key = "shop.currencies";
-    let tables = match reader
-        .config
-        .get::<Vec<std::collections::BTreeMap<String, String>>>(key)
-    {
-        Ok(tables) => tables,
-        Err(config::ConfigError::NotFound(_)) => return Some(Vec::new()),
-        Err(e) => {
-            reader.problem(
-                key,
-                &format!("expected [[shop.currencies]] tables of code, rate and share: {e}"),
-            );
-            return None;
-        }
-    };
+    let tables = tables_of(reader, key)?;
     let mut currencies: Vec<CurrencySettings> = Vec::new();
     let mut ok = true;
     for (i, table) in tables.iter().enumerate() {
