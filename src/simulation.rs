@@ -180,16 +180,15 @@ pub async fn run(
     instruments: Instruments,
 ) -> Summary {
     let start = clock.now();
-    let (store, mut saving) = match plan.saving {
+    let (store, saving, restored) = match plan.saving {
         Some(Saving {
             store,
             interval,
             identity,
             restored,
-        }) => (Some(store), Some((interval, identity, restored))),
-        None => (None, None),
+        }) => (Some(store), Some((interval, identity)), restored),
+        None => (None, None, None),
     };
-    let restored = saving.as_mut().and_then(|(_, _, restored)| restored.take());
     let saves = restored.as_ref().map_or(0, |r| r.saves);
     let Instruments {
         pipeline: pipeline_metrics,
@@ -304,7 +303,7 @@ pub async fn run(
         metrics.clone(),
         ticker_stop.clone(),
     ));
-    let saver = saving.as_ref().map(|(interval, identity, _)| {
+    let saver = saving.as_ref().map(|(interval, identity)| {
         tokio::spawn(save_periodically(
             SaveContext {
                 clock: clock.clone(),
@@ -336,7 +335,7 @@ pub async fn run(
         _ => clock.now(),
     };
     let _ = outbox.send(Message::Watermark(reached)).await;
-    if let Some((_, identity, _)) = saving {
+    if let Some((_, identity)) = saving {
         // The final save: every shopper has stopped.
         let context = SaveContext {
             clock: clock.clone(),

@@ -5,14 +5,16 @@
 // The subject here is the wall clock: reading it is the point.
 #![allow(clippy::disallowed_methods)]
 
-use std::process::{Command, Output};
+mod common;
+
+use std::process::Output;
 use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
 
 fn run(start: DateTime<Utc>, extra: &[&str]) -> (Output, std::time::Duration) {
     let began = Instant::now();
-    let output = Command::new(env!("CARGO_BIN_EXE_simulator"))
+    let output = common::simulator()
         .args(["--sink", "stdout", "--speed", "max", "--profile", "flat"])
         .args(["--rate", "36000/h", "--shoppers", "200", "--seed", "3"])
         .args(["--metrics-addr", "127.0.0.1:0", "--log-format", "json"])

@@ -9,8 +9,7 @@ use std::process::Command;
 #[test]
 fn injected_faults_are_delivered_at_their_fractions_and_recorded() {
     let dir = tempfile::tempdir().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_simulator"))
-        .env("SIMULATOR__METRICS__ADDR", "127.0.0.1:0")
+    let output = common::simulator()
         .env("SIMULATOR__FAULTS__DUPLICATE_FRACTION", "0.02")
         .env("SIMULATOR__FAULTS__LATE_FRACTION", "0.01")
         .env("SIMULATOR__FAULTS__LATE_DELAY", "2h")

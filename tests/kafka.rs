@@ -18,8 +18,7 @@ use common::{broker, create_topics, topic_env};
 
 /// Runs the binary for a simulated day into the broker.
 fn simulate_day(bootstrap: &str, prefix: &str, extra_env: &[(String, String)]) -> Output {
-    let output = Command::new(env!("CARGO_BIN_EXE_simulator"))
-        .env("SIMULATOR__METRICS__ADDR", "127.0.0.1:0")
+    let output = common::simulator()
         .args([
             "--sink",
             "kafka",
@@ -245,8 +244,7 @@ fn confluent_framing_registers_schemas_and_prefixes_their_ids() {
 #[test]
 fn an_unreachable_broker_ends_the_run_with_the_undelivered_count_and_exit_1() {
     // Nothing listens on port 1 of loopback.
-    let output = Command::new(env!("CARGO_BIN_EXE_simulator"))
-        .env("SIMULATOR__METRICS__ADDR", "127.0.0.1:0")
+    let output = common::simulator()
         .args([
             "--sink",
             "kafka",
@@ -289,8 +287,7 @@ fn sigterm_flushes_and_exits_0_with_everything_delivered() {
     let broker = broker();
     let prefix = format!("term{}-", std::process::id());
     create_topics(&broker.bootstrap, &prefix);
-    let child = Command::new(env!("CARGO_BIN_EXE_simulator"))
-        .env("SIMULATOR__METRICS__ADDR", "127.0.0.1:0")
+    let child = common::simulator()
         .args([
             "--sink",
             "kafka",

@@ -100,7 +100,7 @@ fn prometheus_scrapes_the_simulator_and_every_dashboard_query_returns_data() {
     let metrics_port = free_port();
     // Two simulated minutes per second, so that payments are captured (revenue) within the test.
     let _simulator = Running(
-        Command::new(env!("CARGO_BIN_EXE_simulator"))
+        common::simulator()
             .args([
                 "--sink",
                 "kafka",
@@ -264,7 +264,7 @@ fn alert_rules_pass_promtool_checks_and_unit_tests() {
 fn readiness_reports_an_unreachable_broker() {
     let port = free_port();
     let _simulator = Running(
-        Command::new(env!("CARGO_BIN_EXE_simulator"))
+        common::simulator()
             .args([
                 "--sink",
                 "kafka",

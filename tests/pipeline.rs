@@ -17,8 +17,7 @@ fn the_loader_and_models_reproduce_a_simulated_day() {
     create_topics(&broker.bootstrap, &prefix);
     let workdir = tempfile::tempdir().unwrap();
     let ledger = workdir.path().join("ledger");
-    let output = Command::new(env!("CARGO_BIN_EXE_simulator"))
-        .env("SIMULATOR__METRICS__ADDR", "127.0.0.1:0")
+    let output = common::simulator()
         .env("SIMULATOR__LEDGER__DIR", &ledger)
         .args(["--sink", "kafka", "--bootstrap-servers", &broker.bootstrap])
         .args(["--rate", "1000/h", "--shoppers", "500", "--seed", "11"])

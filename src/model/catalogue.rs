@@ -339,7 +339,7 @@ impl Catalogue {
                         mix(self.seed ^ 0x9E1C_E001, p.id as u64),
                         period as u64,
                     ));
-                    self.event(
+                    Self::event(
                         p,
                         "product_repriced",
                         at,
@@ -353,7 +353,6 @@ impl Catalogue {
     }
 
     fn event(
-        &self,
         p: &Product,
         event_type: &'static str,
         at: Timestamp,
@@ -412,7 +411,7 @@ impl Catalogue {
             .iter()
             .map(|p| {
                 let price = self.price(p, at);
-                self.event(
+                Self::event(
                     p,
                     "product_published",
                     at,
