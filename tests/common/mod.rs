@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
@@ -30,6 +30,22 @@ pub fn simulator() -> Command {
     }
     command.env("SIMULATOR__METRICS__ADDR", "127.0.0.1:0");
     command
+}
+
+/// Standard error of a finished command, as text.
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Fails the test, showing the command's standard error, unless it exited 0.
+#[track_caller]
+pub fn assert_success(output: &Output) {
+    assert!(
+        output.status.success(),
+        "exit {:?}, stderr:\n{}",
+        output.status.code(),
+        stderr(output)
+    );
 }
 
 pub fn start() -> Timestamp {
