@@ -7,6 +7,7 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::time::Duration;
 
@@ -14,13 +15,12 @@ use common::create_topics;
 use rdkafka::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use simulator::clock::Clock;
-use simulator::config::{Cli, Settings};
+use simulator::config::Settings;
 use simulator::encoding::Encoder;
-use simulator::model::{Event, Timestamp};
+use simulator::model::{Event, total};
 use simulator::simulation;
-use simulator::sinks::kafka::KafkaSink;
-use simulator::sinks::{MemorySink, Sink, total};
+use simulator::sinks::kafka::{KafkaSettings, KafkaSink};
+use simulator::sinks::{MemorySink, Sink};
 
 /// The binary's allocator, so the figures are the binary's.
 #[global_allocator]
@@ -30,41 +30,28 @@ const SEED: u64 = 5;
 const SPAN: Duration = Duration::from_secs(10 * 60);
 
 fn settings(bootstrap: &str, prefix: &str) -> Settings {
-    let cli = Cli {
-        rate: Some("1000/s".into()),
-        shoppers: Some("10000".into()),
-        sink: Some("kafka".into()),
-        bootstrap_servers: Some(bootstrap.into()),
-        ..Cli::default()
-    };
-    let env = ["products", "customers", "orders", "payments"].map(|t| {
-        (
-            format!("SIMULATOR__KAFKA__TOPICS__{}", t.to_uppercase()),
-            format!("{prefix}{t}"),
-        )
-    });
-    Settings::load(&cli, env).expect("valid settings")
+    let flags = [
+        ("sink.kind", "kafka".to_owned()),
+        ("kafka.bootstrap_servers", bootstrap.to_owned()),
+    ];
+    support::settings("1000/s", 10_000, &flags, common::topic_env(prefix))
+}
+
+fn kafka(settings: &Settings) -> KafkaSettings {
+    settings
+        .kafka
+        .resolve(&settings.schema_registry)
+        .expect("kafka settings")
 }
 
 fn run(settings: &Settings, sink: Box<dyn Sink>) -> u64 {
-    let start = Timestamp::from_datetime("2026-01-01T00:00:00Z".parse().expect("an instant"));
     let runtime = simulation::runtime().expect("a runtime");
-    let summary = runtime
-        .block_on(simulation::simulate(
-            settings,
-            SEED,
-            SPAN,
-            Clock::virtual_at(start),
-            sink,
-        ))
-        .expect("a catalogue");
-    assert!(summary.is_complete(), "{summary:?}");
-    total(&summary.delivered)
+    total(&support::run(&runtime, settings, SEED, SPAN, sink).delivered)
 }
 
 /// librdkafka alone: the same messages, pre-encoded, through a bare producer.
 fn bound(settings: &Settings, events: &[Event]) -> f64 {
-    let kafka = settings.kafka.as_ref().expect("kafka settings");
+    let kafka = kafka(settings);
     let encoder = Encoder::new().expect("schemas");
     let messages: Vec<(usize, String, Vec<u8>, i64, &'static str)> = events
         .iter()
@@ -72,9 +59,9 @@ fn bound(settings: &Settings, events: &[Event]) -> f64 {
             (
                 e.topic().index(),
                 e.key().to_string(),
-                encoder.encode(e).expect("encodable"),
+                encoder.encode(e),
                 e.event_time().as_millis(),
-                e.event_type(),
+                e.event_type().as_str(),
             )
         })
         .collect();
@@ -102,7 +89,7 @@ fn bound(settings: &Settings, events: &[Event]) -> f64 {
                 key: "content-type",
                 value: Some("avro/binary"),
             });
-        let mut record = BaseRecord::to(&kafka.topics[*topic])
+        let mut record = BaseRecord::to(&kafka.config.topics[*topic])
             .key(key)
             .payload(value)
             .timestamp(*timestamp)
@@ -147,7 +134,7 @@ fn main() {
         let sim_settings = settings(&bootstrap, &sim_prefix);
         let clock = tokio::time::Instant::now();
         let sink = KafkaSink::new(
-            sim_settings.kafka.as_ref().expect("kafka settings"),
+            &kafka(&sim_settings),
             simulator::metrics::DeliveryMetrics::unregistered(),
         )
         .expect("a Kafka sink");

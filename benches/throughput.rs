@@ -3,14 +3,15 @@
 //!
 //! `cargo bench --bench throughput`; criterion reports the throughput in events per second.
 
+mod support;
+
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use simulator::clock::Clock;
-use simulator::config::{Cli, Settings};
-use simulator::model::Timestamp;
-use simulator::simulation::{self, Summary};
-use simulator::sinks::{FileCodec, FileSink, NullSink, Sink, total};
+use simulator::config::Settings;
+use simulator::model::total;
+use simulator::simulation::Summary;
+use simulator::sinks::{FileCodec, FileSink, NullSink, Sink};
 
 /// The binary's allocator, so the figures are the binary's.
 #[global_allocator]
@@ -21,27 +22,11 @@ const SEED: u64 = 1;
 const SPAN: Duration = Duration::from_secs(15 * 60);
 
 fn settings() -> Settings {
-    let cli = Cli {
-        rate: Some("1000/s".into()),
-        shoppers: Some("10000".into()),
-        ..Cli::default()
-    };
-    Settings::load(&cli, std::iter::empty()).expect("valid settings")
+    support::settings("1000/s", 10_000, &[], std::iter::empty())
 }
 
 fn run(runtime: &tokio::runtime::Runtime, settings: &Settings, sink: Box<dyn Sink>) -> Summary {
-    let start = Timestamp::from_datetime("2026-01-01T00:00:00Z".parse().expect("an instant"));
-    let summary = runtime
-        .block_on(simulation::simulate(
-            settings,
-            SEED,
-            SPAN,
-            Clock::virtual_at(start),
-            sink,
-        ))
-        .expect("a catalogue");
-    assert!(summary.is_complete(), "{summary:?}");
-    summary
+    support::run(runtime, settings, SEED, SPAN, sink)
 }
 
 fn throughput(c: &mut Criterion) {

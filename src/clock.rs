@@ -43,6 +43,34 @@ pub enum Speed {
     Max,
 }
 
+impl std::fmt::Display for Speed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Speed::Max => f.write_str("max"),
+            Speed::Factor(factor) => write!(f, "{factor}"),
+        }
+    }
+}
+
+impl std::str::FromStr for Speed {
+    type Err = String;
+
+    /// `max`, or a factor greater than 0 and at most 10⁹ (a trailing `x` is allowed).
+    fn from_str(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if text == "max" {
+            return Ok(Speed::Max);
+        }
+        match text.trim_end_matches('x').parse::<f64>() {
+            Ok(f) if f.is_finite() && f > 0.0 && f <= 1e9 => Ok(Speed::Factor(f)),
+            _ => Err(format!(
+                "`{text}` is not a speed: expected `max` or a factor greater than 0 (1 is real \
+                 time, 60 is a simulated minute per second)"
+            )),
+        }
+    }
+}
+
 /// A handle on the simulation's clock; cheap to clone.
 #[derive(Clone, Debug)]
 pub enum Clock {

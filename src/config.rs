@@ -2,9 +2,17 @@
 //!
 //! Layers, last wins: the shipped `config/default.toml` (compiled in), the file given with
 //! `--config`, environment variables `SIMULATOR__<SECTION>__<KEY>`, then command-line flags.
-//! Every value is read as text and parsed here, so that each problem is reported with the
-//! setting's name, its flag, what was given and what is allowed; all problems are collected and
-//! reported together before anything runs.
+//! The `config` crate layers them; each setting is then parsed once, by the parser its
+//! component declared with [`crate::section!`], so that every problem is reported with the
+//! setting's name, its flag, what was given, what is allowed and where the value came from;
+//! all problems are collected and reported together before anything runs.
+//!
+//! The sections, and who declares them: `simulation` and `log` here; `traffic`, `catalogue`
+//! and `shop` in [`crate::shoppers`]; `sink` in [`crate::sinks`]; `file` in the file sink;
+//! `kafka` and `schema_registry` in [`crate::sinks::kafka`]; `ledger`, `state`, `faults` and
+//! `metrics` in [`crate::ledger`], [`crate::state`], [`crate::faults`] and
+//! [`crate::endpoints`]. The command line, the printed configuration, the run's identity and
+//! the README's settings table all come from those declarations.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -12,172 +20,28 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Arg, ArgAction, Command};
 use config::{Config, Environment, File, FileFormat, Map, Value, ValueKind};
 
 use crate::clock::Speed;
+use crate::endpoints::MetricsSettings;
 use crate::faults::FaultSettings;
-use crate::model::Topic;
-use crate::model::{DAYS, HOURS, MAX_MINOR_UNITS, Money, Promotion, Timestamp, TrafficProfile};
-use crate::sinks::FileCodec;
-use crate::sinks::kafka::{EventHubsConnection, Framing, KafkaSettings, KafkaTarget, Secret};
+use crate::ledger::LedgerSettings;
+use crate::model::Timestamp;
+use crate::settings::{
+    self, Declaration, Origin, Origins, Printer, Problem, Reader, Section, Text, boolean, duration,
+    one_of, optional, parsed, quoted,
+};
+use crate::shoppers::{CatalogueSettings, ShopSettings, TrafficSettings};
+use crate::sinks::kafka::{KafkaConfig, SchemaRegistryConfig};
+use crate::sinks::{FileSettings, SinkKind, SinkSettings};
+use crate::state::{Identity, StateSettings};
 
 /// The shipped defaults.
 pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
-/// Prefix of the environment variables read.
-pub const ENV_PREFIX: &str = "SIMULATOR";
+pub use crate::settings::ENV_PREFIX;
 /// Most shoppers one process simulates.
 pub const MAX_SHOPPERS: u64 = 10_000_000;
-/// Most products in the catalogue.
-pub const MAX_PRODUCTS: u64 = 1_000_000;
-
-/// Simulates shoppers of a retail shop and publishes their events as Avro.
-#[derive(Debug, Default, Parser)]
-#[command(name = "simulator", version, about, long_about = None)]
-pub struct Cli {
-    /// A TOML file of settings, layered over the shipped defaults.
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// Orders per unit of time: N/s, N/m, N/h or N/d.
-    #[arg(long, value_name = "N/UNIT", allow_hyphen_values = true)]
-    pub rate: Option<String>,
-    /// Number of simulated shoppers.
-    #[arg(long, value_name = "N", allow_hyphen_values = true)]
-    pub shoppers: Option<String>,
-    /// Seed of every random choice (default: a fresh one, logged at start).
-    #[arg(long, value_name = "N", allow_hyphen_values = true)]
-    pub seed: Option<String>,
-    /// Stop after this much simulated time, like 90s, 15m or 24h (default: never).
-    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
-    pub duration: Option<String>,
-    /// Simulated start instant, RFC 3339 (default: now).
-    #[arg(long, value_name = "RFC3339")]
-    pub start: Option<String>,
-    /// Simulated seconds per real second, or `max`.
-    #[arg(long, value_name = "FACTOR|max", allow_hyphen_values = true)]
-    pub speed: Option<String>,
-    /// This replica's part of the population: I/N for replica I (from 0) of N.
-    #[arg(long, value_name = "I/N")]
-    pub shard: Option<String>,
-    /// Traffic over time: realistic (daily and weekly curves, promotions) or flat.
-    #[arg(long, value_name = "PROFILE")]
-    pub profile: Option<String>,
-    /// Where events go: file, stdout or null.
-    #[arg(long, value_name = "KIND")]
-    pub sink: Option<String>,
-    /// Root directory of the file sink.
-    #[arg(long, value_name = "DIR")]
-    pub output_dir: Option<String>,
-    /// Where the ground-truth ledger goes (default: <output-dir>/_ledger).
-    #[arg(long, value_name = "DIR")]
-    pub ledger_dir: Option<String>,
-    /// Save the run's state here periodically and at shutdown, and resume from it at start.
-    #[arg(long, value_name = "DIR")]
-    pub state_dir: Option<String>,
-    /// Kafka bootstrap servers, host:port[,host:port...] (for --sink kafka).
-    #[arg(long, value_name = "HOST:PORT")]
-    pub bootstrap_servers: Option<String>,
-    /// Address of the /metrics, /healthz and /readyz endpoints (port 0: any free port).
-    #[arg(long, value_name = "HOST:PORT")]
-    pub metrics_addr: Option<String>,
-    /// Log format: text or json.
-    #[arg(long, value_name = "FORMAT")]
-    pub log_format: Option<String>,
-    /// With --speed max and a --start in the past: stop on reaching the present instead of
-    /// continuing in real time.
-    #[arg(long)]
-    pub stop_at_present: bool,
-    /// Print the effective configuration and exit.
-    #[arg(long)]
-    pub print_config: bool,
-}
-
-impl Cli {
-    /// The settings the flags override, as `(key, flag, value)`.
-    fn overrides(&self) -> Vec<(&'static str, String)> {
-        [
-            ("simulation.rate", &self.rate),
-            ("simulation.shoppers", &self.shoppers),
-            ("simulation.seed", &self.seed),
-            ("simulation.duration", &self.duration),
-            ("simulation.start", &self.start),
-            ("simulation.speed", &self.speed),
-            ("traffic.profile", &self.profile),
-            ("simulation.shard", &self.shard),
-            ("sink.kind", &self.sink),
-            ("file.output_dir", &self.output_dir),
-            ("ledger.dir", &self.ledger_dir),
-            ("state.dir", &self.state_dir),
-            ("kafka.bootstrap_servers", &self.bootstrap_servers),
-            ("metrics.addr", &self.metrics_addr),
-            ("log.format", &self.log_format),
-        ]
-        .into_iter()
-        .filter_map(|(key, value)| value.clone().map(|v| (key, v)))
-        .chain(
-            self.stop_at_present
-                .then(|| ("simulation.stop_at_present", "true".to_owned())),
-        )
-        .collect()
-    }
-}
-
-/// Every setting: its key and, where it has one, its flag.
-const SETTINGS: &[(&str, Option<&str>)] = &[
-    ("simulation.rate", Some("--rate")),
-    ("simulation.shoppers", Some("--shoppers")),
-    ("simulation.seed", Some("--seed")),
-    ("simulation.duration", Some("--duration")),
-    ("simulation.start", Some("--start")),
-    ("simulation.speed", Some("--speed")),
-    ("traffic.profile", Some("--profile")),
-    ("simulation.shard", Some("--shard")),
-    ("simulation.stop_at_present", Some("--stop-at-present")),
-    ("traffic.time_zone", None),
-    ("traffic.hourly", None),
-    ("traffic.weekly", None),
-    ("traffic.activity_shape", None),
-    ("traffic.customer_lifetime", None),
-    ("traffic.promotions", None),
-    ("sink.kind", Some("--sink")),
-    ("file.output_dir", Some("--output-dir")),
-    ("file.codec", None),
-    ("ledger.dir", Some("--ledger-dir")),
-    ("state.dir", Some("--state-dir")),
-    ("state.interval", None),
-    ("faults.duplicate_fraction", None),
-    ("faults.late_fraction", None),
-    ("faults.late_delay", None),
-    ("faults.out_of_order_fraction", None),
-    ("catalogue.products", None),
-    ("catalogue.popularity_exponent", None),
-    ("catalogue.reprice_probability", None),
-    ("shop.currency", None),
-    ("shop.tax_rate", None),
-    ("shop.shipping_fee", None),
-    ("shop.free_shipping_threshold", None),
-    ("shop.discount_probability", None),
-    ("shop.currencies", None),
-    ("kafka.bootstrap_servers", Some("--bootstrap-servers")),
-    ("kafka.connection_string", None),
-    ("kafka.connection_string_file", None),
-    ("kafka.framing", None),
-    ("kafka.idempotence", None),
-    ("kafka.delivery_timeout", None),
-    ("kafka.flush_timeout", None),
-    ("kafka.topics.products", None),
-    ("kafka.topics.customers", None),
-    ("kafka.topics.orders", None),
-    ("kafka.topics.payments", None),
-    ("kafka.properties", None),
-    ("schema_registry.url", None),
-    ("metrics.addr", Some("--metrics-addr")),
-    ("log.format", Some("--log-format")),
-    ("log.level", None),
-];
-
-/// Settings whose value is a free-form table.
-const FREE_FORM: &[&str] = &["kafka.properties"];
 
 /// A rate of orders.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -247,131 +111,203 @@ impl FromStr for Rate {
     }
 }
 
-/// Which sink events go to.
+/// This replica's part of the population: replica `index` (from 0) of `count`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SinkKind {
-    File,
-    Stdout,
-    Null,
-    Kafka,
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
 }
 
-impl SinkKind {
-    fn as_str(self) -> &'static str {
-        match self {
-            SinkKind::File => "file",
-            SinkKind::Stdout => "stdout",
-            SinkKind::Null => "null",
-            SinkKind::Kafka => "kafka",
-        }
-    }
+impl Shard {
+    /// A process alone: replica 0 of 1.
+    pub const ALONE: Self = Self { index: 0, count: 1 };
 }
 
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
-/// The shop's commercial settings.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ShopSettings {
-    pub currency: String,
-    pub tax_rate: f64,
-    pub shipping_fee: Money,
-    pub free_shipping_threshold: Money,
-    pub discount_probability: f64,
-    /// Currencies other than `currency` that some customers pay in.
-    pub currencies: Vec<CurrencySettings>,
-}
-
-/// A currency some customers pay in, besides the shop's own.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CurrencySettings {
-    /// ISO 4217 code.
-    pub code: String,
-    /// Units of this currency per unit of the shop's currency.
-    pub rate: f64,
-    /// Share of customers who pay in it.
-    pub share: f64,
-}
-
-/// How traffic varies: over time, and between shoppers.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TrafficSettings {
-    /// `realistic` or `flat`.
-    pub profile_name: String,
-    pub profile: TrafficProfile,
-    /// Gamma shape of shoppers' activities; `None`: all equal.
-    pub activity_shape: Option<f64>,
-    /// Mean time a customer keeps coming back; `None`: forever.
-    pub customer_lifetime: Option<Duration>,
-}
-
-/// Validated settings.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Settings {
-    pub rate: Rate,
-    /// This replica's part: (index from 0, count). (0, 1) when alone.
-    pub shard: (u32, u32),
-    /// With `--speed max` from the past: stop at the present rather than go on in real time.
-    pub stop_at_present: bool,
-    pub traffic: TrafficSettings,
-    pub shoppers: u32,
-    pub seed: Option<u64>,
-    pub duration: Option<Duration>,
-    pub start: Option<Timestamp>,
-    pub speed: Speed,
-    pub sink: SinkKind,
-    pub output_dir: PathBuf,
-    pub codec: FileCodec,
-    /// Where the ground-truth ledger is written.
-    pub ledger_dir: PathBuf,
-    /// Where the run's state is saved and resumed from; `None`: not saved.
-    pub state_dir: Option<PathBuf>,
-    /// Real time between two saves of the state.
-    pub state_interval: Duration,
-    /// Faults injected into the published stream.
-    pub faults: FaultSettings,
-    pub products: usize,
-    pub popularity_exponent: f64,
-    /// Probability that a product is off its list price for a week.
-    pub reprice_probability: f64,
-    pub shop: ShopSettings,
-    /// Present when the sink is `kafka`.
-    pub kafka: Option<KafkaSettings>,
-    /// Where the HTTP endpoints listen.
-    pub metrics_addr: std::net::SocketAddr,
-    pub log_format: LogFormat,
-    pub log_level: String,
-}
-
-/// One problem with one setting.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// The setting's key, like `simulation.rate`, or the file at fault.
-    pub setting: String,
-    pub message: String,
-}
-
-impl fmt::Display for Problem {
+impl fmt::Display for Shard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let flag = SETTINGS
-            .iter()
-            .find(|(key, _)| *key == self.setting)
-            .and_then(|(_, flag)| *flag);
-        match flag {
-            Some(flag) => write!(f, "{} ({flag}): {}", self.setting, self.message),
-            None => write!(f, "{}: {}", self.setting, self.message),
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+impl FromStr for Shard {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let expected = "expected I/N: replica I (from 0) of N replicas, like 0/3";
+        let (i, n) = s
+            .trim()
+            .split_once('/')
+            .ok_or(format!("`{s}` is not a shard: {expected}"))?;
+        match (i.trim().parse::<u32>(), n.trim().parse::<u32>()) {
+            (Ok(index), Ok(count)) if count >= 1 && index < count && count <= 1024 => {
+                Ok(Shard { index, count })
+            }
+            _ => Err(format!(
+                "`{s}` is not a shard: {expected}, with I below N and N at most 1024"
+            )),
         }
     }
+}
+
+/// An RFC 3339 instant.
+fn instant() -> Text<Timestamp> {
+    Text::new(
+        "RFC3339",
+        "an RFC 3339 instant like 2026-01-01T00:00:00Z",
+        |s| {
+            chrono::DateTime::parse_from_rfc3339(s.trim())
+                .map(|t| Timestamp::from_datetime(t.to_utc()))
+                .map_err(|e| {
+                    format!("`{s}` is not an RFC 3339 instant like 2026-01-01T00:00:00Z ({e})")
+                })
+        },
+        |t| quoted(&t.to_string()),
+    )
+}
+
+fn seed() -> Text<u64> {
+    Text::new(
+        "N",
+        format!("a whole number from 0 to {}", u64::MAX),
+        |s| {
+            s.trim().parse::<u64>().map_err(|_| {
+                format!(
+                    "`{s}` is not a seed: expected a whole number from 0 to {}",
+                    u64::MAX
+                )
+            })
+        },
+        u64::to_string,
+    )
+}
+
+crate::section! {
+    /// What to simulate, from when, for how long and how fast.
+    pub struct SimulationSettings in "simulation" {
+        /// Orders per unit of time: N/s, N/m, N/h or N/d.
+        pub rate: Rate = parsed("N/UNIT", "N/s, N/m, N/h or N/d, N greater than 0"),
+            flag = "--rate", identity = true;
+        /// Number of simulated shoppers; the rate is shared among them.
+        pub shoppers: u32 = settings::count(1, MAX_SHOPPERS).map(|n| n as u32, |n| u64::from(*n)),
+            flag = "--shoppers", identity = true;
+        /// This replica's part of the population: I/N for replica I (from 0) of N; it
+        /// simulates every N-th shopper at rate/N, and needs --seed.
+        pub shard: Shard = parsed("I/N", "I/N with I below N and N at most 1024"),
+            flag = "--shard", identity = true;
+        /// Seed of every random choice (default: a fresh one, logged at start).
+        pub seed: Option<u64> = optional(seed()), flag = "--seed";
+        /// Stop after this much simulated time, like 90s, 15m or 24h (default: never).
+        pub duration: Option<Duration> = optional(duration(Duration::ZERO)), flag = "--duration";
+        /// Simulated start instant, RFC 3339 (default: now).
+        pub start: Option<Timestamp> = optional(instant()), flag = "--start";
+        /// Simulated seconds per real second, or `max`.
+        pub speed: Speed = parsed("FACTOR|max", "`max` or a factor greater than 0"),
+            flag = "--speed";
+        /// With --speed max and a --start in the past: stop on reaching the present instead
+        /// of continuing in real time.
+        pub stop_at_present: bool = boolean(), flag = "--stop-at-present";
+    }
+}
+
+crate::named! {
+    /// Log output format.
+    pub enum LogFormat {
+        Text = "text",
+        Json = "json",
+    }
+}
+
+fn log_filter() -> Text<String> {
+    Text::new(
+        "FILTER",
+        "a tracing filter like info or simulator=debug",
+        |s| {
+            tracing_subscriber::EnvFilter::try_new(s)
+                .map(|_| s.to_owned())
+                .map_err(|e| format!("`{s}` is not a log filter: {e}"))
+        },
+        |s| quoted(s),
+    )
+}
+
+crate::section! {
+    /// Logs, on standard error.
+    pub struct LogSettings in "log" {
+        /// Log format: text or json.
+        pub format: LogFormat = one_of("FORMAT", "a log format", LogFormat::names()), flag = "--log-format";
+        /// A tracing filter, like info or simulator=debug; RUST_LOG overrides it.
+        pub level: String = log_filter();
+    }
+}
+
+/// Declares the settings: each section, in the order they are read and printed.
+macro_rules! settings {
+    ($($field:ident: $section:ty),* $(,)?) => {
+        /// Validated settings: one section per component.
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct Settings {
+            $(pub $field: $section,)*
+        }
+
+        impl Settings {
+            /// Every setting, section by section.
+            pub fn declarations() -> Vec<Declaration> {
+                [$(<$section as Section>::declarations()),*].concat()
+            }
+
+            fn read(reader: &mut Reader<'_>) -> Option<Self> {
+                $(let $field = <$section as Section>::read(reader);)*
+                Some(Self { $($field: $field?,)* })
+            }
+
+            /// The effective configuration as TOML, in the layout of `config/default.toml`.
+            /// Secrets are never printed.
+            pub fn to_toml(&self) -> String {
+                let mut printer = Printer::default();
+                $(self.$field.print(&mut printer);)*
+                printer.finish()
+            }
+
+            fn identity_settings(&self) -> Vec<(String, String)> {
+                [$(self.$field.identity()),*].concat()
+            }
+        }
+    };
+}
+
+settings! {
+    simulation: SimulationSettings,
+    traffic: TrafficSettings,
+    sink: SinkSettings,
+    file: FileSettings,
+    ledger: LedgerSettings,
+    state: StateSettings,
+    faults: FaultSettings,
+    kafka: KafkaConfig,
+    schema_registry: SchemaRegistryConfig,
+    catalogue: CatalogueSettings,
+    shop: ShopSettings,
+    metrics: MetricsSettings,
+    log: LogSettings,
 }
 
 /// Everything wrong with a configuration.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct ConfigError {
     pub problems: Vec<Problem>,
+}
+
+impl ConfigError {
+    fn one(setting: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            problems: vec![Problem {
+                setting: setting.into(),
+                flag: None,
+                message: message.into(),
+                origin: None,
+            }],
+        }
+    }
 }
 
 impl fmt::Display for ConfigError {
@@ -389,8 +325,103 @@ impl fmt::Display for ConfigError {
     }
 }
 
-/// Collects the keys of a nested table as dotted paths.
-fn collect_keys(prefix: &str, table: &Map<String, Value>, out: &mut Vec<String>) {
+/// The command line: a configuration file, the settings given as flags (by key, as typed),
+/// and whether to print the configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cli {
+    pub config: Option<PathBuf>,
+    pub print_config: bool,
+    /// `(key, value)` of each setting given as a flag.
+    pub flags: Vec<(&'static str, String)>,
+}
+
+impl Cli {
+    /// The command line's grammar, from the declarations.
+    pub fn command() -> Command {
+        let mut command = Command::new("simulator")
+            .version(env!("CARGO_PKG_VERSION"))
+            .about(env!("CARGO_PKG_DESCRIPTION"))
+            .arg(
+                Arg::new("config")
+                    .long("config")
+                    .value_name("FILE")
+                    .value_parser(clap::value_parser!(PathBuf))
+                    .help("A TOML file of settings, layered over the shipped defaults."),
+            );
+        for declaration in Settings::declarations() {
+            let Some(flag) = declaration.flag else {
+                continue;
+            };
+            let long_help = format!(
+                "{}\n\nAllowed: {}.\nSetting: {} (environment: {}).",
+                declaration.help,
+                declaration.allowed,
+                declaration.key,
+                declaration.env_var()
+            );
+            let arg = Arg::new(declaration.key)
+                .long(flag.trim_start_matches("--"))
+                .help(declaration.help.clone())
+                .long_help(long_help);
+            command = command.arg(if declaration.switch {
+                arg.action(ArgAction::SetTrue)
+            } else {
+                arg.value_name(declaration.value_name)
+                    .allow_hyphen_values(true)
+            });
+        }
+        command.arg(
+            Arg::new("print-config")
+                .long("print-config")
+                .action(ArgAction::SetTrue)
+                .help("Print the effective configuration and exit."),
+        )
+    }
+
+    /// Parses `args` (the first is the program's name).
+    pub fn try_parse_from<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let matches = Self::command().try_get_matches_from(args)?;
+        let mut flags = Vec::new();
+        for declaration in Settings::declarations() {
+            if declaration.flag.is_none() {
+                continue;
+            }
+            if declaration.switch {
+                if matches.get_flag(declaration.key) {
+                    flags.push((declaration.key, "true".to_owned()));
+                }
+            } else if let Some(value) = matches.get_one::<String>(declaration.key) {
+                flags.push((declaration.key, value.clone()));
+            }
+        }
+        Ok(Self {
+            config: matches.get_one::<PathBuf>("config").cloned(),
+            print_config: matches.get_flag("print-config"),
+            flags,
+        })
+    }
+
+    /// The process's own command line.
+    pub fn try_parse() -> Result<Self, clap::Error> {
+        Self::try_parse_from(std::env::args_os())
+    }
+
+    /// The same command line with `key` set as by its flag, for runs embedded in tests and
+    /// benchmarks.
+    pub fn with(mut self, key: &'static str, value: impl Into<String>) -> Self {
+        self.flags.push((key, value.into()));
+        self
+    }
+}
+
+/// Collects the keys of a nested table as dotted paths, not entering the tables that are one
+/// setting's value.
+fn collect_keys(prefix: &str, table: &Map<String, Value>, tables: &BTreeSet<&str>) -> Vec<String> {
+    let mut out = Vec::new();
     for (key, value) in table {
         let path = if prefix.is_empty() {
             key.clone()
@@ -398,12 +429,25 @@ fn collect_keys(prefix: &str, table: &Map<String, Value>, out: &mut Vec<String>)
             format!("{prefix}.{key}")
         };
         match &value.kind {
-            ValueKind::Table(inner) if !FREE_FORM.contains(&path.as_str()) => {
-                collect_keys(&path, inner, out)
+            ValueKind::Table(inner) if !tables.contains(path.as_str()) => {
+                out.extend(collect_keys(&path, inner, tables))
             }
             _ => out.push(path),
         }
     }
+    out
+}
+
+/// The keys a configuration source sets.
+fn keys_of(
+    source: impl config::Source + Send + Sync + 'static,
+    tables: &BTreeSet<&str>,
+) -> Result<Vec<String>, config::ConfigError> {
+    let table: Map<String, Value> = Config::builder()
+        .add_source(source)
+        .build()?
+        .try_deserialize()?;
+    Ok(collect_keys("", &table, tables))
 }
 
 impl Settings {
@@ -413,955 +457,191 @@ impl Settings {
         cli: &Cli,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let problem = |setting: &str, message: String| ConfigError {
-            problems: vec![Problem {
-                setting: setting.to_owned(),
-                message,
-            }],
+        let declarations = Self::declarations();
+        let tables: BTreeSet<&str> = declarations
+            .iter()
+            .filter(|d| d.table)
+            .map(|d| d.key)
+            .collect();
+        let mut origins = Origins::default();
+        let mut record = |keys: Vec<String>, origin: &dyn Fn(&str) -> Origin| {
+            for key in keys {
+                let from = origin(&key);
+                origins.set(key, from);
+            }
         };
-        let mut builder =
-            Config::builder().add_source(File::from_str(DEFAULT_CONFIG, FileFormat::Toml));
+
+        let defaults = File::from_str(DEFAULT_CONFIG, FileFormat::Toml);
+        let mut builder = Config::builder().add_source(defaults.clone());
+        let keys = keys_of(defaults, &tables)
+            .map_err(|e| ConfigError::one("config/default.toml", e.to_string()))?;
+        record(keys, &|_| Origin::Default);
+
         if let Some(path) = &cli.config {
+            let name = path.display().to_string();
             let text = std::fs::read_to_string(path).map_err(|e| {
-                problem(
-                    &path.display().to_string(),
-                    format!("cannot read the configuration file: {e}"),
-                )
+                ConfigError::one(&name, format!("cannot read the configuration file: {e}"))
             })?;
-            builder = builder.add_source(File::from_str(&text, FileFormat::Toml));
+            let file = File::from_str(&text, FileFormat::Toml);
+            let keys = keys_of(file.clone(), &tables)
+                .map_err(|e| ConfigError::one(&name, e.to_string()))?;
+            record(keys, &|_| Origin::File(path.clone()));
+            builder = builder.add_source(file);
         }
+
         let env: Map<String, String> = env
             .into_iter()
             .filter(|(name, _)| name.starts_with(&format!("{ENV_PREFIX}__")))
             .collect();
-        builder = builder.add_source(
-            Environment::with_prefix(ENV_PREFIX)
-                .prefix_separator("__")
-                .separator("__")
-                .source(Some(env)),
-        );
-        for (key, value) in cli.overrides() {
+        let environment = Environment::with_prefix(ENV_PREFIX)
+            .prefix_separator("__")
+            .separator("__")
+            .source(Some(env));
+        let keys = keys_of(environment.clone(), &tables)
+            .map_err(|e| ConfigError::one("environment", e.to_string()))?;
+        record(keys, &|key| Origin::Env(settings::env_var(key)));
+        builder = builder.add_source(environment);
+
+        for (key, value) in &cli.flags {
             builder = builder
-                .set_override(key, value.as_str())
-                .map_err(|e| problem(key, e.to_string()))?;
+                .set_override(*key, value.as_str())
+                .map_err(|e| ConfigError::one(*key, e.to_string()))?;
+            let flag = declarations
+                .iter()
+                .find(|d| d.key == *key)
+                .and_then(|d| d.flag)
+                .unwrap_or(key);
+            origins.set((*key).to_owned(), Origin::Flag(flag.to_owned()));
         }
         let merged = builder.build().map_err(|e| {
             let setting = cli
                 .config
                 .as_ref()
                 .map_or_else(|| "configuration".to_owned(), |p| p.display().to_string());
-            problem(&setting, e.to_string())
+            ConfigError::one(setting, e.to_string())
         })?;
-        Self::from_config(&merged)
+        Self::from_config(&merged, &origins, &declarations, &tables)
     }
 
-    fn from_config(merged: &Config) -> Result<Self, ConfigError> {
-        let mut problems = Vec::new();
-        let table: Map<String, Value> =
-            merged.clone().try_deserialize().map_err(|e| ConfigError {
-                problems: vec![Problem {
-                    setting: "configuration".into(),
-                    message: e.to_string(),
-                }],
-            })?;
-        let mut keys = Vec::new();
-        collect_keys("", &table, &mut keys);
-        let known: BTreeSet<&str> = SETTINGS.iter().map(|(k, _)| *k).collect();
-        for key in keys.iter().filter(|k| !known.contains(k.as_str())) {
-            problems.push(Problem {
-                setting: key.clone(),
-                message: "unknown setting".into(),
-            });
-        }
-
-        let mut reader = Reader {
-            config: merged,
-            problems: &mut problems,
-        };
-        let rate = reader.parse("simulation.rate", |s| s.parse::<Rate>());
-        let shoppers = reader.parse("simulation.shoppers", |s| {
-            parse_count(s, 1, MAX_SHOPPERS).map(|n| n as u32)
-        });
-        let seed = reader.parse_optional("simulation.seed", |s| {
-            s.trim().parse::<u64>().map_err(|_| {
-                format!(
-                    "`{s}` is not a seed: expected a whole number from 0 to {}",
-                    u64::MAX
-                )
-            })
-        });
-        let duration = reader.parse_optional("simulation.duration", parse_duration);
-        let start = reader.parse_optional("simulation.start", |s| {
-            chrono::DateTime::parse_from_rfc3339(s.trim())
-                .map(|t| Timestamp::from_datetime(t.to_utc()))
-                .map_err(|e| {
-                    format!("`{s}` is not an RFC 3339 instant like 2026-01-01T00:00:00Z ({e})")
-                })
-        });
-        let speed = reader.parse("simulation.speed", parse_speed);
-        let stop_at_present = reader.parse("simulation.stop_at_present", |s| match s.trim() {
-            "true" => Ok(true),
-            "false" => Ok(false),
-            _ => Err(format!("`{s}` is not true or false")),
-        });
-        let shard = reader.parse("simulation.shard", |s| {
-            let expected = "expected I/N: replica I (from 0) of N replicas, like 0/3";
-            let (i, n) = s
-                .trim()
-                .split_once('/')
-                .ok_or(format!("`{s}` is not a shard: {expected}"))?;
-            match (i.trim().parse::<u32>(), n.trim().parse::<u32>()) {
-                (Ok(i), Ok(n)) if n >= 1 && i < n && n <= 1024 => Ok((i, n)),
-                _ => Err(format!(
-                    "`{s}` is not a shard: {expected}, with I below N and N at most 1024"
-                )),
+    fn from_config(
+        merged: &Config,
+        origins: &Origins,
+        declarations: &[Declaration],
+        tables: &BTreeSet<&str>,
+    ) -> Result<Self, ConfigError> {
+        let table: Map<String, Value> = merged
+            .clone()
+            .try_deserialize()
+            .map_err(|e| ConfigError::one("configuration", e.to_string()))?;
+        let mut reader = Reader::new(merged, origins, declarations);
+        let known: BTreeSet<&str> = declarations.iter().map(|d| d.key).collect();
+        for key in collect_keys("", &table, tables) {
+            if !known.contains(key.as_str()) {
+                reader.problem(&key, "unknown setting");
             }
-        });
-        if let (Some((_, n)), Some(None)) = (&shard, &seed)
-            && *n > 1
-        {
+        }
+        if let Some(settings) = Self::read(&mut reader) {
+            settings.check(&mut reader);
+            let problems = reader.into_problems();
+            if problems.is_empty() {
+                return Ok(settings);
+            }
+            return Err(ConfigError { problems });
+        }
+        Err(ConfigError {
+            problems: reader.into_problems(),
+        })
+    }
+
+    /// Checks between settings, each by the component it concerns.
+    fn check(&self, reader: &mut Reader<'_>) {
+        if self.simulation.shard.count > 1 && self.simulation.seed.is_none() {
             reader.problem(
                 "simulation.shard",
                 "replicas must share a seed (--seed): it draws the catalogue they all sell",
             );
         }
-        let traffic = read_traffic(&mut reader);
-        let sink = reader.parse("sink.kind", |s| match s.trim() {
-            "file" => Ok(SinkKind::File),
-            "stdout" => Ok(SinkKind::Stdout),
-            "null" => Ok(SinkKind::Null),
-            "kafka" => Ok(SinkKind::Kafka),
-            _ => Err(format!(
-                "`{s}` is not a sink: expected one of file, kafka, stdout, null"
-            )),
-        });
-        let output_dir = reader.parse("file.output_dir", |s| {
-            if s.trim().is_empty() {
-                Err("the output directory must not be empty".to_owned())
-            } else {
-                Ok(PathBuf::from(s))
+        if let Err(message) = self.traffic.profile() {
+            reader.problem("traffic", message);
+        }
+        for (key, message) in self.shop.check() {
+            reader.problem(&key, message);
+        }
+        if self.sink.kind == SinkKind::Kafka
+            && let Err(problems) = self.kafka.resolve(&self.schema_registry)
+        {
+            for (key, message) in problems {
+                reader.problem(key, message);
             }
-        });
-        let ledger_dir = reader.parse_optional("ledger.dir", |s| {
-            if s.trim().is_empty() {
-                Err("the ledger directory must not be empty".to_owned())
-            } else {
-                Ok(PathBuf::from(s))
-            }
-        });
-        let duplicate_fraction =
-            reader.parse("faults.duplicate_fraction", |s| parse_fraction(s, 0.0, 0.5));
-        let late_fraction = reader.parse("faults.late_fraction", |s| parse_fraction(s, 0.0, 0.5));
-        let late_delay = reader.parse("faults.late_delay", parse_duration);
-        let state_dir = reader.parse_optional("state.dir", |s| {
-            if s.trim().is_empty() {
-                Err("an empty path".to_owned())
-            } else {
-                Ok(PathBuf::from(s))
-            }
-        });
-        let state_interval = reader.parse("state.interval", |s| {
-            parse_duration(s).and_then(|d| {
-                if d >= Duration::from_secs(1) {
-                    Ok(d)
-                } else {
-                    Err(format!("`{s}` is too short: at least 1s"))
-                }
-            })
-        });
-        let reprice_probability = reader.parse("catalogue.reprice_probability", |s| {
-            parse_fraction(s, 0.0, 1.0)
-        });
-        let out_of_order_fraction = reader.parse("faults.out_of_order_fraction", |s| {
-            parse_fraction(s, 0.0, 0.5)
-        });
-        let codec = reader.parse("file.codec", |s| {
-            s.trim()
-                .parse::<FileCodec>()
-                .map_err(|()| format!("`{s}` is not a codec: expected one of {}", FileCodec::NAMES))
-        });
-        let products = reader.parse("catalogue.products", |s| {
-            parse_count(s, 1, MAX_PRODUCTS).map(|n| n as usize)
-        });
-        let popularity_exponent = reader.parse("catalogue.popularity_exponent", |s| {
-            parse_fraction(s, 0.0, 10.0)
-        });
-        let currency = reader.parse("shop.currency", |s| {
-            if s.len() == 3 && s.bytes().all(|b| b.is_ascii_uppercase()) {
-                Ok(s.to_owned())
-            } else {
-                Err(format!(
-                    "`{s}` is not an ISO 4217 currency code like USD or EUR"
-                ))
-            }
-        });
-        let tax_rate = reader.parse("shop.tax_rate", |s| parse_fraction(s, 0.0, 1.0));
-        let money = |s: &str| {
-            let m: Money = s
-                .trim()
-                .parse()
-                .map_err(|e: crate::model::ParseMoneyError| e.to_string())?;
-            if m.cents() < 0 || m.cents() > MAX_MINOR_UNITS / 1000 {
-                Err(format!(
-                    "`{s}` must be between 0 and {}",
-                    Money::from_cents(MAX_MINOR_UNITS / 1000)
-                ))
-            } else {
-                Ok(m)
-            }
-        };
-        let shipping_fee = reader.parse("shop.shipping_fee", money);
-        let free_shipping_threshold = reader.parse("shop.free_shipping_threshold", money);
-        let discount_probability =
-            reader.parse("shop.discount_probability", |s| parse_fraction(s, 0.0, 1.0));
-        let currencies = read_currencies(&mut reader, currency.as_deref());
-        let log_format = reader.parse("log.format", |s| match s.trim() {
-            "text" => Ok(LogFormat::Text),
-            "json" => Ok(LogFormat::Json),
-            _ => Err(format!("`{s}` is not a log format: expected text or json")),
-        });
-        let log_level = reader.parse("log.level", |s| {
-            tracing_subscriber::EnvFilter::try_new(s)
-                .map(|_| s.to_owned())
-                .map_err(|e| format!("`{s}` is not a log filter: {e}"))
-        });
-
-        let kafka = read_kafka(&mut reader, sink);
-        let metrics_addr = reader.parse("metrics.addr", |s| {
-            s.trim()
-                .parse::<std::net::SocketAddr>()
-                .map_err(|_| format!("`{s}` is not an address like 0.0.0.0:9464 or 127.0.0.1:0"))
-        });
-
-        let settings = (|| {
-            Some(Settings {
-                rate: rate?,
-                shard: shard?,
-                stop_at_present: stop_at_present?,
-                traffic: traffic?,
-                shoppers: shoppers?,
-                seed: seed?,
-                duration: duration?,
-                start: start?,
-                speed: speed?,
-                sink: sink?,
-                ledger_dir: ledger_dir?
-                    .unwrap_or_else(|| output_dir.clone().unwrap_or_default().join("_ledger")),
-                output_dir: output_dir?,
-                state_dir: state_dir?,
-                state_interval: state_interval?,
-                faults: FaultSettings {
-                    duplicate_fraction: duplicate_fraction?,
-                    late_fraction: late_fraction?,
-                    late_delay: late_delay?,
-                    out_of_order_fraction: out_of_order_fraction?,
-                },
-                codec: codec?,
-                products: products?,
-                popularity_exponent: popularity_exponent?,
-                reprice_probability: reprice_probability?,
-                shop: ShopSettings {
-                    currency: currency?,
-                    tax_rate: tax_rate?,
-                    shipping_fee: shipping_fee?,
-                    free_shipping_threshold: free_shipping_threshold?,
-                    discount_probability: discount_probability?,
-                    currencies: currencies?,
-                },
-                kafka: kafka?,
-                metrics_addr: metrics_addr?,
-                log_format: log_format?,
-                log_level: log_level?,
-            })
-        })();
-        match settings {
-            Some(settings) if problems.is_empty() => Ok(settings),
-            _ => Err(ConfigError { problems }),
         }
     }
 
-    /// The effective configuration as TOML, in the layout of `config/default.toml`.
-    pub fn to_toml(&self) -> String {
-        let line = |key: &str, value: Option<String>| match value {
-            Some(value) => format!("{key} = {value}\n"),
-            None => format!("# {key} is unset\n"),
-        };
-        let speed = match self.speed {
-            Speed::Max => "max".to_owned(),
-            Speed::Factor(f) => f.to_string(),
-        };
-        let codec = match self.codec {
-            FileCodec::Null => "null",
-            FileCodec::Deflate => "deflate",
-            FileCodec::Snappy => "snappy",
-        };
-        let format = match self.log_format {
-            LogFormat::Text => "text",
-            LogFormat::Json => "json",
-        };
-        let quoted = |s: &str| format!("{s:?}");
-        [
-            "[simulation]\n".to_owned(),
-            line("rate", Some(quoted(&self.rate.to_string()))),
-            line("shoppers", Some(self.shoppers.to_string())),
-            line(
-                "shard",
-                Some(quoted(&format!("{}/{}", self.shard.0, self.shard.1))),
-            ),
-            line("seed", self.seed.map(|s| s.to_string())),
-            line(
-                "duration",
-                self.duration
-                    .map(|d| quoted(&humantime::format_duration(d).to_string())),
-            ),
-            line("start", self.start.map(|s| quoted(&s.to_string()))),
-            line("speed", Some(quoted(&speed))),
-            line("stop_at_present", Some(self.stop_at_present.to_string())),
-            "\n[traffic]\n".to_owned(),
-            line("profile", Some(quoted(&self.traffic.profile_name))),
-            line(
-                "activity_shape",
-                Some(
-                    self.traffic
-                        .activity_shape
-                        .map_or_else(|| quoted("equal"), |s| format!("{s:?}")),
-                ),
-            ),
-            line(
-                "customer_lifetime",
-                Some(quoted(&self.traffic.customer_lifetime.map_or_else(
-                    || "forever".to_owned(),
-                    |d| humantime::format_duration(d).to_string(),
-                ))),
-            ),
-            format!(
-                "# {} promotion(s)\n",
-                self.traffic.profile.promotions().len()
-            ),
-            "\n[sink]\n".to_owned(),
-            line("kind", Some(quoted(self.sink.as_str()))),
-            "\n[file]\n".to_owned(),
-            line(
-                "output_dir",
-                Some(quoted(&self.output_dir.display().to_string())),
-            ),
-            line("codec", Some(quoted(codec))),
-            "\n[ledger]\n".to_owned(),
-            line("dir", Some(quoted(&self.ledger_dir.display().to_string()))),
-            "\n[state]\n".to_owned(),
-            line(
-                "dir",
-                self.state_dir
-                    .as_ref()
-                    .map(|d| quoted(&d.display().to_string())),
-            ),
-            line(
-                "interval",
-                Some(quoted(
-                    &humantime::format_duration(self.state_interval).to_string(),
-                )),
-            ),
-            "\n[faults]\n".to_owned(),
-            line(
-                "duplicate_fraction",
-                Some(format!("{:?}", self.faults.duplicate_fraction)),
-            ),
-            line(
-                "late_fraction",
-                Some(format!("{:?}", self.faults.late_fraction)),
-            ),
-            line(
-                "late_delay",
-                Some(quoted(
-                    &humantime::format_duration(self.faults.late_delay).to_string(),
-                )),
-            ),
-            line(
-                "out_of_order_fraction",
-                Some(format!("{:?}", self.faults.out_of_order_fraction)),
-            ),
-            "\n[catalogue]\n".to_owned(),
-            line("products", Some(self.products.to_string())),
-            line(
-                "popularity_exponent",
-                Some(format!("{:?}", self.popularity_exponent)),
-            ),
-            line(
-                "reprice_probability",
-                Some(format!("{:?}", self.reprice_probability)),
-            ),
-            "\n[shop]\n".to_owned(),
-            line("currency", Some(quoted(&self.shop.currency))),
-            line("tax_rate", Some(format!("{:?}", self.shop.tax_rate))),
-            line(
-                "shipping_fee",
-                Some(quoted(&self.shop.shipping_fee.to_string())),
-            ),
-            line(
-                "free_shipping_threshold",
-                Some(quoted(&self.shop.free_shipping_threshold.to_string())),
-            ),
-            line(
-                "discount_probability",
-                Some(format!("{:?}", self.shop.discount_probability)),
-            ),
-            self.shop
-                .currencies
-                .iter()
-                .map(|c| {
-                    format!(
-                        "[[shop.currencies]]\ncode = {}\nrate = {:?}\nshare = {:?}\n",
-                        quoted(&c.code),
-                        c.rate,
-                        c.share
-                    )
-                })
-                .collect(),
-            self.kafka.as_ref().map_or_else(String::new, kafka_toml),
-            "\n[metrics]\n".to_owned(),
-            line("addr", Some(quoted(&self.metrics_addr.to_string()))),
-            "\n[log]\n".to_owned(),
-            line("format", Some(quoted(format))),
-            line("level", Some(quoted(&self.log_level))),
-        ]
-        .concat()
+    /// Where the ground-truth ledger is written: `ledger.dir`, or `_ledger` in the output
+    /// directory.
+    pub fn ledger_dir(&self) -> PathBuf {
+        self.ledger
+            .dir
+            .clone()
+            .unwrap_or_else(|| self.file.output_dir.join("_ledger"))
     }
-}
 
-/// The `kafka` and `schema_registry` sections of the printed configuration; the connection
-/// string is never printed.
-fn kafka_toml(kafka: &KafkaSettings) -> String {
-    let mut out = String::from("\n[kafka]\n");
-    match &kafka.target {
-        KafkaTarget::Bootstrap(servers) => out += &format!("bootstrap_servers = {servers:?}\n"),
-        KafkaTarget::EventHubs(c) => {
+    /// The identity of a run of these settings from `seed` and `start`: the settings a saved
+    /// state must match to be resumed.
+    pub fn identity(&self, seed: u64, start: Timestamp) -> Identity {
+        let mut settings = vec![
+            ("simulation.seed".to_owned(), seed.to_string()),
+            ("simulation.start".to_owned(), start.to_string()),
+        ];
+        settings.extend(self.identity_settings());
+        Identity { settings }
+    }
+
+    /// The README's table of settings: one row per setting, generated from the declarations
+    /// and the shipped defaults.
+    pub fn table() -> String {
+        let defaults = Config::builder()
+            .add_source(File::from_str(DEFAULT_CONFIG, FileFormat::Toml))
+            .build()
+            .ok();
+        let default_of = |key: &str| -> String {
+            match defaults.as_ref().map(|d| d.get::<Value>(key)) {
+                Some(Ok(value)) => match &value.kind {
+                    ValueKind::Table(t) if t.is_empty() => "none".to_owned(),
+                    ValueKind::Array(a) if a.is_empty() => "none".to_owned(),
+                    ValueKind::Table(_) | ValueKind::Array(_) => {
+                        "see `config/default.toml`".to_owned()
+                    }
+                    _ => format!("`{}`", value.clone().into_string().unwrap_or_default()),
+                },
+                _ => "unset".to_owned(),
+            }
+        };
+        let mut out = String::from(
+            "| setting | flag | default | allowed | meaning |\n|---|---|---|---|---|\n",
+        );
+        let cell = |text: &str| text.replace('|', "\\|").replace('<', "&lt;");
+        for d in Self::declarations() {
+            let flag = d.flag.map_or_else(String::new, |f| format!("`{f}`"));
+            let default = match default_of(d.key) {
+                unset if unset == "unset" && d.value_name == "TABLES" => "none".to_owned(),
+                default => default,
+            };
             out += &format!(
-                "# connection_string is set (redacted): Event Hubs namespace {}\n",
-                c.host
-            )
-        }
-    }
-    out += &format!(
-        "framing = {:?}\nidempotence = {}\ndelivery_timeout = {:?}\nflush_timeout = {:?}\n",
-        kafka.framing.as_str(),
-        kafka.idempotence,
-        humantime::format_duration(kafka.delivery_timeout).to_string(),
-        humantime::format_duration(kafka.flush_timeout).to_string(),
-    );
-    out += "\n[kafka.topics]\n";
-    for topic in Topic::ALL {
-        out += &format!("{topic} = {:?}\n", kafka.topics[topic.index()]);
-    }
-    out += "\n[kafka.properties]\n";
-    for (key, value) in &kafka.properties {
-        out += &format!("{key:?} = {value:?}\n");
-    }
-    if let Some(url) = &kafka.schema_registry_url {
-        out += &format!("\n[schema_registry]\nurl = {url:?}\n");
-    }
-    out
-}
-
-/// Reads settings as text and records the problems.
-struct Reader<'a> {
-    config: &'a Config,
-    problems: &'a mut Vec<Problem>,
-}
-
-impl Reader<'_> {
-    fn text(&mut self, key: &str) -> Option<Option<String>> {
-        match self.config.get::<String>(key) {
-            Ok(text) => Some(Some(text)),
-            Err(config::ConfigError::NotFound(_)) => Some(None),
-            Err(e) => {
-                self.problems.push(Problem {
-                    setting: key.to_owned(),
-                    message: format!("expected a single value: {e}"),
-                });
-                None
-            }
-        }
-    }
-
-    fn problem(&mut self, key: &str, message: &str) {
-        self.problems.push(Problem {
-            setting: key.to_owned(),
-            message: message.to_owned(),
-        });
-    }
-
-    /// A free-form table of text values, like `kafka.properties`.
-    fn table(&mut self, key: &str) -> Option<Vec<(String, String)>> {
-        match self
-            .config
-            .get::<std::collections::BTreeMap<String, String>>(key)
-        {
-            Ok(table) => Some(table.into_iter().collect()),
-            Err(config::ConfigError::NotFound(_)) => Some(Vec::new()),
-            Err(e) => {
-                self.problem(
-                    key,
-                    &format!("expected a table of `\"name\" = \"value\"`: {e}"),
-                );
-                None
-            }
-        }
-    }
-
-    /// A setting that must be present.
-    fn parse<T>(&mut self, key: &str, parse: impl FnOnce(&str) -> Result<T, String>) -> Option<T> {
-        match self.parse_optional(key, parse)? {
-            Some(value) => Some(value),
-            None => {
-                self.problems.push(Problem {
-                    setting: key.to_owned(),
-                    message: "missing".into(),
-                });
-                None
-            }
-        }
-    }
-
-    /// A setting that may be absent: `Some(None)` when absent, `None` when invalid.
-    fn parse_optional<T>(
-        &mut self,
-        key: &str,
-        parse: impl FnOnce(&str) -> Result<T, String>,
-    ) -> Option<Option<T>> {
-        match self.text(key)? {
-            None => Some(None),
-            Some(text) => match parse(&text) {
-                Ok(value) => Some(Some(value)),
-                Err(message) => {
-                    self.problems.push(Problem {
-                        setting: key.to_owned(),
-                        message,
-                    });
-                    None
-                }
-            },
-        }
-    }
-}
-
-/// Reads the `traffic` section: the profile's curves apply only when it is `realistic`.
-fn read_traffic(reader: &mut Reader<'_>) -> Option<TrafficSettings> {
-    let name = reader.parse("traffic.profile", |s| match s.trim() {
-        "realistic" | "flat" => Ok(s.trim().to_owned()),
-        _ => Err(format!(
-            "`{s}` is not a traffic profile: expected realistic or flat"
-        )),
-    });
-    let time_zone = reader.parse("traffic.time_zone", |s| {
-        s.trim()
-            .parse::<chrono_tz::Tz>()
-            .map_err(|_| format!("`{s}` is not an IANA time zone like Europe/Paris or UTC"))
-    });
-    let hourly = reader.parse("traffic.hourly", |s| {
-        parse_curve::<HOURS>(s, "hour of day 0 to 23")
-    });
-    let weekly = reader.parse("traffic.weekly", |s| {
-        parse_curve::<DAYS>(s, "day of week Monday to Sunday")
-    });
-    let activity_shape = reader.parse("traffic.activity_shape", |s| match s.trim() {
-        "equal" => Ok(None),
-        text => match text.parse::<f64>() {
-            Ok(x) if x.is_finite() && (0.05..=1000.0).contains(&x) => Ok(Some(x)),
-            _ => Err(format!(
-                "`{s}` is neither a gamma shape from 0.05 to 1000 (lower: more unequal shoppers) nor `equal`"
-            )),
-        },
-    });
-    let customer_lifetime = reader.parse("traffic.customer_lifetime", |s| match s.trim() {
-        "forever" => Ok(None),
-        text => parse_duration(text).and_then(|d| {
-            if d >= Duration::from_secs(3_600) {
-                Ok(Some(d))
-            } else {
-                Err(format!("`{s}` is too short: at least 1h, or `forever`"))
-            }
-        }),
-    });
-    let promotions = read_promotions(reader);
-    let name = name?;
-    let profile = if name == "flat" {
-        TrafficProfile::flat()
-    } else {
-        match TrafficProfile::new(time_zone?, hourly?, weekly?, promotions?) {
-            Ok(profile) => profile,
-            Err(message) => {
-                reader.problem("traffic", &message);
-                return None;
-            }
-        }
-    };
-    Some(TrafficSettings {
-        profile_name: name,
-        profile,
-        activity_shape: activity_shape?,
-        customer_lifetime: customer_lifetime?,
-    })
-}
-
-/// `N` non-negative numbers separated by spaces or commas.
-fn parse_curve<const N: usize>(text: &str, what: &str) -> Result<[f64; N], String> {
-    let numbers: Vec<f64> = text
-        .split(|c: char| c == ',' || c.is_whitespace())
-        .filter(|t| !t.is_empty())
-        .map(|t| {
-            t.parse::<f64>()
-                .map_err(|_| format!("`{t}` is not a number"))
-        })
-        .collect::<Result<_, _>>()?;
-    let curve: [f64; N] = numbers.try_into().map_err(|v: Vec<f64>| {
-        format!("expected {N} factors, one per {what}, and got {}", v.len())
-    })?;
-    if curve.iter().any(|f| !f.is_finite() || *f < 0.0) || curve.iter().sum::<f64>() <= 0.0 {
-        return Err("factors must be 0 or more, and not all 0".into());
-    }
-    Ok(curve)
-}
-
-/// The `[[traffic.promotions]]` tables: name, start, end, uplift, and optionally category and
-/// discount.
-fn read_promotions(reader: &mut Reader<'_>) -> Option<Vec<Promotion>> {
-    let key = "traffic.promotions";
-    let tables = tables_of(reader, key)?;
-    let mut promotions = Vec::new();
-    let mut ok = true;
-    for (i, table) in tables.iter().enumerate() {
-        let at = format!("{key}[{i}]");
-        let known = ["name", "start", "end", "uplift", "category", "discount"];
-        for unknown in table.keys().filter(|k| !known.contains(&k.as_str())) {
-            reader.problem(&format!("{at}.{unknown}"), "unknown setting");
-            ok = false;
-        }
-        for required in ["name", "start", "end", "uplift"] {
-            if !table.contains_key(required) {
-                reader.problem(&format!("{at}.{required}"), "missing");
-            }
-        }
-        let field = |name: &str| table.get(name).cloned();
-        let instant = |text: Option<String>| {
-            text.map(|t| {
-                chrono::DateTime::parse_from_rfc3339(t.trim())
-                    .map(|d| Timestamp::from_datetime(d.to_utc()))
-                    .map_err(|_| format!("`{t}` is not an RFC 3339 instant"))
-            })
-        };
-        let name = field("name");
-        let start = instant(field("start"));
-        let end = instant(field("end"));
-        let uplift = field("uplift").map(|t| parse_fraction(&t, 0.01, 100.0));
-        let category = field("category");
-        if let Some(category) = &category
-            && !crate::model::Catalogue::category_names().any(|c| c == category)
-        {
-            let names: Vec<&str> = crate::model::Catalogue::category_names().collect();
-            reader.problem(
-                &format!("{at}.category"),
-                &format!(
-                    "`{category}` is not a category: expected one of {}",
-                    names.join(", ")
-                ),
+                "| `{}` | {flag} | {default} | {} | {} |\n",
+                d.key,
+                cell(&d.allowed),
+                cell(&d.help)
             );
-            ok = false;
         }
-        let discount = field("discount").map(|t| parse_fraction(&t, 0.0, 0.9));
-        fn check<T>(
-            reader: &mut Reader<'_>,
-            key: String,
-            result: Option<Result<T, String>>,
-        ) -> Option<T> {
-            match result? {
-                Ok(value) => Some(value),
-                Err(message) => {
-                    reader.problem(&key, &message);
-                    None
-                }
-            }
-        }
-        let start = check(reader, format!("{at}.start"), start);
-        let end = check(reader, format!("{at}.end"), end);
-        let uplift = check(reader, format!("{at}.uplift"), uplift);
-        let discount = check(reader, format!("{at}.discount"), discount.or(Some(Ok(0.0))));
-        match (name, start, end, uplift, discount) {
-            (Some(name), Some(start), Some(end), Some(uplift), Some(discount)) => {
-                promotions.push(Promotion {
-                    name,
-                    start,
-                    end,
-                    uplift,
-                    category,
-                    discount,
-                })
-            }
-            _ => ok = false,
-        }
-    }
-    ok.then_some(promotions)
-}
-
-/// The array of tables `[[key]]`, each field as text (none if absent); `None`, with the problem
-/// recorded, if it is something else.
-fn tables_of(
-    reader: &mut Reader<'_>,
-    key: &str,
-) -> Option<Vec<std::collections::BTreeMap<String, String>>> {
-    match reader
-        .config
-        .get::<Vec<std::collections::BTreeMap<String, String>>>(key)
-    {
-        Ok(tables) => Some(tables),
-        Err(config::ConfigError::NotFound(_)) => Some(Vec::new()),
-        Err(e) => {
-            reader.problem(
-                key,
-                &format!("expected [[{key}]] tables of text and numbers: {e}"),
-            );
-            None
-        }
-    }
-}
-
-/// `[[shop.currencies]]`: other currencies, each with its rate against the shop's currency
-/// and its share of customers; codes distinct, shares adding up to less than 1.
-fn read_currencies(reader: &mut Reader<'_>, base: Option<&str>) -> Option<Vec<CurrencySettings>> {
-    let key = "shop.currencies";
-    let tables = tables_of(reader, key)?;
-    let mut currencies: Vec<CurrencySettings> = Vec::new();
-    let mut ok = true;
-    for (i, table) in tables.iter().enumerate() {
-        let at = format!("{key}[{i}]");
-        let mut problem = |field: &str, message: String| {
-            reader.problem(&format!("{at}.{field}"), &message);
-            ok = false;
-        };
-        for unknown in table
-            .keys()
-            .filter(|k| !["code", "rate", "share"].contains(&k.as_str()))
-        {
-            problem(unknown, "unknown setting".to_owned());
-        }
-        let code = table.get("code").map(|c| c.trim().to_owned());
-        match &code {
-            None => problem("code", "missing".to_owned()),
-            Some(c) if c.len() != 3 || !c.bytes().all(|b| b.is_ascii_uppercase()) => problem(
-                "code",
-                format!("`{c}` is not an ISO 4217 currency code like EUR"),
-            ),
-            Some(c) if Some(c.as_str()) == base || currencies.iter().any(|o| &o.code == c) => {
-                problem(
-                    "code",
-                    format!("`{c}` is listed twice (or is shop.currency)"),
-                )
-            }
-            Some(_) => {}
-        }
-        let mut number = |field: &str, low: f64, high: f64| match table.get(field) {
-            None => {
-                problem(field, "missing".to_owned());
-                None
-            }
-            Some(text) => match parse_fraction(text, low, high) {
-                Ok(x) if x > 0.0 => Some(x),
-                Ok(_) => {
-                    problem(field, format!("`{text}` must be more than 0"));
-                    None
-                }
-                Err(message) => {
-                    problem(field, message);
-                    None
-                }
-            },
-        };
-        let rate = number("rate", 0.0, 10_000.0);
-        let share = number("share", 0.0, 1.0);
-        if let (Some(code), Some(rate), Some(share)) = (code, rate, share) {
-            currencies.push(CurrencySettings { code, rate, share });
-        }
-    }
-    let total: f64 = currencies.iter().map(|c| c.share).sum();
-    if total >= 1.0 {
-        reader.problem(
-            key,
-            &format!(
-                "the shares add up to {total}: they must leave some customers to shop.currency"
-            ),
-        );
-        ok = false;
-    }
-    ok.then_some(currencies)
-}
-
-/// Reads the `kafka` and `schema_registry` sections; the connection target is required only
-/// when the sink is `kafka`. Returns `Some(None)` for other sinks, `None` on problems.
-fn read_kafka(reader: &mut Reader<'_>, sink: Option<SinkKind>) -> Option<Option<KafkaSettings>> {
-    let bootstrap = reader.parse_optional("kafka.bootstrap_servers", |s| {
-        let s = s.trim();
-        if s.is_empty() || s.split(',').any(|server| !server.trim().contains(':')) {
-            Err(format!(
-                "`{s}` is not a list of host:port separated by commas"
-            ))
-        } else {
-            Ok(s.to_owned())
-        }
-    });
-    // The secret is never echoed in a message.
-    let inline = reader.parse_optional("kafka.connection_string", |s| Ok(Secret::new(s)));
-    let from_file = reader.parse_optional("kafka.connection_string_file", |path| {
-        std::fs::read_to_string(path)
-            .map(|text| Secret::new(text.trim()))
-            .map_err(|e| format!("cannot read the connection string from `{path}`: {e}"))
-    });
-    let framing = reader.parse("kafka.framing", |s| match s.trim() {
-        "raw" => Ok(Framing::Raw),
-        "confluent" => Ok(Framing::Confluent),
-        _ => Err(format!("`{s}` is not a framing: expected raw or confluent")),
-    });
-    let registry = reader.parse_optional("schema_registry.url", |s| {
-        let s = s.trim();
-        if (s.starts_with("http://") || s.starts_with("https://")) && s.len() > "https://".len() {
-            Ok(s.trim_end_matches('/').to_owned())
-        } else {
-            Err(format!("`{s}` is not an http:// or https:// URL"))
-        }
-    });
-    let idempotence = reader.parse("kafka.idempotence", |s| match s.trim() {
-        "true" => Ok(true),
-        "false" => Ok(false),
-        _ => Err(format!("`{s}` is not true or false")),
-    });
-    let delivery_timeout = reader.parse("kafka.delivery_timeout", parse_duration);
-    let flush_timeout = reader.parse("kafka.flush_timeout", parse_duration);
-    let mut topics: [Option<String>; 4] = Default::default();
-    for topic in Topic::ALL {
-        topics[topic.index()] = reader.parse(&format!("kafka.topics.{topic}"), |s| {
-            let valid = !s.is_empty()
-                && s.len() <= 249
-                && s.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-            if valid {
-                Ok(s.to_owned())
-            } else {
-                Err(format!(
-                    "`{s}` is not a topic name: 1 to 249 letters, digits, `.`, `_` or `-`"
-                ))
-            }
-        });
-    }
-    let properties = reader.table("kafka.properties");
-
-    let inline = inline?;
-    let from_file = from_file?;
-    let bootstrap = bootstrap?;
-    if sink? != SinkKind::Kafka {
-        return Some(None);
-    }
-    let connection_string = match (inline, from_file) {
-        (Some(_), Some(_)) => {
-            reader.problem(
-                "kafka.connection_string",
-                "set either the connection string or kafka.connection_string_file, not both",
-            );
-            return None;
-        }
-        (inline, from_file) => inline.or(from_file),
-    };
-    let target = match (connection_string, bootstrap) {
-        (Some(_), Some(_)) => {
-            reader.problem(
-                "kafka.bootstrap_servers",
-                "not used with an Event Hubs connection string, which gives the bootstrap server: set one or the other",
-            );
-            return None;
-        }
-        (Some(secret), None) => match EventHubsConnection::parse(&secret) {
-            Ok(connection) => KafkaTarget::EventHubs(connection),
-            Err(message) => {
-                reader.problem(
-                    "kafka.connection_string",
-                    &format!("the connection string {message}"),
-                );
-                return None;
-            }
-        },
-        (None, Some(servers)) => KafkaTarget::Bootstrap(servers),
-        (None, None) => {
-            reader.problem(
-                "kafka.bootstrap_servers",
-                "missing: the kafka sink needs kafka.bootstrap_servers, or an Event Hubs connection string \
-                 in SIMULATOR__KAFKA__CONNECTION_STRING or a file named by kafka.connection_string_file",
-            );
-            return None;
-        }
-    };
-    let framing = framing?;
-    let registry = registry?;
-    if framing == Framing::Confluent && registry.is_none() {
-        reader.problem(
-            "schema_registry.url",
-            "missing: the confluent framing needs a schema registry",
-        );
-        return None;
-    }
-    let [products, customers, orders, payments] = topics;
-    Some(Some(KafkaSettings {
-        target,
-        topics: [products?, customers?, orders?, payments?],
-        framing,
-        schema_registry_url: registry,
-        idempotence: idempotence?,
-        delivery_timeout: delivery_timeout?,
-        flush_timeout: flush_timeout?,
-        properties: properties?,
-    }))
-}
-
-fn parse_count(text: &str, min: u64, max: u64) -> Result<u64, String> {
-    match text.trim().parse::<u64>() {
-        Ok(n) if (min..=max).contains(&n) => Ok(n),
-        _ => Err(format!(
-            "`{text}` is not a whole number from {min} to {max}"
-        )),
-    }
-}
-
-fn parse_fraction(text: &str, min: f64, max: f64) -> Result<f64, String> {
-    match text.trim().parse::<f64>() {
-        Ok(x) if x.is_finite() && (min..=max).contains(&x) => Ok(x),
-        _ => Err(format!("`{text}` is not a number from {min} to {max}")),
-    }
-}
-
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let duration = humantime::parse_duration(text.trim())
-        .map_err(|e| format!("`{text}` is not a duration like 90s, 15m, 24h or 7days ({e})"))?;
-    if duration.is_zero() {
-        return Err(format!("`{text}` is zero: the duration must be positive"));
-    }
-    if duration > Duration::from_secs(100 * 365 * 86_400) {
-        return Err(format!("`{text}` is more than 100 years"));
-    }
-    Ok(duration)
-}
-
-fn parse_speed(text: &str) -> Result<Speed, String> {
-    let text = text.trim();
-    if text == "max" {
-        return Ok(Speed::Max);
-    }
-    match text.trim_end_matches('x').parse::<f64>() {
-        Ok(f) if f.is_finite() && f > 0.0 && f <= 1e9 => Ok(Speed::Factor(f)),
-        _ => Err(format!(
-            "`{text}` is not a speed: expected `max` or a factor greater than 0 (1 is real time, 60 is a simulated minute per second)"
-        )),
+        out
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Money;
+    use crate::sinks::kafka::KafkaTarget;
 
     fn load(args: &[&str], env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
         let cli =
@@ -1384,13 +664,14 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         let s = load(&[], &[]).unwrap();
-        assert_eq!(s.rate.per_hour(), 500.0);
-        assert_eq!(s.shoppers, 10_000);
-        assert_eq!(s.sink, SinkKind::File);
-        assert_eq!(s.output_dir, PathBuf::from("./data"));
-        assert_eq!(s.speed, Speed::Factor(1.0));
-        assert_eq!(s.seed, None);
+        assert_eq!(s.simulation.rate.per_hour(), 500.0);
+        assert_eq!(s.simulation.shoppers, 10_000);
+        assert_eq!(s.sink.kind, SinkKind::File);
+        assert_eq!(s.file.output_dir, PathBuf::from("./data"));
+        assert_eq!(s.simulation.speed, Speed::Factor(1.0));
+        assert_eq!(s.simulation.seed, None);
         assert_eq!(s.shop.shipping_fee, Money::from_cents(599));
+        assert_eq!(s.ledger_dir(), PathBuf::from("./data/_ledger"));
     }
 
     #[test]
@@ -1405,7 +686,11 @@ mod tests {
         let f = file.to_str().unwrap();
         let s = load(&["--config", f], &[]).unwrap();
         assert_eq!(
-            (s.rate.per_second(), s.shoppers, s.seed),
+            (
+                s.simulation.rate.per_second(),
+                s.simulation.shoppers,
+                s.simulation.seed
+            ),
             (10.0 / 60.0, 7, Some(1))
         );
         let env = [
@@ -1413,11 +698,34 @@ mod tests {
             ("SIMULATOR__SIMULATION__SEED", "2"),
         ];
         let s = load(&["--config", f], &env).unwrap();
-        assert_eq!((s.shoppers, s.seed), (9, Some(2)));
+        assert_eq!((s.simulation.shoppers, s.simulation.seed), (9, Some(2)));
         let s = load(&["--config", f, "--seed", "3"], &env).unwrap();
-        assert_eq!((s.shoppers, s.seed), (9, Some(3)));
+        assert_eq!((s.simulation.shoppers, s.simulation.seed), (9, Some(3)));
         let s = load(&[], &[("SIMULATOR__FILE__OUTPUT_DIR", "/tmp/x")]).unwrap();
-        assert_eq!(s.output_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(s.file.output_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn a_problem_says_where_its_value_came_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sim.toml");
+        std::fs::write(&file, "[faults]\nlate_fraction = 0.9\n").unwrap();
+        let p = problems(
+            &["--config", file.to_str().unwrap(), "--shoppers", "0"],
+            &[("SIMULATOR__SHOP__TAX_RATE", "2")],
+        );
+        let joined = p.join("\n");
+        for needle in [
+            "simulation.shoppers (--shoppers): `0` is not a whole number from 1 to 10000000 (set by --shoppers)",
+            "shop.tax_rate: `2` is not a number from 0 to 1 (set by SIMULATOR__SHOP__TAX_RATE)",
+            &format!(
+                "faults.late_fraction: `0.9` is not a number from 0 to 0.5 (set in {})",
+                file.display()
+            ),
+        ] {
+            assert!(joined.contains(needle), "missing {needle:?} in:\n{joined}");
+        }
+        assert_eq!(p.len(), 3, "{joined}");
     }
 
     #[test]
@@ -1469,7 +777,7 @@ mod tests {
             "simulation.speed (--speed): `0` is not a speed",
             "simulation.shoppers (--shoppers): `0` is not a whole number from 1",
             "sink.kind (--sink): `kafka2` is not a sink: expected one of file, kafka, stdout, null",
-            "simulation.raet: unknown setting",
+            "simulation.raet: unknown setting (set by SIMULATOR__SIMULATION__RAET)",
             "shop.currency: `usd` is not an ISO 4217 currency code",
         ] {
             assert!(joined.contains(needle), "missing {needle:?} in:\n{joined}");
@@ -1483,11 +791,15 @@ mod tests {
         let file = dir.path().join("sim.toml");
         std::fs::write(&file, "[simulation]\nrat = \"1/s\"\n[extra]\nx = 1\n").unwrap();
         let p = problems(&["--config", file.to_str().unwrap()], &[]);
+        let origin = format!(" (set in {})", file.display());
         assert!(
-            p.contains(&"simulation.rat: unknown setting".to_owned()),
+            p.contains(&format!("simulation.rat: unknown setting{origin}")),
             "{p:?}"
         );
-        assert!(p.contains(&"extra.x: unknown setting".to_owned()), "{p:?}");
+        assert!(
+            p.contains(&format!("extra.x: unknown setting{origin}")),
+            "{p:?}"
+        );
 
         std::fs::write(&file, "[simulation\nrate = ").unwrap();
         let p = problems(&["--config", file.to_str().unwrap()], &[]);
@@ -1514,15 +826,36 @@ mod tests {
                 "max",
                 "--start",
                 "2026-01-01T00:00:00Z",
+                "--stop-at-present",
             ],
             &[],
         )
         .unwrap();
+        assert!(s.simulation.stop_at_present);
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("printed.toml");
         std::fs::write(&file, s.to_toml()).unwrap();
         let again = load(&["--config", file.to_str().unwrap()], &[]).unwrap();
         assert_eq!(again, s);
+    }
+
+    #[test]
+    fn every_declared_setting_is_in_the_shipped_defaults_or_optional() {
+        let defaults = Config::builder()
+            .add_source(File::from_str(DEFAULT_CONFIG, FileFormat::Toml))
+            .build()
+            .unwrap();
+        for d in Settings::declarations() {
+            let name = d.key.rsplit('.').next().unwrap();
+            let documented = DEFAULT_CONFIG.contains(&format!("{name} ="))
+                || DEFAULT_CONFIG.contains(&format!("[[{}]]", d.key));
+            assert!(
+                defaults.get::<Value>(d.key).is_ok() || documented,
+                "{} is neither set nor documented in config/default.toml",
+                d.key
+            );
+            assert!(!d.help.is_empty(), "{} has no documentation", d.key);
+        }
     }
 
     #[test]
@@ -1537,7 +870,7 @@ mod tests {
         .unwrap();
         let s = load(&["--config", file.to_str().unwrap()], &[]).unwrap();
         assert_eq!(s.shop.currencies.len(), 2);
-        assert_eq!(s.shop.currencies[1].code, "GBP");
+        assert_eq!(s.shop.currencies[1].code.as_str(), "GBP");
         assert_eq!(s.shop.currencies[1].rate, 0.79);
         let printed = dir.path().join("printed.toml");
         std::fs::write(&printed, s.to_toml()).unwrap();
@@ -1556,7 +889,6 @@ mod tests {
         for expected in [
             "shop.currencies[0].code: `eur` is not an ISO 4217",
             "shop.currencies[0].fee: unknown setting",
-            "shop.currencies[1].code: `USD` is listed twice (or is shop.currency)",
             "shop.currencies[1].rate: missing",
         ] {
             assert!(
@@ -1564,6 +896,19 @@ mod tests {
                 "{expected} in {p:?}"
             );
         }
+        std::fs::write(
+            &file,
+            "[[shop.currencies]]\ncode = \"EUR\"\nrate = 1\nshare = 0.6\n\
+             [[shop.currencies]]\ncode = \"USD\"\nrate = 1\nshare = 0.1\n",
+        )
+        .unwrap();
+        let p = problems(&["--config", file.to_str().unwrap()], &[]);
+        assert!(
+            p.iter().any(|m| m.starts_with(
+                "shop.currencies[1].code: `USD` is listed twice (or is shop.currency)"
+            )),
+            "{p:?}"
+        );
         std::fs::write(
             &file,
             "[[shop.currencies]]\ncode = \"EUR\"\nrate = 1\nshare = 0.6\n\
@@ -1593,7 +938,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            s.kafka.unwrap().target,
+            s.kafka.resolve(&s.schema_registry).unwrap().target,
             KafkaTarget::Bootstrap("a:9092,b:9092".into())
         );
 
@@ -1603,12 +948,13 @@ mod tests {
             &[("SIMULATOR__KAFKA__CONNECTION_STRING", &cs)],
         )
         .unwrap();
-        let kafka = s.kafka.clone().unwrap();
+        let kafka = s.kafka.resolve(&s.schema_registry).unwrap();
         assert_eq!(
             kafka.target.bootstrap_servers(),
             "shop.servicebus.windows.net:9093"
         );
         assert!(!format!("{kafka:?}").contains(SECRET_KEY));
+        assert!(!format!("{s:?}").contains(SECRET_KEY));
         assert!(!s.to_toml().contains(SECRET_KEY));
 
         let dir = tempfile::tempdir().unwrap();
@@ -1628,10 +974,10 @@ mod tests {
             &[],
         )
         .unwrap();
-        let kafka = s.kafka.unwrap();
+        let kafka = s.kafka.resolve(&s.schema_registry).unwrap();
         assert!(matches!(kafka.target, KafkaTarget::EventHubs(_)));
         assert_eq!(
-            kafka.properties,
+            kafka.config.properties,
             vec![("linger.ms".to_owned(), "20".to_owned())]
         );
     }
@@ -1698,5 +1044,26 @@ mod tests {
                     .to_owned()
             ]
         );
+    }
+
+    #[test]
+    fn the_readme_lists_every_setting_as_declared() {
+        let readme = include_str!("../README.md");
+        let begin = "<!-- settings:begin -->\n";
+        let end = "<!-- settings:end -->";
+        let at = readme.find(begin).expect("the README has a settings table") + begin.len();
+        let table = &readme[at..at + readme[at..].find(end).expect("the table ends")];
+        assert_eq!(
+            table,
+            Settings::table(),
+            "README.md's settings table is out of date: replace it with the output of \
+             `cargo test --lib config -- --ignored --nocapture print_settings_table`"
+        );
+    }
+
+    #[test]
+    #[ignore = "prints the README's settings table"]
+    fn print_settings_table() {
+        print!("{}", Settings::table());
     }
 }

@@ -72,11 +72,17 @@ impl Schemas {
 
 /// The schemas, parsed on first call and kept for the life of the process.
 pub fn schemas() -> Result<&'static Schemas, EncodingError> {
-    static SCHEMAS: OnceLock<Result<Schemas, String>> = OnceLock::new();
-    match SCHEMAS.get_or_init(|| Schemas::parse().map_err(|e| e.to_string())) {
+    static SCHEMAS: OnceLock<Result<Schemas, (Topic, String)>> = OnceLock::new();
+    let parsed = SCHEMAS.get_or_init(|| {
+        Schemas::parse().map_err(|e| match e {
+            EncodingError::Schema { topic, message } => (topic, message),
+            other => (Topic::Products, other.to_string()),
+        })
+    });
+    match parsed {
         Ok(schemas) => Ok(schemas),
-        Err(message) => Err(EncodingError::Schema {
-            topic: Topic::Products,
+        Err((topic, message)) => Err(EncodingError::Schema {
+            topic: *topic,
             message: message.clone(),
         }),
     }
@@ -96,10 +102,10 @@ impl Encoder {
         })
     }
 
-    /// Appends the Avro datum of `event` to `out`.
-    pub fn encode_into(&self, event: &Event, out: &mut Vec<u8>) -> Result<(), EncodingError> {
+    /// Appends the Avro datum of `event` to `out`. Every event fits its schema by
+    /// construction, so this cannot fail.
+    pub fn encode_into(&self, event: &Event, out: &mut Vec<u8>) {
         datum::write_event(out, event);
-        Ok(())
     }
 
     /// Appends the Avro datum of `event` to `out` with apache-avro's schema-driven serialiser.
@@ -113,16 +119,43 @@ impl Encoder {
             .map(drop)
             .map_err(|source| EncodingError::Encode {
                 topic,
-                event_type: event.event_type(),
+                event_type: event.event_type().as_str(),
                 source: Box::new(source),
             })
     }
 
     /// The Avro datum of `event`.
-    pub fn encode(&self, event: &Event) -> Result<Vec<u8>, EncodingError> {
+    pub fn encode(&self, event: &Event) -> Vec<u8> {
         let mut out = Vec::with_capacity(256);
-        self.encode_into(event, &mut out)?;
-        Ok(out)
+        self.encode_into(event, &mut out);
+        out
+    }
+}
+
+/// Avro's variable-length zig-zag encoding of `int` and `long`.
+pub mod varint {
+    /// Appends `n`: zig-zag, then a little-endian base-128 varint.
+    pub fn write_long(out: &mut Vec<u8>, n: i64) {
+        let mut z = ((n << 1) ^ (n >> 63)) as u64;
+        while z >= 0x80 {
+            out.push((z as u8 & 0x7F) | 0x80);
+            z >>= 7;
+        }
+        out.push(z as u8);
+    }
+
+    /// Reads a long at `*at`, advancing it; `None` if the bytes end first or run past 64 bits.
+    pub fn read_long(bytes: &[u8], at: &mut usize) -> Option<i64> {
+        let mut value: u64 = 0;
+        for shift in (0..64).step_by(7) {
+            let byte = *bytes.get(*at)?;
+            *at += 1;
+            value |= u64::from(byte & 0x7F) << shift;
+            if byte & 0x80 == 0 {
+                return Some((value >> 1) as i64 ^ -((value & 1) as i64));
+            }
+        }
+        None
     }
 }
 
@@ -130,19 +163,11 @@ impl Encoder {
 mod datum {
     use uuid::Uuid;
 
+    use super::varint::write_long as long;
+
     use crate::model::{
         CustomerEvent, Event, Money, OrderEvent, PaymentEvent, ProductEvent, Timestamp,
     };
-
-    /// A long (or an int): zig-zag, then a little-endian base-128 varint.
-    fn long(out: &mut Vec<u8>, n: i64) {
-        let mut z = ((n << 1) ^ (n >> 63)) as u64;
-        while z >= 0x80 {
-            out.push(z as u8 | 0x80);
-            z >>= 7;
-        }
-        out.push(z as u8);
-    }
 
     fn bytes(out: &mut Vec<u8>, b: &[u8]) {
         long(out, b.len() as i64);
@@ -176,7 +201,7 @@ mod datum {
     }
 
     fn customer(out: &mut Vec<u8>, e: &CustomerEvent) {
-        envelope(out, &e.event_id, e.event_type, e.event_time);
+        envelope(out, &e.event_id, e.event_type.as_str(), e.event_time);
         long(out, e.customer_id);
         for text in [
             &e.first_name,
@@ -192,22 +217,22 @@ mod datum {
         }
         string(out, e.country);
         time(out, e.signup_time);
-        string(out, e.signup_channel);
+        string(out, e.signup_channel.as_str());
     }
 
     fn product(out: &mut Vec<u8>, e: &ProductEvent) {
-        envelope(out, &e.event_id, e.event_type, e.event_time);
+        envelope(out, &e.event_id, e.event_type.as_str(), e.event_time);
         long(out, e.product_id);
         string(out, &e.sku);
         string(out, &e.name);
         long(out, i64::from(e.category_id));
         string(out, e.category);
         money(out, e.unit_price);
-        string(out, e.currency);
+        string(out, e.currency.as_str());
     }
 
     fn order(out: &mut Vec<u8>, e: &OrderEvent) {
-        envelope(out, &e.event_id, e.event_type, e.event_time);
+        envelope(out, &e.event_id, e.event_type.as_str(), e.event_time);
         long(out, e.order_id);
         long(out, e.customer_id);
         // An array is a block of `len` items, then an empty block.
@@ -225,20 +250,20 @@ mod datum {
         for amount in [e.subtotal, e.discount, e.tax, e.shipping, e.total] {
             money(out, amount);
         }
-        string(out, e.currency);
-        string(out, e.channel);
-        string(out, e.status);
+        string(out, e.currency.as_str());
+        string(out, e.channel.as_str());
+        string(out, e.status.as_str());
     }
 
     fn payment(out: &mut Vec<u8>, e: &PaymentEvent) {
-        envelope(out, &e.event_id, e.event_type, e.event_time);
+        envelope(out, &e.event_id, e.event_type.as_str(), e.event_time);
         long(out, e.payment_id);
         long(out, e.order_id);
         long(out, e.customer_id);
         money(out, e.amount);
-        string(out, e.currency);
-        string(out, e.method);
-        string(out, e.status);
+        string(out, e.currency.as_str());
+        string(out, e.method.as_str());
+        string(out, e.status.as_str());
         long(out, i64::from(e.attempt));
         match e.failure_reason {
             None => long(out, 0),
@@ -269,15 +294,15 @@ mod tests {
     fn payment(failure_reason: Option<&'static str>) -> Event {
         Event::Payment(PaymentEvent {
             event_id: Uuid::from_u128(0x0123_4567_89ab_4def_8123_4567_89ab_cdef),
-            event_type: "payment_declined",
+            event_type: crate::model::EventType::PaymentDeclined,
             event_time: Timestamp::from_micros(1_000_000), // 1000 ms
             payment_id: 3,
             order_id: 2,
             customer_id: 1,
             amount: Money::from_cents(1999),
-            currency: "USD",
-            method: "paypal",
-            status: "declined",
+            currency: crate::model::CurrencyCode::USD,
+            method: crate::model::PaymentMethod::Paypal,
+            status: crate::model::PaymentStatus::Declined,
             attempt: 1,
             failure_reason,
         })
@@ -285,16 +310,9 @@ mod tests {
 
     /// Avro's zig-zag varint of a long.
     fn long(n: i64) -> Vec<u8> {
-        let mut z = ((n << 1) ^ (n >> 63)) as u64;
         let mut out = Vec::new();
-        loop {
-            if z < 0x80 {
-                out.push(z as u8);
-                return out;
-            }
-            out.push((z as u8 & 0x7f) | 0x80);
-            z >>= 7;
-        }
+        varint::write_long(&mut out, n);
+        out
     }
 
     fn string(s: &[u8]) -> Vec<u8> {
@@ -304,9 +322,7 @@ mod tests {
     #[test]
     fn payment_encodes_to_exact_bytes() {
         let encoder = Encoder::new().unwrap();
-        let bytes = encoder
-            .encode(&payment(Some("account_restricted")))
-            .unwrap();
+        let bytes = encoder.encode(&payment(Some("account_restricted")));
         let expected = [
             string(b"01234567-89ab-4def-8123-456789abcdef"),
             string(b"payment_declined"),
@@ -325,7 +341,7 @@ mod tests {
         .concat();
         assert_eq!(bytes, expected);
 
-        let none = encoder.encode(&payment(None)).unwrap();
+        let none = encoder.encode(&payment(None));
         assert_eq!(none[none.len() - 1], 0, "union branch 0: null");
     }
 
@@ -340,7 +356,7 @@ mod tests {
         };
         let event = Event::Order(OrderEvent {
             event_id: Uuid::nil(),
-            event_type: "order_placed",
+            event_type: crate::model::EventType::OrderPlaced,
             event_time: Timestamp::from_micros(5_000),
             order_id: 1_000_000_001,
             customer_id: 1,
@@ -350,12 +366,12 @@ mod tests {
             tax: Money::from_cents(173),
             shipping: Money::from_cents(599),
             total: Money::from_cents(2872),
-            currency: "USD",
-            channel: "web",
-            status: "placed",
+            currency: crate::model::CurrencyCode::USD,
+            channel: crate::model::Channel::Web,
+            status: crate::model::OrderStatus::Placed,
         });
         let encoder = Encoder::new().unwrap();
-        let bytes = encoder.encode(&event).unwrap();
+        let bytes = encoder.encode(&event);
         let schema = schemas().unwrap().get(Topic::Orders);
         let value = apache_avro::from_avro_datum(schema, &mut bytes.as_slice(), None).unwrap();
         let Value::Record(fields) = value else {
@@ -403,7 +419,7 @@ mod tests {
         fn both(event: &Event) -> (Vec<u8>, Vec<u8>) {
             let encoder = Encoder::new().unwrap();
             let (mut fast, mut reference) = (Vec::new(), Vec::new());
-            encoder.encode_into(event, &mut fast).unwrap();
+            encoder.encode_into(event, &mut fast);
             encoder.encode_with_schema(event, &mut reference).unwrap();
             (fast, reference)
         }
@@ -417,14 +433,14 @@ mod tests {
                 let ctx = ShopContext {
                     catalogue: Catalogue::generate(seed, 40, 1.0).unwrap().with_repricing(0.5).unwrap(),
                     rules: ShopRules {
-                        currency: "EUR",
+                        currency: crate::model::CurrencyCode::from_ascii(b"EUR"),
                         tax_rate: 0.21,
                         shipping_fee: Money::from_cents(395),
                         free_shipping_threshold: Money::from_cents(10_000),
                     },
                     currencies: vec![crate::shoppers::Currency {
                         rules: ShopRules {
-                            currency: "SEK",
+                            currency: crate::model::CurrencyCode::from_ascii(b"SEK"),
                             tax_rate: 0.25,
                             shipping_fee: Money::from_cents(4900),
                             free_shipping_threshold: Money::from_cents(100_000),
@@ -443,14 +459,14 @@ mod tests {
                 };
                 let mut events: Vec<Event> = ctx
                     .catalogue
-                    .publish(Timestamp::from_micros(0), seed, "EUR")
+                    .publish(Timestamp::from_micros(0), seed, crate::model::CurrencyCode::from_ascii(b"EUR"))
                     .into_iter()
                     .map(Event::Product)
                     .collect();
                 let mut review = Timestamp::from_micros(0);
                 for _ in 0..20 {
                     review = ctx.catalogue.next_review(review);
-                    events.extend(ctx.catalogue.repriced_at(review, "EUR").into_iter().map(Event::Product));
+                    events.extend(ctx.catalogue.repriced_at(review, crate::model::CurrencyCode::from_ascii(b"EUR")).into_iter().map(Event::Product));
                 }
                 let mut shopper = Shopper::new(seed, id, Timestamp::from_micros(1_700_000_000_000_000), &ctx);
                 for _ in 0..40 {
@@ -469,7 +485,7 @@ mod tests {
                 let at = Timestamp::from_micros(i64::from(millis) * 1000);
                 let order = Event::Order(OrderEvent {
                     event_id: Uuid::from_u128(cents as u128),
-                    event_type: "order_placed",
+                    event_type: crate::model::EventType::OrderPlaced,
                     event_time: at,
                     order_id: cents,
                     customer_id: -cents,
@@ -479,15 +495,15 @@ mod tests {
                     tax: Money::ZERO,
                     shipping: Money::from_cents(cents / 7),
                     total: Money::from_cents(cents),
-                    currency: "USD",
-                    channel: "web",
-                    status: "placed",
+                    currency: crate::model::CurrencyCode::USD,
+                    channel: crate::model::Channel::Web,
+                    status: crate::model::OrderStatus::Placed,
                 });
                 let (fast, reference) = both(&order);
                 prop_assert_eq!(fast, reference);
                 let customer = Event::Customer(CustomerEvent {
                     event_id: Uuid::nil(),
-                    event_type: "customer_signed_up",
+                    event_type: crate::model::EventType::CustomerSignedUp,
                     event_time: at,
                     customer_id: cents,
                     first_name: text.clone(),
@@ -500,7 +516,7 @@ mod tests {
                     postal_code: text,
                     country: "US",
                     signup_time: at,
-                    signup_channel: "web",
+                    signup_channel: crate::model::Channel::Web,
                 });
                 let (fast, reference) = both(&customer);
                 prop_assert_eq!(fast, reference);

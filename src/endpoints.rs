@@ -2,6 +2,7 @@
 //! `/healthz` (the process is alive) and `/readyz` (shoppers running and the sink able to
 //! deliver; 503 with the reason otherwise).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -14,6 +15,29 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Health;
+use crate::settings::{Text, quoted};
+
+/// An IP address and port.
+fn address() -> Text<SocketAddr> {
+    Text::new(
+        "HOST:PORT",
+        "an address like 0.0.0.0:9464 or 127.0.0.1:0",
+        |s| {
+            s.trim()
+                .parse::<SocketAddr>()
+                .map_err(|_| format!("`{s}` is not an address like 0.0.0.0:9464 or 127.0.0.1:0"))
+        },
+        |addr| quoted(&addr.to_string()),
+    )
+}
+
+crate::section! {
+    /// The HTTP endpoints.
+    pub struct MetricsSettings in "metrics" {
+        /// Address of the /metrics, /healthz and /readyz endpoints (port 0: any free port).
+        pub addr: SocketAddr = address(), flag = "--metrics-addr";
+    }
+}
 
 #[derive(Clone)]
 struct Endpoints {

@@ -8,7 +8,7 @@
 //!   key (`order_id`) on its topic has been published, then published after it. One whose key
 //!   has no next event within a day is published then, and counted as late instead.
 //!
-//! Pure apart from its seeded generator: the sink decorator in `ledger` drives it.
+//! Pure apart from its seeded generator: the ledger's [`crate::ledger::Recorder`] drives it.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -16,17 +16,26 @@ use std::time::Duration;
 use rand::{RngExt, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 
-use crate::ledger::Faults;
-use crate::model::{Event, Timestamp};
+use serde::{Deserialize, Serialize};
 
-/// What to inject.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct FaultSettings {
-    pub duplicate_fraction: f64,
-    pub late_fraction: f64,
-    pub late_delay: Duration,
-    pub out_of_order_fraction: f64,
+use crate::model::{Event, Timestamp, Topic};
+use crate::settings::{duration, number};
+
+crate::section! {
+    /// Faults injected into the published stream; each a fraction of events, 0 to 0.5.
+    pub struct FaultSettings in "faults" {
+        /// The same event (same event_id) sent a second time.
+        pub duplicate_fraction: f64 = number(0.0, 0.5);
+        /// Events published late_delay after their event time.
+        pub late_fraction: f64 = number(0.0, 0.5);
+        /// How late the late events are published.
+        pub late_delay: Duration = duration(Duration::ZERO);
+        /// Events published after the next event of the same key.
+        pub out_of_order_fraction: f64 = number(0.0, 0.5);
+    }
 }
+
+impl Copy for FaultSettings {}
 
 impl FaultSettings {
     pub const NONE: Self = Self {
@@ -43,6 +52,43 @@ impl FaultSettings {
     }
 }
 
+/// Faults injected into the stream, as counted: events sent more than once, late, or out of
+/// order.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Faults {
+    pub duplicates: u64,
+    pub late: u64,
+    pub out_of_order: u64,
+}
+
+impl Faults {
+    /// One event sent twice.
+    pub const DUPLICATE: Self = Self {
+        duplicates: 1,
+        late: 0,
+        out_of_order: 0,
+    };
+    /// One event published late.
+    pub const LATE: Self = Self {
+        duplicates: 0,
+        late: 1,
+        out_of_order: 0,
+    };
+    /// One event published after a later event of its key.
+    pub const OUT_OF_ORDER: Self = Self {
+        duplicates: 0,
+        late: 0,
+        out_of_order: 1,
+    };
+
+    /// Adds `other` to these counts.
+    pub fn add(&mut self, other: Faults) {
+        self.duplicates += other.duplicates;
+        self.late += other.late;
+        self.out_of_order += other.out_of_order;
+    }
+}
+
 /// Held-back events are released at the latest this long after their event time, even when
 /// no later event of their key comes.
 const OUT_OF_ORDER_LIMIT: Duration = Duration::from_secs(86_400);
@@ -55,14 +101,14 @@ pub struct FaultInjector {
     /// Late events, with the instant from which they may go.
     late: Vec<(Timestamp, Event)>,
     /// Events waiting for the next event of their key.
-    waiting: HashMap<(u8, i64), Event>,
+    waiting: HashMap<(Topic, i64), Event>,
 }
 
 /// The key of an event within its topic, for the topics whose keys have several events.
-fn key(event: &Event) -> Option<(u8, i64)> {
+fn key(event: &Event) -> Option<(Topic, i64)> {
     match event {
-        Event::Order(o) => Some((2, o.order_id)),
-        Event::Payment(p) => Some((3, p.order_id)),
+        Event::Order(o) => Some((Topic::Orders, o.order_id)),
+        Event::Payment(p) => Some((Topic::Payments, p.order_id)),
         Event::Product(_) | Event::Customer(_) => None,
     }
 }
@@ -131,7 +177,7 @@ impl FaultInjector {
             }
             !due
         });
-        let expired: Vec<(u8, i64)> = self
+        let expired: Vec<(Topic, i64)> = self
             .waiting
             .iter()
             .filter(|(_, e)| e.event_time() + OUT_OF_ORDER_LIMIT <= watermark)

@@ -13,45 +13,16 @@ use prometheus::{
     IntGaugeVec, Opts, Registry,
 };
 
-use crate::model::{Event, Timestamp, Topic};
-use crate::sinks::TopicCounts;
+use crate::model::{Event, EventType, PaymentStatus, Timestamp, TopicCounts};
 
-/// Every `event_type`, in the order of [`event_type_index`].
-pub const EVENT_TYPES: [(&str, Topic); EVENT_TYPE_COUNT] = [
-    ("product_published", Topic::Products),
-    ("product_repriced", Topic::Products),
-    ("customer_signed_up", Topic::Customers),
-    ("order_placed", Topic::Orders),
-    ("order_cancelled", Topic::Orders),
-    ("order_shipped", Topic::Orders),
-    ("order_delivered", Topic::Orders),
-    ("order_returned", Topic::Orders),
-    ("payment_authorized", Topic::Payments),
-    ("payment_captured", Topic::Payments),
-    ("payment_declined", Topic::Payments),
-    ("payment_refunded", Topic::Payments),
-];
-
-/// How many event types there are.
-pub const EVENT_TYPE_COUNT: usize = 12;
-
-/// The position of an event's type in [`EVENT_TYPES`].
-pub fn event_type_index(event: &Event) -> usize {
-    let event_type = event.event_type();
-    EVENT_TYPES
-        .iter()
-        .position(|(name, _)| *name == event_type)
-        .expect("every event type is listed")
-}
-
-fn per_event_type(vec: &IntCounterVec) -> [IntCounter; EVENT_TYPE_COUNT] {
-    EVENT_TYPES.map(|(event_type, topic)| vec.with_label_values(&[topic.as_str(), event_type]))
+fn per_event_type(vec: &IntCounterVec) -> [IntCounter; EventType::COUNT] {
+    EventType::ALL.map(|t| vec.with_label_values(&[t.topic().as_str(), t.as_str()]))
 }
 
 /// What the pipeline sees go by: events generated and the business they represent.
 #[derive(Debug, Clone)]
 pub struct PipelineMetrics {
-    generated: [IntCounter; EVENT_TYPE_COUNT],
+    generated: [IntCounter; EventType::COUNT],
     orders: IntCounterVec,
     payments: IntCounterVec,
     revenue: CounterVec,
@@ -141,9 +112,9 @@ impl PipelineMetrics {
 
     /// Events generated so far, by topic (the sum of the per-event-type counters).
     pub fn generated(&self) -> TopicCounts {
-        let mut counts = [0; 4];
-        for ((_, topic), counter) in EVENT_TYPES.iter().zip(&self.generated) {
-            counts[topic.index()] += counter.get();
+        let mut counts = TopicCounts::default();
+        for (event_type, counter) in EventType::ALL.iter().zip(&self.generated) {
+            counts[event_type.topic().index()] += counter.get();
         }
         counts
     }
@@ -151,19 +122,29 @@ impl PipelineMetrics {
     /// Counts a batch of generated events.
     pub fn observe(&self, events: &[Event]) {
         for event in events {
-            self.generated[event_type_index(event)].inc();
+            self.generated[event.event_type().index()].inc();
             match event {
-                Event::Order(o) => self.orders.with_label_values(&[o.channel, o.status]).inc(),
+                Event::Order(o) => self
+                    .orders
+                    .with_label_values(&[o.channel.as_str(), o.status.as_str()])
+                    .inc(),
                 Event::Payment(p) => {
-                    self.payments.with_label_values(&[p.method, p.status]).inc();
+                    self.payments
+                        .with_label_values(&[p.method.as_str(), p.status.as_str()])
+                        .inc();
                     let amount = p.amount.cents() as f64 / 100.0;
+                    let currency = [p.currency.as_str()];
                     match p.status {
-                        "captured" => self.revenue.with_label_values(&[p.currency]).inc_by(amount),
-                        "refunded" => self.refunds.with_label_values(&[p.currency]).inc_by(amount),
-                        _ => {}
+                        PaymentStatus::Captured => {
+                            self.revenue.with_label_values(&currency).inc_by(amount)
+                        }
+                        PaymentStatus::Refunded => {
+                            self.refunds.with_label_values(&currency).inc_by(amount)
+                        }
+                        PaymentStatus::Authorized | PaymentStatus::Declined => {}
                     }
                 }
-                _ => {}
+                Event::Customer(_) | Event::Product(_) => {}
             }
         }
     }
@@ -172,7 +153,7 @@ impl PipelineMetrics {
 /// What a sink reports about delivery.
 #[derive(Debug, Clone)]
 pub struct DeliveryMetrics {
-    delivered: [IntCounter; EVENT_TYPE_COUNT],
+    delivered: [IntCounter; EventType::COUNT],
     failures: IntCounterVec,
     /// From the event's creation to its delivery report, in seconds.
     pub latency: Histogram,
@@ -291,9 +272,9 @@ impl DeliveryMetrics {
         Self::register(&Registry::new()).expect("a fresh registry accepts every metric")
     }
 
-    /// Counts `count` delivered events of the event type at `index` of [`EVENT_TYPES`].
-    pub fn delivered(&self, index: usize, count: u64) {
-        self.delivered[index].inc_by(count);
+    /// Counts `count` delivered events of `event_type`.
+    pub fn delivered(&self, event_type: EventType, count: u64) {
+        self.delivered[event_type.index()].inc_by(count);
     }
 
     /// Counts a failed delivery.

@@ -1,118 +1,266 @@
 //! The path from shoppers to a sink: one bounded channel, drained on a dedicated thread.
 //!
-//! Shoppers send batches of events; a ticker sends the clock's watermark so the sink can
-//! complete what is due. The bounded channel is the backpressure: when the sink is slow,
-//! shoppers wait to send and simulated time waits with them.
+//! Shoppers send batches of events through an [`Outbox`]; the simulation also sends the
+//! clock's watermark, so the sink can complete what is due, and requests to save the run,
+//! which travel behind every event produced before them. The bounded channel is the
+//! backpressure: when the sink is slow, shoppers wait to send and simulated time waits with
+//! them.
+//!
+//! On the sink's thread, [`drain`] passes every batch through the run's [`Recorder`] (the
+//! ground-truth ledger and the injected faults) and on to the sink.
 
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use tokio::time::Instant;
-
+use crate::ledger::{LedgerError, LedgerState, Recorder};
 use crate::metrics::{Health, PipelineMetrics};
-use crate::model::{Event, Timestamp};
-use crate::sinks::{Sink, SinkError, TopicCounts};
-use crate::state::{Snapshot, StateStore};
+use crate::model::{Event, Timestamp, TopicCounts};
+use crate::sinks::{Sink, SinkCheckpoint, SinkError};
+use crate::state::StateError;
 
 /// Batches in flight between shoppers and the sink, at most.
 pub const CHANNEL_CAPACITY: usize = 1024;
 
-/// What flows to the sink.
+/// Events, in the order one producer made them, and when they were made.
 #[derive(Debug)]
-pub enum Message {
-    /// Events, in the order one shopper produced them, and when they were created.
-    Events(Vec<Event>, Instant),
-    /// Simulated time has reached this instant.
-    Watermark(Timestamp),
-    /// Save the run's state: every event produced before this snapshot came before it.
-    Save(Box<Snapshot>),
+pub struct Batch {
+    pub events: Vec<Event>,
+    pub created: Instant,
 }
 
-/// How the sink fared.
+impl Batch {
+    /// A batch made now.
+    pub fn now(events: Vec<Event>) -> Self {
+        Self {
+            events,
+            created: Instant::now(),
+        }
+    }
+}
+
+/// What the output side (sink and ledger) contributes to a save of the run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OutputState {
+    pub sink: SinkCheckpoint,
+    pub ledger: LedgerState,
+}
+
+/// A save of the run, sent down the pipeline: called on the sink's thread with the output's
+/// part once everything before it is durable, it writes the state and returns the instant the
+/// saved run resumes from.
+pub type SaveRequest = Box<dyn FnOnce(OutputState) -> Result<Timestamp, StateError> + Send>;
+
+enum Message {
+    Events(Batch),
+    Watermark(Timestamp),
+    Save(SaveRequest),
+}
+
+/// The sending end of the pipeline; clones share the channel.
+#[derive(Clone)]
+pub struct Outbox(mpsc::Sender<Message>);
+
+/// The pipeline is closed: the sink's thread has stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the pipeline is closed")]
+pub struct Closed;
+
+/// A batch the pipeline could not take at once.
+#[derive(Debug)]
+pub enum TrySend {
+    /// The pipeline is full: the batch, to send with waiting.
+    Full(Batch),
+    Closed,
+}
+
+impl Outbox {
+    /// Sends a batch, waiting while the pipeline is full.
+    pub async fn send(&self, batch: Batch) -> Result<(), Closed> {
+        self.0
+            .send(Message::Events(batch))
+            .await
+            .map_err(|_| Closed)
+    }
+
+    /// Sends a batch if there is room now.
+    pub fn try_send(&self, batch: Batch) -> Result<(), TrySend> {
+        self.0
+            .try_send(Message::Events(batch))
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(Message::Events(batch)) => TrySend::Full(batch),
+                _ => TrySend::Closed,
+            })
+    }
+
+    /// Tells the sink that simulated time has reached `at`.
+    pub async fn watermark(&self, at: Timestamp) -> Result<(), Closed> {
+        self.0
+            .send(Message::Watermark(at))
+            .await
+            .map_err(|_| Closed)
+    }
+
+    /// Asks for a save, behind everything sent before.
+    pub async fn save(&self, request: SaveRequest) -> Result<(), Closed> {
+        self.0
+            .send(Message::Save(request))
+            .await
+            .map_err(|_| Closed)
+    }
+}
+
+/// The receiving end, for [`drain`].
+pub struct Inbox(mpsc::Receiver<Message>);
+
+/// A pipeline of [`CHANNEL_CAPACITY`] batches.
+pub fn channel() -> (Outbox, Inbox) {
+    let (sender, receiver) = mpsc::channel(CHANNEL_CAPACITY);
+    (Outbox(sender), Inbox(receiver))
+}
+
+/// Why the output failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error("cannot save the run's state: {0}")]
+    State(#[from] StateError),
+    #[error("cannot start the sink thread: {0}")]
+    Thread(#[source] std::io::Error),
+    #[error("the sink thread ended without a report")]
+    Vanished,
+}
+
+/// How the output fared.
 #[derive(Debug)]
 pub struct Delivery {
     /// Events delivered, by topic.
     pub delivered: TopicCounts,
     /// The first failure; after it, events are counted but not written.
-    pub error: Option<SinkError>,
+    pub error: Option<OutputError>,
 }
 
-/// Drains `inbox` into `sink` until every sender is gone, then closes the sink. On a sink
-/// failure it asks the simulation to stop (through `stop`) and keeps draining, counting what it
-/// can no longer write, so every generated event is accounted for. Saves of the run's state
-/// go to `store` (see [`crate::state`]); after a failure none is written, so the last good one
-/// stands.
+/// Where the pipeline's events end: the sink, behind the run's recorder (none for runs
+/// embedded in tests and benchmarks).
+pub struct Output {
+    pub sink: Box<dyn Sink>,
+    pub recorder: Option<Recorder>,
+}
+
+impl Output {
+    /// Records `events`, then writes what the recorder lets through now.
+    fn write(&mut self, events: &[Event], created: Instant) -> Result<(), OutputError> {
+        match &mut self.recorder {
+            Some(recorder) => self.sink.write(&recorder.take(events), created)?,
+            None => self.sink.write(events, created)?,
+        }
+        Ok(())
+    }
+
+    /// Hands the sink what the recorder held back, if anything (held-back events count as
+    /// created when they are released).
+    fn release(&mut self, held: Vec<Event>) -> Result<(), OutputError> {
+        if !held.is_empty() {
+            self.sink.write(&held, Instant::now())?;
+        }
+        Ok(())
+    }
+
+    fn advance(&mut self, watermark: Timestamp) -> Result<(), OutputError> {
+        let due = match &mut self.recorder {
+            Some(recorder) => recorder.advance(watermark)?,
+            None => Vec::new(),
+        };
+        self.release(due)?;
+        Ok(self.sink.advance(watermark)?)
+    }
+
+    /// Completes `request` with the output's part, and lets the sink publish what the save
+    /// covers. A sink that cannot make its output durable now (Kafka acknowledgements too
+    /// slow) skips this save; a state that cannot be written is a failure.
+    fn save(&mut self, request: SaveRequest, metrics: &PipelineMetrics) -> Result<(), OutputError> {
+        // A save holds no event back: what faults held is released now.
+        let held = self.recorder.as_mut().map(Recorder::release);
+        self.release(held.unwrap_or_default())?;
+        let sink = match self.sink.checkpoint() {
+            Ok(checkpoint) => checkpoint,
+            Err(e) => {
+                tracing::warn!(error = %e, "the run's state was not saved this time; the previous save stands");
+                metrics.save_skipped();
+                return Ok(());
+            }
+        };
+        let ledger = self
+            .recorder
+            .as_ref()
+            .map(Recorder::state)
+            .unwrap_or_default();
+        let files = sink.files.len();
+        let position = request(OutputState { sink, ledger })?;
+        metrics.saved(position);
+        tracing::debug!(%position, files, "state saved");
+        Ok(self.sink.commit()?)
+    }
+
+    /// Releases what is held, closes the sink and writes the ledger's last hours; the first
+    /// failure is returned, after every step was tried.
+    fn close(&mut self) -> Result<(), OutputError> {
+        let held = self.recorder.as_mut().map(Recorder::release);
+        let released = self.release(held.unwrap_or_default());
+        let closed = self.sink.close().map_err(OutputError::from);
+        let finished = match &mut self.recorder {
+            Some(recorder) => recorder.finish().map_err(OutputError::from),
+            None => Ok(()),
+        };
+        released.and(closed).and(finished)
+    }
+}
+
+/// Drains `inbox` into `output` until every sender is gone, then closes it. On a failure it
+/// asks the simulation to stop (through `stop`) and keeps draining, counting what it can no
+/// longer write, so every generated event is accounted for. After a failure no save is
+/// written, so the last good one stands.
 pub fn drain(
-    mut sink: Box<dyn Sink>,
-    mut inbox: mpsc::Receiver<Message>,
+    mut output: Output,
+    Inbox(mut inbox): Inbox,
     metrics: PipelineMetrics,
     health: Arc<Health>,
     stop: CancellationToken,
-    store: Option<StateStore>,
 ) -> Delivery {
-    let mut error: Option<SinkError> = None;
+    let mut error: Option<OutputError> = None;
     while let Some(message) = inbox.blocking_recv() {
         let result = match message {
-            Message::Events(events, created) => {
-                metrics.observe(&events);
+            Message::Events(batch) => {
+                metrics.observe(&batch.events);
                 if error.is_some() {
                     continue;
                 }
-                sink.write_created(&events, created)
+                output.write(&batch.events, batch.created)
             }
-            Message::Watermark(at) if error.is_none() => sink.advance(at),
-            Message::Watermark(_) => continue,
-            Message::Save(snapshot) => match (&store, &error) {
-                (Some(store), None) => save(sink.as_mut(), store, *snapshot, &metrics),
-                _ => continue,
-            },
+            Message::Watermark(at) if error.is_none() => output.advance(at),
+            Message::Save(request) if error.is_none() => output.save(request, &metrics),
+            Message::Watermark(_) | Message::Save(_) => continue,
         };
         if let Err(e) = result {
-            tracing::error!(sink = sink.name(), error = %e, "sink failed; stopping the simulation");
+            tracing::error!(sink = output.sink.name(), error = %e, "sink failed; stopping the simulation");
             health.set_sink_failure(e.to_string());
             error = Some(e);
             stop.cancel();
         }
     }
     // Even after a failure, completing what can be completed delivers more.
-    if let Err(e) = sink.close() {
-        tracing::error!(sink = sink.name(), error = %e, "sink failed to close");
+    if let Err(e) = output.close() {
+        tracing::error!(sink = output.sink.name(), error = %e, "sink failed to close");
         error.get_or_insert(e);
     }
     Delivery {
-        delivered: sink.delivered(),
+        delivered: output.sink.delivered(),
         error,
     }
-}
-
-/// Completes `snapshot` with the sink's part, writes it, and lets the sink publish what it
-/// covers. A sink that cannot make its output durable now (Kafka acknowledgements too slow)
-/// skips this save; a state that cannot be written is a failure.
-fn save(
-    sink: &mut dyn Sink,
-    store: &StateStore,
-    mut snapshot: Snapshot,
-    metrics: &PipelineMetrics,
-) -> Result<(), SinkError> {
-    match sink.checkpoint() {
-        Ok(state) => snapshot.sink = state,
-        Err(e) => {
-            tracing::warn!(error = %e, "the run's state was not saved this time; the previous save stands");
-            metrics.save_skipped();
-            return Ok(());
-        }
-    }
-    store
-        .save(&snapshot)
-        .map_err(|e| SinkError::State(e.to_string()))?;
-    metrics.saved(snapshot.position());
-    tracing::debug!(
-        saves = snapshot.saves,
-        position = %snapshot.position(),
-        files = snapshot.sink.files.len(),
-        "state saved"
-    );
-    sink.commit()
 }

@@ -1,23 +1,41 @@
-//! Wires a run together: catalogue, shoppers, clock, pipeline and sink.
+//! The composition root: [`start`] builds a run from its settings and runs it.
+//!
+//! It opens the saved state and checks its identity, puts the output directory back in line
+//! with it, opens the sink and the ledger, registers the metrics, serves the endpoints, then
+//! runs the shoppers, the price reviews, the clock's pacing, the watermark and the saves
+//! until the planned end, a signal or a failure of the sink.
+//!
+//! Cancellation: `shutdown`, cancelled by a signal or by the sink failing, stops the shoppers
+//! and the price reviews; its child `services`, also cancelled once the shoppers are done,
+//! stops the ticker, the saver and the pacer. The endpoints have a token of their own,
+//! cancelled when everything else is over, so that they answer until the end. The run's
+//! snapshot ([`Snapshot`]) is assembled here from each component's own saved state.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use prometheus::Registry;
+use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::clock::Clock;
+use crate::clock::{Clock, Speed, Timer};
 use crate::config::Settings;
-use crate::metrics::{Health, PipelineMetrics, SimulationMetrics};
-use crate::model::{Catalogue, CatalogueError, Event, ShopRules, Timestamp};
-use crate::pipeline::{self, CHANNEL_CAPACITY, Delivery, Message};
+use crate::encoding::{self, EncodingError};
+use crate::endpoints;
+use crate::faults::FaultInjector;
+use crate::ledger::{Ledger, Recorder};
+use crate::metrics::{self, DeliveryMetrics, Health, PipelineMetrics, SimulationMetrics};
+use crate::model::{
+    Catalogue, CatalogueError, Event, ShopRules, Timestamp, TopicCounts, describe, total,
+};
+use crate::pipeline::{self, Batch, Delivery, Outbox, Output, OutputError, OutputState};
 use crate::shoppers::{
     Active, Currency, Population, ShopContext, Shopper, raw_activity, run_shopper,
 };
-use crate::sinks::{Sink, SinkError, TopicCounts, describe};
-use crate::state::{Identity, SinkState, Snapshot, StateStore};
-use prometheus::Registry;
+use crate::sinks::kafka::KafkaSink;
+use crate::sinks::{FileSink, NullSink, Sink, SinkError, SinkKind, StdoutSink, recover_files};
+use crate::state::{Identity, StateError, StateStore};
 
 /// How often the sink hears the clock's watermark (real time).
 const WATERMARK_INTERVAL: Duration = Duration::from_millis(500);
@@ -35,29 +53,79 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-/// The parameters of one run that are not settings.
-#[derive(Debug)]
-pub struct RunPlan {
-    /// The seed in force (given, or drawn and logged).
-    pub seed: u64,
-    /// Simulated end, exclusive; `None` runs until shutdown.
-    pub end: Option<Timestamp>,
-    /// Keep a virtual clock from passing the wall clock: race through the past, then run in
-    /// real time (backfill, then live).
-    pub pace_to_wall_clock: bool,
-    /// Where the run's state is saved, and what it resumes from; `None`: not saved.
-    pub saving: Option<Saving>,
+/// A saved run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub identity: Identity,
+    /// Where the run resumes: no shopper has anything to do before it (microseconds).
+    pub position: i64,
+    /// Price reviews up to this instant are published (microseconds).
+    pub repriced_through: i64,
+    /// The run reached its planned end.
+    pub finished: bool,
+    /// Saves so far, this one included.
+    pub saves: u64,
+    /// Every shopper of this replica, in order.
+    pub shoppers: Vec<Shopper>,
+    /// The sink's and the ledger's parts.
+    pub output: OutputState,
 }
 
-/// Saving the run's state: where, how often, and what it resumes from.
+impl Snapshot {
+    /// The resume instant.
+    pub fn position(&self) -> Timestamp {
+        Timestamp::from_micros(self.position)
+    }
+}
+
+/// Why a run could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("the shipped Avro schemas: {0}")]
+    Schemas(#[from] EncodingError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("file.output_dir (--output-dir): cannot write there: {0}")]
+    Output(#[source] SinkError),
+    #[error("file.output_dir (--output-dir): cannot recover unfinished files: {0}")]
+    Recovery(#[source] SinkError),
+    #[error("ledger.dir (--ledger-dir): cannot write there: {0}")]
+    Ledger(#[source] std::io::Error),
+    #[error("metrics.addr (--metrics-addr): cannot listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("sink.kind (--sink): {0}")]
+    Sink(#[source] SinkError),
+    #[error("kafka: {}", .0.iter().map(|(k, m)| format!("{k}: {m}")).collect::<Vec<_>>().join("; "))]
+    Kafka(Vec<(&'static str, String)>),
+    #[error("traffic: {0}")]
+    Traffic(String),
+    #[error("building the catalogue: {0}")]
+    Catalogue(#[from] CatalogueError),
+    #[error("registering the metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+impl StartError {
+    /// Whether the input is at fault (exit code 2) rather than the run (exit code 1).
+    pub fn is_bad_input(&self) -> bool {
+        !matches!(
+            self,
+            StartError::Schemas(_) | StartError::Catalogue(_) | StartError::Metrics(_)
+        )
+    }
+}
+
+/// How a run ended.
 #[derive(Debug)]
-pub struct Saving {
-    pub store: StateStore,
-    /// Real time between two saves.
-    pub interval: Duration,
-    pub identity: Identity,
-    /// The state the run resumes from; `None` starts afresh.
-    pub restored: Option<Snapshot>,
+pub enum Outcome {
+    /// The saved run had already reached its end, at this instant.
+    AlreadyFinished(Timestamp),
+    /// It ran.
+    Ran(Box<Summary>),
 }
 
 /// What a run produced.
@@ -68,7 +136,7 @@ pub struct Summary {
     pub reached: Timestamp,
     pub generated: TopicCounts,
     pub delivered: TopicCounts,
-    pub sink_error: Option<SinkError>,
+    pub sink_error: Option<OutputError>,
 }
 
 impl Summary {
@@ -84,6 +152,30 @@ impl Summary {
     /// Whether every generated event was delivered and the sink reported no failure.
     pub fn is_complete(&self) -> bool {
         self.sink_error.is_none() && self.undelivered() == 0
+    }
+
+    /// Logs the run's end: what was generated and delivered.
+    pub fn report(&self) {
+        let (generated, delivered) = (total(&self.generated), total(&self.delivered));
+        if self.is_complete() {
+            tracing::info!(
+                generated,
+                delivered,
+                reached = %self.reached,
+                events = %describe(&self.delivered),
+                "simulator stopped; every event was delivered"
+            );
+        } else {
+            tracing::error!(
+                generated,
+                delivered,
+                undelivered = self.undelivered(),
+                error = %self.sink_error.as_ref().map_or_else(String::new, |e| e.to_string()),
+                generated_by_topic = %describe(&self.generated),
+                delivered_by_topic = %describe(&self.delivered),
+                "simulator stopped; some events were not delivered"
+            );
+        }
     }
 }
 
@@ -114,31 +206,35 @@ impl Instruments {
 
 /// The customer ids of this replica's shoppers: every N-th from I + 1.
 pub fn shopper_ids(settings: &Settings) -> impl Iterator<Item = i64> + use<> {
-    let (index, count) = (i64::from(settings.shard.0), i64::from(settings.shard.1));
-    (0..i64::from(settings.shoppers)).map(move |k| 1 + index + k * count)
+    let shard = settings.simulation.shard;
+    let (index, count) = (i64::from(shard.index), i64::from(shard.count));
+    (0..i64::from(settings.simulation.shoppers)).map(move |k| 1 + index + k * count)
 }
 
 /// The shared state of all shoppers, built from the settings.
-pub fn shop_context(settings: &Settings, seed: u64) -> Result<ShopContext, CatalogueError> {
-    let catalogue = Catalogue::generate(seed, settings.products, settings.popularity_exponent)?
-        .with_repricing(settings.reprice_probability)?;
-    // One string for the life of the process, shared by every event.
-    let currency: &'static str = Box::leak(settings.shop.currency.clone().into_boxed_str());
+pub fn shop_context(settings: &Settings, seed: u64) -> Result<ShopContext, StartError> {
+    let (simulation, traffic, shop) = (&settings.simulation, &settings.traffic, &settings.shop);
+    let catalogue = Catalogue::generate(
+        seed,
+        settings.catalogue.products,
+        settings.catalogue.popularity_exponent,
+    )?
+    .with_repricing(settings.catalogue.reprice_probability)?;
     let rules = ShopRules {
-        currency,
-        tax_rate: settings.shop.tax_rate,
-        shipping_fee: settings.shop.shipping_fee,
-        free_shipping_threshold: settings.shop.free_shipping_threshold,
+        currency: shop.currency,
+        tax_rate: shop.tax_rate,
+        shipping_fee: shop.shipping_fee,
+        free_shipping_threshold: shop.free_shipping_threshold,
     };
+    let shoppers = f64::from(simulation.shoppers);
     Ok(ShopContext {
         catalogue,
-        currencies: settings
-            .shop
+        currencies: shop
             .currencies
             .iter()
             .map(|c| Currency {
                 rules: ShopRules {
-                    currency: Box::leak(c.code.clone().into_boxed_str()),
+                    currency: c.code,
                     shipping_fee: rules.shipping_fee.convert(c.rate),
                     free_shipping_threshold: rules.free_shipping_threshold.convert(c.rate),
                     ..rules.clone()
@@ -149,55 +245,293 @@ pub fn shop_context(settings: &Settings, seed: u64) -> Result<ShopContext, Catal
             .collect(),
         rules,
         // Each of N replicas simulates `shoppers` shoppers: together they make the rate.
-        mean_session_gap_micros: f64::from(settings.shoppers) * f64::from(settings.shard.1)
-            / settings.rate.per_second()
+        mean_session_gap_micros: shoppers * f64::from(simulation.shard.count)
+            / simulation.rate.per_second()
             * 1e6,
-        traffic: settings.traffic.profile.clone(),
-        activity_shape: settings.traffic.activity_shape,
+        traffic: traffic.profile().map_err(StartError::Traffic)?,
+        activity_shape: traffic.activity_shape,
         activity_mean: shopper_ids(settings)
-            .map(|id| raw_activity(seed, id, settings.traffic.activity_shape))
+            .map(|id| raw_activity(seed, id, traffic.activity_shape))
             .sum::<f64>()
-            / f64::from(settings.shoppers),
-        discount_probability: settings.shop.discount_probability,
+            / shoppers,
+        discount_probability: shop.discount_probability,
         seed,
-        mean_lifetime_micros: settings
-            .traffic
-            .customer_lifetime
-            .map(|d| d.as_micros() as f64),
-        customer_id_stride: i64::from(settings.shoppers) * i64::from(settings.shard.1),
+        mean_lifetime_micros: traffic.customer_lifetime.map(|d| d.as_micros() as f64),
+        customer_id_stride: i64::from(simulation.shoppers) * i64::from(simulation.shard.count),
     })
 }
 
-/// Runs a simulation on `clock` into `sink` until the plan's end or `shutdown`, and returns
-/// what was generated and delivered. The sink is closed before this returns.
-pub async fn run(
+/// Opens the configured sink.
+fn open_sink(
+    settings: &Settings,
+    metrics: DeliveryMetrics,
+    health: &Health,
+) -> Result<Box<dyn Sink>, StartError> {
+    Ok(match settings.sink.kind {
+        SinkKind::File => {
+            let sink = FileSink::new(&settings.file.output_dir, settings.file.codec)
+                .map_err(StartError::Output)?
+                .with_metrics(metrics);
+            Box::new(if settings.state.dir.is_some() {
+                sink.with_saves()
+            } else {
+                sink
+            })
+        }
+        SinkKind::Stdout => Box::new(StdoutSink::new().with_metrics(metrics)),
+        SinkKind::Null => Box::new(
+            NullSink::new()
+                .map_err(StartError::Sink)?
+                .with_metrics(metrics),
+        ),
+        SinkKind::Kafka => {
+            let kafka = settings
+                .kafka
+                .resolve(&settings.schema_registry)
+                .map_err(StartError::Kafka)?;
+            let sink = KafkaSink::new(&kafka, metrics).map_err(StartError::Sink)?;
+            let stats = sink.stats();
+            health.set_probe(Box::new(move || stats.ready()));
+            Box::new(sink)
+        }
+    })
+}
+
+/// Puts the output directory of the file sink back in line with the saved state (or salvages
+/// unfinished files when nothing is saved), and reports what it did.
+fn recover_output(settings: &Settings, restored: Option<&Snapshot>) -> Result<(), StartError> {
+    let root = &settings.file.output_dir;
+    if settings.sink.kind != SinkKind::File || !root.exists() {
+        return Ok(());
+    }
+    // Without a save to go back to, what an earlier process left is kept, in whole blocks.
+    let files = match (settings.state.dir.is_some(), restored) {
+        (true, Some(snapshot)) => Some(snapshot.output.sink.files.as_slice()),
+        _ => None,
+    };
+    let recovery = recover_files(root, files).map_err(StartError::Recovery)?;
+    for (path, events) in &recovery.restored {
+        tracing::warn!(path = %path.display(), events, "recovered a file a previous run had not finished");
+    }
+    for path in &recovery.removed {
+        tracing::warn!(
+            path = %path.display(),
+            "removed a file started after the last save; its events are generated again"
+        );
+    }
+    Ok(())
+}
+
+/// The parameters of one run that are not settings.
+struct RunPlan {
+    /// The seed in force (given, saved, or drawn and logged).
+    seed: u64,
+    /// Simulated end, exclusive; `None` runs until shutdown.
+    end: Option<Timestamp>,
+    /// Keep a virtual clock from passing the wall clock: race through the past, then run in
+    /// real time (backfill, then live).
+    pace_to_wall_clock: bool,
+    /// Where the run's state is saved, and what it resumes from; `None`: not saved.
+    saving: Option<Saving>,
+}
+
+/// Saving the run's state: where, how often, and what it resumes from.
+struct Saving {
+    store: Arc<StateStore>,
+    /// Real time between two saves.
+    interval: Duration,
+    identity: Identity,
+    /// The state the run resumes from; `None` starts afresh.
+    restored: Option<Snapshot>,
+}
+
+/// Runs the simulation the settings describe until its end, `shutdown` (a signal) or a
+/// failure of the sink, serving the endpoints meanwhile.
+pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Outcome, StartError> {
+    // A broken schema stops the simulator before anything runs.
+    encoding::schemas()?;
+    let (store, restored) = match &settings.state.dir {
+        Some(dir) => {
+            let store = StateStore::open(dir)?;
+            let restored: Option<Snapshot> = store.load()?;
+            (Some(Arc::new(store)), restored)
+        }
+        None => (None, None),
+    };
+    // A resumed run is the same run: its seed and start come from the state.
+    let saved = restored.as_ref().map(|r| &r.identity);
+    let saved_seed = saved.and_then(|i| i.get("simulation.seed")?.parse().ok());
+    let saved_start = saved.and_then(|i| {
+        chrono::DateTime::parse_from_rfc3339(i.get("simulation.start")?)
+            .ok()
+            .map(|t| Timestamp::from_datetime(t.to_utc()))
+    });
+    let seed = settings
+        .simulation
+        .seed
+        .or(saved_seed)
+        .unwrap_or_else(rand::random);
+    let start = settings
+        .simulation
+        .start
+        .or(saved_start)
+        .unwrap_or_else(Clock::wall_now);
+    let identity = settings.identity(seed, start);
+    if let (Some(store), Some(saved)) = (&store, saved)
+        && let Some((setting, was, now)) = saved.difference(&identity)
+    {
+        return Err(StateError::Incompatible {
+            path: store.path(),
+            setting,
+            saved: was,
+            current: now,
+        }
+        .into());
+    }
+    let end = settings.simulation.duration.map(|d| start + d);
+    // Where simulated time starts: the run's start, or where the saved state left off.
+    let from = restored.as_ref().map_or(start, Snapshot::position);
+    if let (Some(snapshot), Some(end)) = (&restored, end)
+        && (snapshot.finished || from >= end)
+    {
+        return Ok(Outcome::AlreadyFinished(from));
+    }
+    // A real-time run resumed after a pause catches up as fast as possible, then goes on live.
+    let speed = match settings.simulation.speed {
+        Speed::Factor(f) if restored.is_some() && f == 1.0 && from < Clock::wall_now() => {
+            Speed::Max
+        }
+        speed => speed,
+    };
+    let clock = Clock::new(from, speed);
+    // With --speed max from the past: a backfill, then live (or a stop at the present).
+    let backfill = speed == Speed::Max && from < Clock::wall_now();
+    let stop_at_present = settings.simulation.stop_at_present;
+    let ctx = shop_context(&settings, seed)?;
+
+    let registry = Registry::new();
+    let health = Health::new();
+    metrics::register_process(&registry, settings.sink.kind.as_str())?;
+    let instruments = Instruments::register(&registry, Arc::clone(&health))?;
+    let delivery = DeliveryMetrics::register(&registry)?;
+    let addr = settings.metrics.addr;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Listen { addr, source })?;
+    let endpoints_addr = listener
+        .local_addr()
+        .map_err(|source| StartError::Listen { addr, source })?;
+    let served = CancellationToken::new();
+    let endpoints = tokio::spawn(endpoints::serve(
+        listener,
+        registry,
+        Arc::clone(&health),
+        served.clone(),
+    ));
+
+    let sink = open_sink(&settings, delivery, &health)?;
+    recover_output(&settings, restored.as_ref())?;
+    let mut recorder = Recorder::new(
+        Ledger::new(&settings.ledger_dir()).map_err(StartError::Ledger)?,
+        settings
+            .faults
+            .any()
+            .then(|| FaultInjector::new(settings.faults, seed)),
+    );
+    if let Some(snapshot) = &restored {
+        recorder.restore(snapshot.output.ledger.clone());
+    }
+    let plan = RunPlan {
+        seed,
+        end: match (backfill && stop_at_present, end) {
+            (true, Some(end)) => Some(end.min(Clock::wall_now())),
+            (true, None) => Some(Clock::wall_now()),
+            (false, end) => end,
+        },
+        pace_to_wall_clock: backfill && !stop_at_present,
+        saving: store.map(|store| Saving {
+            store,
+            interval: settings.state.interval,
+            identity,
+            restored,
+        }),
+    };
+    tracing::info!(
+        seed,
+        rate = %settings.simulation.rate,
+        shoppers = settings.simulation.shoppers,
+        sink = sink.name(),
+        start = %start,
+        resumed_at = %plan.saving.as_ref().and_then(|s| s.restored.as_ref()).map_or_else(|| "-".to_owned(), |r| r.position().to_string()),
+        end = %plan.end.map_or_else(|| "never".to_owned(), |e| e.to_string()),
+        speed = %settings.simulation.speed,
+        endpoints = %format!("http://{endpoints_addr}/metrics"),
+        "simulator starting"
+    );
+    let output = Output {
+        sink,
+        recorder: Some(recorder),
+    };
+    let summary = run(&settings, plan, ctx, clock, output, shutdown, instruments).await;
+    served.cancel();
+    let _ = endpoints.await;
+    Ok(Outcome::Ran(Box::new(summary)))
+}
+
+/// Runs `span` of simulated time from the clock's current instant into `sink`, with the
+/// settings' shop and a catalogue and shoppers drawn from `seed`, reporting to no registry and
+/// keeping no ledger: a whole run in one call, for embedding (tests, benchmarks).
+pub async fn simulate(
+    settings: &Settings,
+    seed: u64,
+    span: Duration,
+    clock: Clock,
+    sink: Box<dyn Sink>,
+) -> Result<Summary, StartError> {
+    let plan = RunPlan {
+        seed,
+        end: Some(clock.now() + span),
+        pace_to_wall_clock: false,
+        saving: None,
+    };
+    let ctx = shop_context(settings, seed)?;
+    let output = Output {
+        sink,
+        recorder: None,
+    };
+    Ok(run(
+        settings,
+        plan,
+        ctx,
+        clock,
+        output,
+        CancellationToken::new(),
+        Instruments::detached(),
+    )
+    .await)
+}
+
+/// Runs a simulation on `clock` into `output` until the plan's end or `shutdown`, and returns
+/// what was generated and delivered. The output is closed before this returns.
+async fn run(
     settings: &Settings,
     plan: RunPlan,
     ctx: ShopContext,
     clock: Clock,
-    sink: Box<dyn Sink>,
+    output: Output,
     shutdown: CancellationToken,
     instruments: Instruments,
 ) -> Summary {
     let start = clock.now();
-    let (store, saving, restored) = match plan.saving {
-        Some(Saving {
-            store,
-            interval,
-            identity,
-            restored,
-        }) => (Some(store), Some((interval, identity)), restored),
-        None => (None, None, None),
-    };
-    let saves = restored.as_ref().map_or(0, |r| r.saves);
     let Instruments {
         pipeline: pipeline_metrics,
         simulation: metrics,
         health,
     } = instruments;
+    let shard = settings.simulation.shard;
     metrics
         .target_rate
-        .set(settings.rate.per_second() / f64::from(settings.shard.1));
+        .set(settings.simulation.rate.per_second() / f64::from(shard.count));
     let ctx = Arc::new(ctx);
     // The pipeline's counters are the one count of generated events; this run's share is what
     // they gain from here.
@@ -207,7 +541,7 @@ pub async fn run(
         let now = counted.generated();
         std::array::from_fn(|i| now[i] - before[i])
     };
-    let (outbox, inbox) = mpsc::channel::<Message>(CHANNEL_CAPACITY);
+    let (outbox, inbox) = pipeline::channel();
     // The sink runs on a thread of its own, named so it shows in profiles and `top -H`.
     let (done, sink_result) = tokio::sync::oneshot::channel();
     let spawned = {
@@ -215,7 +549,7 @@ pub async fn run(
         std::thread::Builder::new()
             .name("sink".into())
             .spawn(move || {
-                let drained = pipeline::drain(sink, inbox, pipeline_metrics, health, stop, store);
+                let drained = pipeline::drain(output, inbox, pipeline_metrics, health, stop);
                 let _ = done.send(drained);
             })
     };
@@ -223,26 +557,32 @@ pub async fn run(
         return Summary {
             start,
             reached: start,
-            generated: [0; 4],
-            delivered: [0; 4],
-            sink_error: Some(SinkError::Thread(format!(
-                "cannot start the sink thread: {e}"
-            ))),
+            generated: TopicCounts::default(),
+            delivered: TopicCounts::default(),
+            sink_error: Some(OutputError::Thread(e)),
         };
     }
+    let (saving, restored) = match plan.saving {
+        Some(Saving {
+            store,
+            interval,
+            identity,
+            restored,
+        }) => (Some((store, interval, identity)), restored),
+        None => (None, None),
+    };
+    let saves = restored.as_ref().map_or(0, |r| r.saves);
 
     // Reference data first: every product exists before any order names it. Replicas share
     // the catalogue (same seed); replica 0 publishes it, once: a resumed run already has.
-    if settings.shard.0 == 0 && restored.is_none() {
+    if shard.index == 0 && restored.is_none() {
         let catalogue = ctx
             .catalogue
             .publish(start, plan.seed, ctx.rules.currency)
             .into_iter()
             .map(Event::Product)
             .collect();
-        let _ = outbox
-            .send(Message::Events(catalogue, tokio::time::Instant::now()))
-            .await;
+        let _ = outbox.send(Batch::now(catalogue)).await;
     }
 
     let population = Arc::new(match restored {
@@ -257,7 +597,9 @@ pub async fn run(
             start,
         ),
     });
+    let services = shutdown.child_token();
     let shoppers = TaskTracker::new();
+    let background = TaskTracker::new();
     // Holding a timer keeps a virtual clock still until every shopper has joined.
     let hold = clock.timer();
     for index in 0..population.len() {
@@ -272,7 +614,7 @@ pub async fn run(
             Active::new(&metrics.shoppers_active),
         ));
     }
-    if settings.shard.0 == 0 && settings.reprice_probability > 0.0 {
+    if shard.index == 0 && settings.catalogue.reprice_probability > 0.0 {
         shoppers.spawn(reprice(
             Arc::clone(&ctx),
             Arc::clone(&population),
@@ -282,48 +624,46 @@ pub async fn run(
             shutdown.clone(),
         ));
     }
-    let pacer_stop = CancellationToken::new();
-    let pacer = (plan.pace_to_wall_clock && clock.is_virtual()).then(|| {
-        tokio::spawn(pace(
+    if plan.pace_to_wall_clock && clock.is_virtual() {
+        background.spawn(pace(
             clock.clone(),
             clock.timer(),
             plan.end,
-            pacer_stop.clone(),
-        ))
-    });
+            services.clone(),
+        ));
+    }
     drop(hold);
     shoppers.close();
     health.set_shoppers_running(true);
 
-    let ticker_stop = CancellationToken::new();
-    let ticker = tokio::spawn(tick(
+    background.spawn(tick(
         clock.clone(),
         outbox.clone(),
         generated_since.clone(),
         metrics.clone(),
-        ticker_stop.clone(),
+        services.clone(),
     ));
-    let saver = saving.as_ref().map(|(interval, identity)| {
-        tokio::spawn(save_periodically(
-            SaveContext {
-                clock: clock.clone(),
-                population: Arc::clone(&population),
-                identity: identity.clone(),
-                outbox: outbox.clone(),
-            },
+    let saver = saving.as_ref().map(|(store, interval, identity)| {
+        let context = SaveContext {
+            clock: clock.clone(),
+            population: Arc::clone(&population),
+            identity: identity.clone(),
+            store: Arc::clone(store),
+            outbox: outbox.clone(),
+        };
+        background.spawn(save_periodically(
+            context,
             *interval,
             saves,
-            ticker_stop.clone(),
+            services.clone(),
         ))
     });
+    background.close();
     shoppers.wait().await;
-    pacer_stop.cancel();
-    if let Some(pacer) = pacer {
-        let _ = pacer.await;
-    }
     health.set_shoppers_running(false);
-    ticker_stop.cancel();
-    let _ = ticker.await;
+    // Whatever stopped the shoppers (their end, a signal, a failed sink), the services go.
+    services.cancel();
+    background.wait().await;
     let saves = match saver {
         Some(saver) => saver.await.unwrap_or(saves),
         None => saves,
@@ -334,28 +674,23 @@ pub async fn run(
         Some(end) if finished => end,
         _ => clock.now(),
     };
-    let _ = outbox.send(Message::Watermark(reached)).await;
-    if let Some((_, identity)) = saving {
+    let _ = outbox.watermark(reached).await;
+    if let Some((store, _, identity)) = saving {
         // The final save: every shopper has stopped.
         let context = SaveContext {
             clock: clock.clone(),
             population: Arc::clone(&population),
             identity,
+            store,
             outbox: outbox.clone(),
         };
-        let snapshot = context.snapshot(saves + 1, finished.then_some(reached));
-        let _ = outbox.send(Message::Save(Box::new(snapshot))).await;
+        let _ = context.save(saves + 1, finished.then_some(reached)).await;
     }
     drop(outbox);
-    let Delivery { delivered, error } = match sink_result.await {
-        Ok(delivery) => delivery,
-        Err(_) => Delivery {
-            delivered: [0; 4],
-            error: Some(SinkError::Thread(
-                "the sink thread ended without a report".into(),
-            )),
-        },
-    };
+    let Delivery { delivered, error } = sink_result.await.unwrap_or(Delivery {
+        delivered: TopicCounts::default(),
+        error: Some(OutputError::Vanished),
+    });
     Summary {
         start,
         reached,
@@ -365,47 +700,19 @@ pub async fn run(
     }
 }
 
-/// Runs `span` of simulated time from the clock's current instant into `sink`, with the
-/// settings' shop and a catalogue and shoppers drawn from `seed`, reporting to no registry: a
-/// whole run in one call, for embedding (tests, benchmarks).
-pub async fn simulate(
-    settings: &Settings,
-    seed: u64,
-    span: Duration,
-    clock: Clock,
-    sink: Box<dyn Sink>,
-) -> Result<Summary, CatalogueError> {
-    let plan = RunPlan {
-        seed,
-        end: Some(clock.now() + span),
-        pace_to_wall_clock: false,
-        saving: None,
-    };
-    let ctx = shop_context(settings, seed)?;
-    Ok(run(
-        settings,
-        plan,
-        ctx,
-        clock,
-        sink,
-        CancellationToken::new(),
-        Instruments::detached(),
-    )
-    .await)
-}
-
-/// What a save is taken from.
+/// What a save is taken from, and where it goes.
 struct SaveContext {
     clock: Clock,
     population: Arc<Population>,
     identity: Identity,
-    outbox: mpsc::Sender<Message>,
+    store: Arc<StateStore>,
+    outbox: Outbox,
 }
 
 impl SaveContext {
-    /// The state of the run now, as save number `saves`; `finished` is the end it reached, if
-    /// it did. Consistent while the population is paused or stopped.
-    fn snapshot(&self, saves: u64, finished: Option<Timestamp>) -> Snapshot {
+    /// Sends save number `saves` of the run as it is now down the pipeline; `finished` is the
+    /// end it reached, if it did. Consistent while the population is paused or stopped.
+    async fn save(&self, saves: u64, finished: Option<Timestamp>) -> Result<(), pipeline::Closed> {
         let shoppers = self.population.snapshot();
         // The resumed clock starts where nobody has anything left to do before.
         let position = finished.unwrap_or_else(|| {
@@ -414,15 +721,23 @@ impl SaveContext {
                 .map(Shopper::next_wake)
                 .fold(self.clock.now(), Timestamp::min)
         });
-        Snapshot {
+        let mut snapshot = Snapshot {
             identity: self.identity.clone(),
             position: position.as_micros(),
             repriced_through: self.population.repriced_through().as_micros(),
             finished: finished.is_some(),
             saves,
             shoppers,
-            sink: SinkState::default(),
-        }
+            output: OutputState::default(),
+        };
+        let store = Arc::clone(&self.store);
+        self.outbox
+            .save(Box::new(move |output| {
+                snapshot.output = output;
+                store.save(&snapshot)?;
+                Ok(snapshot.position())
+            }))
+            .await
     }
 }
 
@@ -444,13 +759,7 @@ async fn save_periodically(
         }
         let paused = context.population.pause().await;
         saves += 1;
-        let snapshot = context.snapshot(saves, None);
-        if context
-            .outbox
-            .send(Message::Save(Box::new(snapshot)))
-            .await
-            .is_err()
-        {
+        if context.save(saves, None).await.is_err() {
             return saves;
         }
         drop(paused);
@@ -463,9 +772,9 @@ async fn save_periodically(
 async fn reprice(
     ctx: Arc<ShopContext>,
     population: Arc<Population>,
-    mut timer: crate::clock::Timer,
+    mut timer: Timer,
     end: Option<Timestamp>,
-    outbox: mpsc::Sender<Message>,
+    outbox: Outbox,
     shutdown: CancellationToken,
 ) {
     let mut at = population.repriced_through();
@@ -486,12 +795,7 @@ async fn reprice(
             .into_iter()
             .map(Event::Product)
             .collect();
-        if !events.is_empty()
-            && outbox
-                .send(Message::Events(events, tokio::time::Instant::now()))
-                .await
-                .is_err()
-        {
+        if !events.is_empty() && outbox.send(Batch::now(events)).await.is_err() {
             return;
         }
         population.set_repriced_through(at);
@@ -506,12 +810,7 @@ const LIVE_STEP: Duration = Duration::from_millis(100);
 /// instant every [`LIVE_STEP`] of real time. As a participant of the clock, it stops simulated
 /// time while it waits. It never takes the clock past the run's `end`: a backfill that ends in
 /// the past just ends.
-async fn pace(
-    clock: Clock,
-    mut timer: crate::clock::Timer,
-    end: Option<Timestamp>,
-    stop: CancellationToken,
-) {
+async fn pace(clock: Clock, mut timer: Timer, end: Option<Timestamp>, stop: CancellationToken) {
     let mut live = false;
     loop {
         let wall = Clock::wall_now();
@@ -554,7 +853,7 @@ async fn pace(
 /// Sends the watermark to the sink at a steady pace and logs progress.
 async fn tick(
     clock: Clock,
-    outbox: mpsc::Sender<Message>,
+    outbox: Outbox,
     generated: impl Fn() -> TopicCounts,
     metrics: SimulationMetrics,
     stop: CancellationToken,
@@ -570,7 +869,7 @@ async fn tick(
         }
         let now = clock.now();
         metrics.simulated_time.set(now.as_micros() as f64 / 1e6);
-        if outbox.send(Message::Watermark(now)).await.is_err() {
+        if outbox.watermark(now).await.is_err() {
             return;
         }
         ticks += 1;

@@ -23,11 +23,7 @@ fn run(start: DateTime<Utc>, extra: &[&str]) -> (Output, std::time::Duration) {
         .args(extra)
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    common::assert_success(&output);
     (output, began.elapsed())
 }
 

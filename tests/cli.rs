@@ -8,17 +8,13 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use common::simulator;
+use common::{simulator, stderr};
 use std::time::Duration;
 
 use apache_avro::types::Value;
 
 fn run(args: &[&str]) -> Output {
     simulator().args(args).output().unwrap()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// Every file of the data under `dir` (the ledger's directory aside).
@@ -185,7 +181,7 @@ fn print_config_shows_the_effective_layers() {
         .args(["--rate", "20/s", "--print-config"])
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", stderr(&output));
+    common::assert_success(&output);
     let text = String::from_utf8(output.stdout).unwrap();
     assert!(text.contains("rate = \"20/s\""), "{text}");
     assert!(text.contains("currency = \"EUR\""), "{text}");
@@ -214,7 +210,7 @@ fn simulate_day(dir: &Path, seed: &str) -> Output {
         "--log-format",
         "json",
     ]);
-    assert!(output.status.success(), "{}", stderr(&output));
+    common::assert_success(&output);
     output
 }
 
@@ -402,7 +398,7 @@ fn the_connection_string_never_appears_in_output() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&printed.stdout);
-    assert!(printed.status.success(), "{}", stderr(&printed));
+    common::assert_success(&printed);
     assert!(
         text.contains("redacted") && text.contains("simulator-test.servicebus.windows.net"),
         "{text}"

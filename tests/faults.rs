@@ -9,29 +9,16 @@ use std::process::Command;
 #[test]
 fn injected_faults_are_delivered_at_their_fractions_and_recorded() {
     let dir = tempfile::tempdir().unwrap();
-    let output = common::simulator()
+    let output = common::simulated_day(21, "1500/h", 600)
         .env("SIMULATOR__FAULTS__DUPLICATE_FRACTION", "0.02")
         .env("SIMULATOR__FAULTS__LATE_FRACTION", "0.01")
         .env("SIMULATOR__FAULTS__LATE_DELAY", "2h")
         .env("SIMULATOR__FAULTS__OUT_OF_ORDER_FRACTION", "0.03")
-        .args(["--rate", "1500/h", "--shoppers", "600", "--seed", "21"])
-        .args([
-            "--start",
-            common::START,
-            "--duration",
-            "24h",
-            "--speed",
-            "max",
-        ])
         .arg("--output-dir")
         .arg(dir.path())
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    common::assert_success(&output);
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let check = Command::new(common::python())
         .arg(root.join("tests/python/check_avro_files.py"))
@@ -41,11 +28,7 @@ fn injected_faults_are_delivered_at_their_fractions_and_recorded() {
         .arg("--faults")
         .output()
         .unwrap();
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stderr)
-    );
+    common::assert_success(&check);
     // Deduplicated, the files hold every event once and reconcile with the ledger, hour by hour
     // (checked by the script); the faults themselves:
     let summary: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();

@@ -77,7 +77,7 @@ fn invariants_and_referential_integrity_hold_over_a_week() {
             Event::Product(p) => {
                 assert!(p.unit_price > Money::ZERO);
                 let first = products.insert(p.product_id);
-                assert_eq!(first, p.event_type == "product_published", "{p:?}");
+                assert_eq!(first, p.event_type.as_str() == "product_published", "{p:?}");
             }
             Event::Customer(c) => {
                 assert_eq!(c.signup_time, c.event_time);
@@ -87,30 +87,40 @@ fn invariants_and_referential_integrity_hold_over_a_week() {
                     "customer signed up twice"
                 );
             }
-            Event::Order(o) if o.event_type != "order_placed" => {
+            Event::Order(o) if o.event_type.as_str() != "order_placed" => {
                 let (customer, total, placed) = *orders
                     .get(&o.order_id)
                     .expect("status change before its order");
                 assert_eq!((o.customer_id, o.total), (customer, total));
                 assert!(o.items.is_empty(), "a status change carries no lines");
                 assert!(placed <= o.event_time);
-                let before = status.insert(o.order_id, o.status).unwrap_or("placed");
+                let before = status
+                    .insert(o.order_id, o.status.as_str())
+                    .unwrap_or("placed");
                 let valid = matches!(
-                    (before, o.status),
+                    (before, o.status.as_str()),
                     ("placed", "cancelled")
                         | ("placed", "shipped")
                         | ("shipped", "delivered")
                         | ("delivered", "returned")
                 );
-                assert!(valid, "order {}: {before} -> {}", o.order_id, o.status);
-                assert_eq!(o.event_type, format!("order_{}", o.status));
-                if o.status == "shipped" {
+                assert!(
+                    valid,
+                    "order {}: {before} -> {}",
+                    o.order_id,
+                    o.status.as_str()
+                );
+                assert_eq!(
+                    o.event_type.as_str(),
+                    format!("order_{}", o.status.as_str())
+                );
+                if o.status.as_str() == "shipped" {
                     let paid = captured_at.get(&o.order_id).expect("shipped unpaid");
                     assert!(*paid <= o.event_time);
                     // Timely: shipped within two weeks of the capture.
                     assert!(o.event_time.micros_since(*paid) < 14 * 86_400_000_000);
                 }
-                *lifecycle.entry(o.status).or_default() += 1;
+                *lifecycle.entry(o.status.as_str()).or_default() += 1;
             }
             Event::Order(o) => {
                 let signed_up = customers
@@ -130,9 +140,9 @@ fn invariants_and_referential_integrity_hold_over_a_week() {
                 assert_eq!(o.subtotal, subtotal);
                 assert_eq!(o.total, o.subtotal - o.discount + o.tax + o.shipping);
                 assert!(o.discount >= Money::ZERO && o.discount <= o.subtotal);
-                assert!(["web", "mobile_app", "call_center"].contains(&o.channel));
-                assert_eq!(o.status, "placed");
-                assert_eq!(o.event_type, "order_placed");
+                assert!(["web", "mobile_app", "call_center"].contains(&o.channel.as_str()));
+                assert_eq!(o.status.as_str(), "placed");
+                assert_eq!(o.event_type.as_str(), "order_placed");
                 assert!(
                     orders
                         .insert(o.order_id, (o.customer_id, o.total, o.event_time))
@@ -145,22 +155,26 @@ fn invariants_and_referential_integrity_hold_over_a_week() {
                 assert_eq!(p.customer_id, customer);
                 assert!(placed <= p.event_time);
                 assert_eq!(p.amount, total, "a payment asks for its order's total");
-                assert_eq!(p.failure_reason.is_some(), p.status == "declined");
-                match p.status {
+                assert_eq!(p.failure_reason.is_some(), p.status.as_str() == "declined");
+                match p.status.as_str() {
                     "authorized" | "declined" => {
                         let last = attempts.insert(p.order_id, p.attempt).unwrap_or(0);
                         assert_eq!(p.attempt, last + 1, "attempts are numbered in order");
                         assert!(p.attempt <= MAX_PAYMENT_ATTEMPTS);
                         assert!(!captured.contains(&p.order_id));
-                        if p.status == "authorized" {
-                            authorized.insert(p.payment_id, (p.order_id, p.amount, p.method));
+                        if p.status.as_str() == "authorized" {
+                            authorized
+                                .insert(p.payment_id, (p.order_id, p.amount, p.method.as_str()));
                         }
                     }
                     "captured" => {
                         let (order, amount, method) = authorized
                             .remove(&p.payment_id)
                             .expect("capture without authorisation");
-                        assert_eq!((order, amount, method), (p.order_id, p.amount, p.method));
+                        assert_eq!(
+                            (order, amount, method),
+                            (p.order_id, p.amount, p.method.as_str())
+                        );
                         assert!(captured.insert(p.order_id), "order captured twice");
                         captured_at.insert(p.order_id, p.event_time);
                         captured_payment.insert(p.order_id, p.payment_id);

@@ -18,38 +18,14 @@ use common::{broker, create_topics, topic_env};
 
 /// Runs the binary for a simulated day into the broker.
 fn simulate_day(bootstrap: &str, prefix: &str, extra_env: &[(String, String)]) -> Output {
-    let output = common::simulator()
-        .args([
-            "--sink",
-            "kafka",
-            "--bootstrap-servers",
-            bootstrap,
-            "--rate",
-            "500/h",
-            "--shoppers",
-            "300",
-        ])
-        .args([
-            "--seed",
-            "9",
-            "--start",
-            common::START,
-            "--duration",
-            "24h",
-            "--speed",
-            "max",
-            "--log-format",
-            "json",
-        ])
+    let output = common::simulated_day(9, "500/h", 300)
+        .args(["--sink", "kafka", "--bootstrap-servers", bootstrap])
+        .args(["--log-format", "json"])
         .envs(topic_env(prefix))
         .envs(extra_env.iter().cloned())
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    common::assert_success(&output);
     output
 }
 

@@ -17,9 +17,9 @@ use simulator::config::Settings;
 use simulator::encoding::schemas;
 use simulator::metrics::DeliveryMetrics;
 use simulator::model::Topic;
+use simulator::model::total;
 use simulator::simulation::{self, Summary};
 use simulator::sinks::kafka::KafkaSink;
-use simulator::sinks::total;
 
 const PARTITIONS: i32 = 3;
 
@@ -34,7 +34,7 @@ fn cluster() -> MockCluster<'static, rdkafka::producer::DefaultProducerContext> 
 /// Runs `hours` simulated hours at `speed` into a Kafka sink.
 async fn run(settings: &Settings, hours: u64, clock: Clock) -> Summary {
     let sink = KafkaSink::new(
-        settings.kafka.as_ref().unwrap(),
+        &settings.kafka.resolve(&settings.schema_registry).unwrap(),
         DeliveryMetrics::unregistered(),
     )
     .unwrap();
@@ -96,7 +96,7 @@ async fn a_broker_down_for_a_while_loses_nothing_and_readiness_follows() {
     let bootstrap = cluster.bootstrap_servers();
     let settings = kafka_settings("3000/h", 300, &bootstrap, &[]);
     let sink = KafkaSink::new(
-        settings.kafka.as_ref().unwrap(),
+        &settings.kafka.resolve(&settings.schema_registry).unwrap(),
         DeliveryMetrics::unregistered(),
     )
     .unwrap();

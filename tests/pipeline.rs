@@ -17,26 +17,13 @@ fn the_loader_and_models_reproduce_a_simulated_day() {
     create_topics(&broker.bootstrap, &prefix);
     let workdir = tempfile::tempdir().unwrap();
     let ledger = workdir.path().join("ledger");
-    let output = common::simulator()
+    let output = common::simulated_day(11, "1000/h", 500)
         .env("SIMULATOR__LEDGER__DIR", &ledger)
         .args(["--sink", "kafka", "--bootstrap-servers", &broker.bootstrap])
-        .args(["--rate", "1000/h", "--shoppers", "500", "--seed", "11"])
-        .args([
-            "--start",
-            common::START,
-            "--duration",
-            "24h",
-            "--speed",
-            "max",
-        ])
         .envs(topic_env(&prefix))
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    common::assert_success(&output);
 
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let status = Command::new(common::python())

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{run_in_memory, settings, start};
-use simulator::model::{Event, MICROS_PER_HOUR};
+use simulator::model::{Event, EventType, MICROS_PER_HOUR};
 
 /// Kolmogorov–Smirnov distance between a sample and the exponential law of mean `mean`.
 fn ks_exponential(mut sample: Vec<f64>, mean: f64) -> f64 {
@@ -30,7 +30,9 @@ fn orders_follow_the_poisson_process_of_the_rate() {
     let mut order_times: Vec<i64> = events
         .iter()
         .filter_map(|e| match e {
-            Event::Order(o) if o.event_type == "order_placed" => Some(o.event_time.as_micros()),
+            Event::Order(o) if o.event_type == EventType::OrderPlaced => {
+                Some(o.event_time.as_micros())
+            }
             _ => None,
         })
         .collect();

@@ -13,9 +13,10 @@ use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use apache_avro::types::Value;
-use common::{broker, create_topics, simulator, topic_env};
+use common::{broker, create_topics, simulator, stderr, topic_env};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Message, TopicPartitionList};
+use simulator::simulation::Snapshot;
 use simulator::state::{StateStore, decode};
 
 /// A busy shop: over a simulated day, about 1.1 million events.
@@ -47,10 +48,6 @@ fn run(dir: &Path, state: Option<&Path>, extra: &[&str]) -> Output {
         command.args(["--state-dir", state.to_str().unwrap()]);
     }
     command.output().unwrap()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// Every file under `dir` with the given ending, relative to `dir`, sorted.
@@ -167,7 +164,7 @@ fn a_run_killed_and_resumed_equals_the_run_uninterrupted() {
     );
     let day = ["--duration", "24h"];
     let reference = run(&whole, None, &day);
-    assert!(reference.status.success(), "{}", stderr(&reference));
+    common::assert_success(&reference);
 
     // The same run with saves every second, killed once a few saves are behind it.
     let mut child = simulator()
@@ -189,7 +186,7 @@ fn a_run_killed_and_resumed_equals_the_run_uninterrupted() {
             "the run ended before it was killed"
         );
         if let Ok(bytes) = std::fs::read(state.join("state.bin"))
-            && let Ok(snapshot) = decode(&bytes)
+            && let Ok(snapshot) = decode::<Snapshot>(&bytes)
             && snapshot.saves >= 3
         {
             break snapshot;
@@ -209,7 +206,7 @@ fn a_run_killed_and_resumed_equals_the_run_uninterrupted() {
     let output = run(&resumed, Some(&state), &day);
     let log = stderr(&output);
     assert!(output.status.success(), "{log}");
-    let last_save = decode(&std::fs::read(state.join("state.bin")).unwrap()).unwrap();
+    let last_save: Snapshot = decode(&std::fs::read(state.join("state.bin")).unwrap()).unwrap();
     let starting = log
         .lines()
         .find(|l| l.contains("simulator starting"))
@@ -249,7 +246,7 @@ fn a_run_killed_and_resumed_equals_the_run_uninterrupted() {
 
     // Once finished, starting it again does nothing.
     let again = run(&resumed, Some(&state), &day);
-    assert!(again.status.success(), "{}", stderr(&again));
+    common::assert_success(&again);
     assert!(stderr(&again).contains("already reached its end"));
     assert!(expected == records(&resumed));
 }
@@ -260,7 +257,7 @@ fn a_state_that_is_corrupt_foreign_or_in_use_is_refused() {
     let (data, state) = (root.path().join("data"), root.path().join("state"));
     let short = ["--duration", "2h"];
     let first = run(&data, Some(&state), &short);
-    assert!(first.status.success(), "{}", stderr(&first));
+    common::assert_success(&first);
     let saved = std::fs::read(state.join("state.bin")).unwrap();
 
     // Another run's settings: refused, naming the setting.
@@ -321,7 +318,7 @@ fn a_state_that_is_corrupt_foreign_or_in_use_is_refused() {
     );
     drop(held);
     let resumed = run(&data, Some(&state), &short);
-    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    common::assert_success(&resumed);
 }
 
 #[test]
@@ -335,7 +332,7 @@ fn into_kafka_a_run_killed_and_resumed_publishes_everything_and_repeats_only_ide
     let half_day = ["--duration", "12h"];
     // The uninterrupted run, into files.
     let reference = run(&files_dir, None, &half_day);
-    assert!(reference.status.success(), "{}", stderr(&reference));
+    common::assert_success(&reference);
     let expected: std::collections::BTreeSet<String> = event_ids(&files_dir).into_iter().collect();
 
     let kafka = |command: &mut std::process::Command| {
@@ -360,7 +357,7 @@ fn into_kafka_a_run_killed_and_resumed_publishes_everything_and_repeats_only_ide
             "the run ended before it was killed"
         );
         if let Ok(bytes) = std::fs::read(state.join("state.bin"))
-            && decode(&bytes).is_ok_and(|s| s.saves >= 2)
+            && decode::<Snapshot>(&bytes).is_ok_and(|s| s.saves >= 2)
         {
             break;
         }
@@ -373,7 +370,7 @@ fn into_kafka_a_run_killed_and_resumed_publishes_everything_and_repeats_only_ide
     let mut command = simulator();
     kafka(&mut command);
     let resumed = command.output().unwrap();
-    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    common::assert_success(&resumed);
 
     let (published, messages) = consume(&broker.bootstrap, prefix);
     let got: std::collections::BTreeSet<String> = published.into_keys().collect();

@@ -10,14 +10,12 @@ use simulator::config::{Cli, Settings};
 use simulator::model::Event;
 
 fn shard(index: u32) -> Settings {
-    let cli = Cli {
-        rate: Some("1200/h".into()),
-        shoppers: Some("800".into()),
-        seed: Some("77".into()),
-        profile: Some("flat".into()),
-        shard: Some(format!("{index}/2")),
-        ..Cli::default()
-    };
+    let cli = Cli::default()
+        .with("simulation.rate", "1200/h")
+        .with("simulation.shoppers", "800")
+        .with("simulation.seed", "77")
+        .with("traffic.profile", "flat")
+        .with("simulation.shard", format!("{index}/2"));
     Settings::load(&cli, std::iter::empty()).unwrap()
 }
 

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use chrono::{Datelike, Timelike};
 use common::{run_in_memory, settings_from};
-use simulator::model::Event;
+use simulator::model::{CurrencyCode, Event, EventType};
 
 const HOURLY: [f64; 24] = [
     1.0, 0.5, 0.3, 0.2, 0.2, 0.3, 0.6, 1.0, 1.4, 1.6, 1.7, 1.8, 1.9, 1.8, 1.7, 1.7, 1.8, 2.0, 2.4,
@@ -27,7 +27,7 @@ fn curve(factors: &[f64]) -> String {
 /// The orders placed (one per session), without their later status changes.
 fn orders(events: &[Event]) -> impl Iterator<Item = &simulator::model::OrderEvent> {
     events.iter().filter_map(|e| match e {
-        Event::Order(o) if o.event_type == "order_placed" => Some(o),
+        Event::Order(o) if o.event_type == EventType::OrderPlaced => Some(o),
         _ => None,
     })
 }
@@ -99,7 +99,8 @@ fn a_promotion_multiplies_sessions_and_favours_its_category_at_a_discount() {
         let hour = o.event_time.to_datetime().hour();
         o.event_time.to_datetime().day() == 2 && (12..18).contains(&hour)
     };
-    let catalogue = simulator::model::Catalogue::generate(11, settings.products, 1.1).unwrap();
+    let catalogue =
+        simulator::model::Catalogue::generate(11, settings.catalogue.products, 1.1).unwrap();
     let books = |o: &simulator::model::OrderEvent| -> (usize, usize) {
         let n = o
             .items
@@ -250,7 +251,7 @@ fn customers_leave_after_their_lifetime_and_new_ones_take_their_place() {
     let mut followed_up = 0;
     for event in &events {
         match event {
-            Event::Order(o) if o.event_type == "order_placed" => {
+            Event::Order(o) if o.event_type == EventType::OrderPlaced => {
                 assert!(signed_up_at[&o.customer_id] <= o.event_time);
                 if let Some(left) = left_at.get(&o.customer_id) {
                     assert!(
@@ -285,7 +286,9 @@ fn customers_pay_in_the_configured_currencies_at_converted_prices() {
          [[shop.currencies]]\ncode = \"GBP\"\nrate = 0.79\nshare = 0.1\n",
     );
     let (events, _) = run_in_memory(&settings, 13, 24 * 3);
-    let rates: HashMap<&str, f64> = [("USD", 1.0), ("EUR", 0.92), ("GBP", 0.79)].into();
+    let code = |text: &str| CurrencyCode::new(text).unwrap();
+    let rates: HashMap<CurrencyCode, f64> =
+        [(code("USD"), 1.0), (code("EUR"), 0.92), (code("GBP"), 0.79)].into();
     let convert = |m: simulator::model::Money, rate: f64| {
         simulator::model::Money::from_cents((m.cents() as f64 * rate).round() as i64)
     };
@@ -304,11 +307,11 @@ fn customers_pay_in_the_configured_currencies_at_converted_prices() {
     for history in prices.values_mut() {
         history.sort();
     }
-    let mut customers: HashMap<i64, &str> = HashMap::new();
-    let mut placed: HashMap<i64, (&str, simulator::model::Money)> = HashMap::new();
-    let mut free_shipping = HashMap::<&str, u32>::new();
+    let mut customers: HashMap<i64, CurrencyCode> = HashMap::new();
+    let mut placed: HashMap<i64, (CurrencyCode, simulator::model::Money)> = HashMap::new();
+    let mut free_shipping = HashMap::<CurrencyCode, u32>::new();
     for order in orders(&events) {
-        let rate = rates[order.currency];
+        let rate = rates[&order.currency];
         // A customer pays in one currency.
         assert_eq!(
             *customers.entry(order.customer_id).or_insert(order.currency),

@@ -17,7 +17,9 @@ use rand_pcg::Pcg64Mcg;
 
 use std::time::Duration;
 
-use super::{Money, ProductEvent, ProductId, Timestamp, mix, new_event_id};
+use super::{
+    CurrencyCode, EventType, Money, ProductEvent, ProductId, Timestamp, mix, new_event_id,
+};
 
 /// How often each product's price is reviewed.
 pub const REVIEW_PERIOD: Duration = Duration::from_secs(7 * 86_400);
@@ -327,7 +329,7 @@ impl Catalogue {
     }
 
     /// The `products` events of the reviews at exactly `at` that change a price.
-    pub fn repriced_at(&self, at: Timestamp, currency: &'static str) -> Vec<ProductEvent> {
+    pub fn repriced_at(&self, at: Timestamp, currency: CurrencyCode) -> Vec<ProductEvent> {
         self.products
             .iter()
             .filter_map(|p| {
@@ -341,7 +343,7 @@ impl Catalogue {
                     ));
                     Self::event(
                         p,
-                        "product_repriced",
+                        EventType::ProductRepriced,
                         at,
                         price,
                         new_event_id(&mut rng),
@@ -354,11 +356,11 @@ impl Catalogue {
 
     fn event(
         p: &Product,
-        event_type: &'static str,
+        event_type: EventType,
         at: Timestamp,
         unit_price: Money,
         event_id: uuid::Uuid,
-        currency: &'static str,
+        currency: CurrencyCode,
     ) -> ProductEvent {
         ProductEvent {
             event_id,
@@ -405,7 +407,7 @@ impl Catalogue {
     }
 
     /// The `products` events that publish the catalogue at `at`, at the prices of that instant.
-    pub fn publish(&self, at: Timestamp, seed: u64, currency: &'static str) -> Vec<ProductEvent> {
+    pub fn publish(&self, at: Timestamp, seed: u64, currency: CurrencyCode) -> Vec<ProductEvent> {
         let mut rng = Pcg64Mcg::seed_from_u64(seed ^ 0xC47A_1064_0000_0002);
         self.products
             .iter()
@@ -413,7 +415,7 @@ impl Catalogue {
                 let price = self.price(p, at);
                 Self::event(
                     p,
-                    "product_published",
+                    EventType::ProductPublished,
                     at,
                     price,
                     new_event_id(&mut rng),
@@ -486,9 +488,9 @@ mod tests {
             for (p, price) in catalogue.products().iter().zip(&current) {
                 assert_eq!(catalogue.price(p, before), *price);
             }
-            for event in catalogue.repriced_at(next, "USD") {
+            for event in catalogue.repriced_at(next, CurrencyCode::USD) {
                 let p = catalogue.get(event.product_id).unwrap();
-                assert_eq!(event.event_type, "product_repriced");
+                assert_eq!(event.event_type, EventType::ProductRepriced);
                 assert_eq!(event.unit_price, catalogue.price(p, next));
                 assert_ne!(event.unit_price, current[p.id as usize - 1]);
                 assert_eq!(event.unit_price.cents() % 10, 9, "prices end in 9");
@@ -533,7 +535,7 @@ mod tests {
         );
         assert!(
             catalogue
-                .repriced_at(catalogue.next_review(at), "USD")
+                .repriced_at(catalogue.next_review(at), CurrencyCode::USD)
                 .is_empty()
         );
     }

@@ -4,12 +4,13 @@
 //! fields in the order serde hands them over, and the encoding tests decode every record type
 //! with an independent reader to keep the two in step.
 
-use std::fmt;
-
 use serde::{Serialize, Serializer};
 use uuid::Uuid;
 
-use super::{Money, Timestamp};
+use super::{
+    Channel, CurrencyCode, EventType, Money, OrderStatus, PaymentMethod, PaymentStatus, Timestamp,
+    Topic,
+};
 
 /// Customer ids are shopper ids: a shopper becomes customer `id` at its first visit.
 pub type CustomerId = i64;
@@ -47,51 +48,6 @@ pub const MAX_ORDERS_PER_CUSTOMER: u32 = ((ID_STRIDE - 1) / MAX_PAYMENT_ATTEMPTS
 /// The largest customer id whose order ids fit in 64 bits.
 pub const MAX_CUSTOMER_ID: CustomerId = i64::MAX / ID_STRIDE - 1;
 
-/// The four topics, one per entity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Topic {
-    Customers,
-    Products,
-    Orders,
-    Payments,
-}
-
-impl Topic {
-    /// Every topic, in the order reference data must appear.
-    pub const ALL: [Topic; 4] = [
-        Topic::Products,
-        Topic::Customers,
-        Topic::Orders,
-        Topic::Payments,
-    ];
-
-    /// The topic's default name, also the file sink's directory name.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Topic::Customers => "customers",
-            Topic::Products => "products",
-            Topic::Orders => "orders",
-            Topic::Payments => "payments",
-        }
-    }
-
-    /// A dense index, for per-topic arrays.
-    pub const fn index(self) -> usize {
-        match self {
-            Topic::Products => 0,
-            Topic::Customers => 1,
-            Topic::Orders => 2,
-            Topic::Payments => 3,
-        }
-    }
-}
-
-impl fmt::Display for Topic {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// Serialises a UUID as its hyphenated text, the Avro `uuid` logical type on `string`.
 fn uuid_text<S: Serializer>(id: &Uuid, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(id.hyphenated().encode_lower(&mut Uuid::encode_buffer()))
@@ -102,7 +58,7 @@ fn uuid_text<S: Serializer>(id: &Uuid, serializer: S) -> Result<S::Ok, S::Error>
 pub struct CustomerEvent {
     #[serde(serialize_with = "uuid_text")]
     pub event_id: Uuid,
-    pub event_type: &'static str,
+    pub event_type: EventType,
     pub event_time: Timestamp,
     pub customer_id: CustomerId,
     pub first_name: String,
@@ -115,7 +71,7 @@ pub struct CustomerEvent {
     pub postal_code: String,
     pub country: &'static str,
     pub signup_time: Timestamp,
-    pub signup_channel: &'static str,
+    pub signup_channel: Channel,
 }
 
 /// A product was published in the catalogue (topic `products`).
@@ -123,7 +79,7 @@ pub struct CustomerEvent {
 pub struct ProductEvent {
     #[serde(serialize_with = "uuid_text")]
     pub event_id: Uuid,
-    pub event_type: &'static str,
+    pub event_type: EventType,
     pub event_time: Timestamp,
     pub product_id: ProductId,
     pub sku: String,
@@ -131,7 +87,7 @@ pub struct ProductEvent {
     pub category_id: i32,
     pub category: &'static str,
     pub unit_price: Money,
-    pub currency: &'static str,
+    pub currency: CurrencyCode,
 }
 
 /// One line of an order.
@@ -149,7 +105,7 @@ pub struct OrderLine {
 pub struct OrderEvent {
     #[serde(serialize_with = "uuid_text")]
     pub event_id: Uuid,
-    pub event_type: &'static str,
+    pub event_type: EventType,
     pub event_time: Timestamp,
     pub order_id: OrderId,
     pub customer_id: CustomerId,
@@ -159,9 +115,9 @@ pub struct OrderEvent {
     pub tax: Money,
     pub shipping: Money,
     pub total: Money,
-    pub currency: &'static str,
-    pub channel: &'static str,
-    pub status: &'static str,
+    pub currency: CurrencyCode,
+    pub channel: Channel,
+    pub status: OrderStatus,
 }
 
 /// A payment attempt changed state (topic `payments`).
@@ -169,15 +125,15 @@ pub struct OrderEvent {
 pub struct PaymentEvent {
     #[serde(serialize_with = "uuid_text")]
     pub event_id: Uuid,
-    pub event_type: &'static str,
+    pub event_type: EventType,
     pub event_time: Timestamp,
     pub payment_id: PaymentId,
     pub order_id: OrderId,
     pub customer_id: CustomerId,
     pub amount: Money,
-    pub currency: &'static str,
-    pub method: &'static str,
-    pub status: &'static str,
+    pub currency: CurrencyCode,
+    pub method: PaymentMethod,
+    pub status: PaymentStatus,
     pub attempt: i32,
     pub failure_reason: Option<&'static str>,
 }
@@ -223,7 +179,7 @@ impl Event {
     }
 
     /// Its `event_type`, for example `order_placed`.
-    pub fn event_type(&self) -> &'static str {
+    pub fn event_type(&self) -> EventType {
         match self {
             Event::Customer(e) => e.event_type,
             Event::Product(e) => e.event_type,

@@ -12,6 +12,7 @@
 
 mod catalogue;
 mod events;
+mod kinds;
 pub mod money;
 mod pricing;
 pub mod time;
@@ -21,7 +22,11 @@ pub use catalogue::{Catalogue, CatalogueError, Product, REVIEW_PERIOD};
 pub use events::{
     CustomerEvent, CustomerId, Event, ID_STRIDE, MAX_CUSTOMER_ID, MAX_ORDERS_PER_CUSTOMER,
     MAX_PAYMENT_ATTEMPTS, OrderEvent, OrderId, OrderLine, PaymentEvent, PaymentId, ProductEvent,
-    ProductId, Topic, order_id, payment_id,
+    ProductId, order_id, payment_id,
+};
+pub use kinds::{
+    Channel, CurrencyCode, EventType, OrderStatus, PaymentMethod, PaymentStatus, PerTopic, Topic,
+    TopicCounts, UnknownName, describe, total,
 };
 pub use money::{MAX_MINOR_UNITS, Money, ParseMoneyError};
 pub use pricing::{OrderTotals, ShopRules};

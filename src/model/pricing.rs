@@ -1,12 +1,12 @@
 //! How an order's amounts are computed from its lines.
 
-use super::{Money, OrderLine};
+use super::{CurrencyCode, Money, OrderLine};
 
 /// The shop's pricing rules.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ShopRules {
     /// ISO 4217 code of the shop's currency.
-    pub currency: &'static str,
+    pub currency: CurrencyCode,
     /// Sales tax, as a fraction of the discounted subtotal.
     pub tax_rate: f64,
     /// Flat shipping fee charged below the free-shipping threshold.
@@ -65,7 +65,7 @@ mod tests {
 
     fn rules() -> ShopRules {
         ShopRules {
-            currency: "USD",
+            currency: CurrencyCode::USD,
             tax_rate: 0.0825,
             shipping_fee: Money::from_cents(599),
             free_shipping_threshold: Money::from_cents(5000),

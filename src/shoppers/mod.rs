@@ -1,20 +1,23 @@
 //! Simulated shoppers: the pure behaviour in [`shopper`] and the thin tokio actor that drives it.
 
+mod settings;
 mod shopper;
 
 pub use crate::model::MAX_PAYMENT_ATTEMPTS;
+pub use settings::{
+    CatalogueSettings, CurrencySettings, MAX_PRODUCTS, ProfileName, ShopSettings, TrafficSettings,
+};
 pub use shopper::{CHANNELS, Currency, PAYMENT_METHODS, ShopContext, Shopper, raw_activity};
 
 use std::future::Future;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Timer;
 use crate::model::Timestamp;
-use crate::pipeline::Message;
+use crate::pipeline::{Batch, Outbox, TrySend};
 
 /// Every shopper of a run, each behind its own lock so that a save can read them all while
 /// they run, and a gate that a save closes to take them all between two steps.
@@ -119,7 +122,7 @@ pub fn run_shopper(
     ctx: Arc<ShopContext>,
     mut timer: Timer,
     end: Option<Timestamp>,
-    outbox: mpsc::Sender<Message>,
+    outbox: Outbox,
     shutdown: CancellationToken,
     active: Active,
 ) -> impl Future<Output = ()> + Send {
@@ -147,15 +150,14 @@ pub fn run_shopper(
                 // A customer left; the slot's next one has not come yet.
                 continue;
             }
-            let batch = Message::Events(std::mem::take(&mut events), tokio::time::Instant::now());
-            match outbox.try_send(batch) {
+            match outbox.try_send(Batch::now(std::mem::take(&mut events))) {
                 Ok(()) => {}
-                Err(TrySendError::Full(message)) => {
-                    if Box::pin(outbox.send(message)).await.is_err() {
+                Err(TrySend::Full(batch)) => {
+                    if Box::pin(outbox.send(batch)).await.is_err() {
                         return;
                     }
                 }
-                Err(TrySendError::Closed(_)) => return,
+                Err(TrySend::Closed) => return,
             }
         }
     }
@@ -172,7 +174,7 @@ mod tests {
         let ctx = Arc::new(ShopContext {
             catalogue: Catalogue::generate(1, 10, 1.0).unwrap(),
             rules: ShopRules {
-                currency: "USD",
+                currency: crate::model::CurrencyCode::USD,
                 tax_rate: 0.0,
                 shipping_fee: Money::ZERO,
                 free_shipping_threshold: Money::ZERO,
@@ -190,7 +192,7 @@ mod tests {
         let clock = Clock::scaled(Timestamp::from_micros(0), 1.0);
         let shopper = Shopper::new(1, 1, Timestamp::from_micros(0), &ctx);
         let population = Arc::new(Population::new(vec![shopper], Timestamp::from_micros(0)));
-        let (outbox, _inbox) = mpsc::channel(1);
+        let (outbox, _inbox) = crate::pipeline::channel();
         let gauge = prometheus::IntGauge::new("active", "shoppers").unwrap();
         let actor = run_shopper(
             population,

@@ -20,7 +20,7 @@
 //!
 //! Nothing here reads a clock or touches a task: [`Shopper::step`] is handed the instant it runs
 //! at and returns the events of that instant, and [`Shopper::next_wake`] says when it next has
-//! something to do. The actor in `shoppers::actor` only sleeps until then.
+//! something to do. The actor around it ([`super::run_shopper`]) only sleeps until then.
 
 use fake::Fake;
 use fake::faker::address::en::{
@@ -35,10 +35,10 @@ use rand_pcg::Pcg64Mcg;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    Catalogue, CustomerEvent, CustomerId, Event, ID_STRIDE, MAX_CUSTOMER_ID,
+    Catalogue, Channel, CustomerEvent, CustomerId, Event, EventType, ID_STRIDE, MAX_CUSTOMER_ID,
     MAX_ORDERS_PER_CUSTOMER, MAX_PAYMENT_ATTEMPTS, Money, OrderEvent, OrderId, OrderLine,
-    OrderTotals, PaymentEvent, PaymentId, Product, ShopRules, Timestamp, TrafficProfile, mix,
-    new_event_id, order_id, payment_id, time,
+    OrderStatus, OrderTotals, PaymentEvent, PaymentId, PaymentMethod, PaymentStatus, Product,
+    ShopRules, Timestamp, TrafficProfile, mix, new_event_id, order_id, payment_id, time,
 };
 
 /// Mean delay from an order (or a retry decision) to the authorisation answer, in seconds.
@@ -68,13 +68,18 @@ const MAX_QUANTITY: i32 = 10;
 /// Discount rates offered by coupons.
 const COUPON_RATES: [f64; 4] = [0.05, 0.10, 0.15, 0.20];
 
-/// Sales channels with their shares of orders and sign-ups.
-pub const CHANNELS: [(&str, f64); 3] = [("web", 0.55), ("mobile_app", 0.40), ("call_center", 0.05)];
+/// Sales channels with their shares of orders and sign-ups, in the order of [`Channel::ALL`].
+pub const CHANNELS: [(Channel, f64); Channel::COUNT] = [
+    (Channel::Web, 0.55),
+    (Channel::MobileApp, 0.40),
+    (Channel::CallCenter, 0.05),
+];
 
-/// Payment methods: share of customers who prefer it, decline probability, decline reasons.
-pub const PAYMENT_METHODS: [(&str, f64, f64, &[&str]); 4] = [
+/// Payment methods: share of customers who prefer it, decline probability, decline reasons; in
+/// the order of [`PaymentMethod::ALL`].
+pub const PAYMENT_METHODS: [(PaymentMethod, f64, f64, &[&str]); PaymentMethod::COUNT] = [
     (
-        "credit_card",
+        PaymentMethod::CreditCard,
         0.45,
         0.07,
         &[
@@ -85,18 +90,23 @@ pub const PAYMENT_METHODS: [(&str, f64, f64, &[&str]); 4] = [
         ],
     ),
     (
-        "debit_card",
+        PaymentMethod::DebitCard,
         0.25,
         0.05,
         &["insufficient_funds", "card_declined", "expired_card"],
     ),
     (
-        "paypal",
+        PaymentMethod::Paypal,
         0.22,
         0.03,
         &["account_restricted", "funding_source_declined"],
     ),
-    ("gift_card", 0.08, 0.02, &["insufficient_balance"]),
+    (
+        PaymentMethod::GiftCard,
+        0.08,
+        0.02,
+        &["insufficient_balance"],
+    ),
 ];
 
 /// A currency some customers pay in besides the shop's own: its prices are the catalogue's
@@ -400,10 +410,7 @@ impl Shopper {
                 shipping: order.shipping,
                 total: order.total,
             },
-            channel: CHANNELS
-                .iter()
-                .position(|c| c.0 == order.channel)
-                .unwrap_or(0) as u8,
+            channel: order.channel.index() as u8,
             method: self.preferred_method,
             currency: self.currency,
             action: Action::Authorize { attempt: 1 },
@@ -432,7 +439,7 @@ impl Shopper {
         let channel = CHANNELS[pick_weighted(rng, &CHANNELS, |c| c.1)].0;
         CustomerEvent {
             event_id: new_event_id(rng),
-            event_type: "customer_signed_up",
+            event_type: EventType::CustomerSignedUp,
             event_time: time,
             customer_id: self.id,
             email: format!("{local}{}@{provider}", self.id),
@@ -496,7 +503,7 @@ impl Shopper {
         self.orders += 1;
         OrderEvent {
             event_id: new_event_id(rng),
-            event_type: "order_placed",
+            event_type: EventType::OrderPlaced,
             event_time: time,
             order_id: order_id(self.id, self.orders),
             customer_id: self.id,
@@ -508,7 +515,7 @@ impl Shopper {
             total: totals.total,
             currency: rules.currency,
             channel,
-            status: "placed",
+            status: OrderStatus::Placed,
         }
     }
 
@@ -536,7 +543,11 @@ impl Shopper {
                 let declined = self.rng.random_bool(decline_rate);
                 let failure_reason =
                     declined.then(|| reasons[self.rng.random_range(0..reasons.len())]);
-                let status = if declined { "declined" } else { "authorized" };
+                let status = if declined {
+                    PaymentStatus::Declined
+                } else {
+                    PaymentStatus::Authorized
+                };
                 out.push(self.payment_event(time, &follow_up, paid, status, failure_reason, ctx));
                 if !declined {
                     let delay = log_normal(&mut self.rng, MEDIAN_CAPTURE_DELAY_SECS, 1.0);
@@ -555,7 +566,14 @@ impl Shopper {
                 }
             }
             Action::Capture(paid) => {
-                out.push(self.payment_event(time, &follow_up, paid, "captured", None, ctx));
+                out.push(self.payment_event(
+                    time,
+                    &follow_up,
+                    paid,
+                    PaymentStatus::Captured,
+                    None,
+                    ctx,
+                ));
                 let shipping = log_normal(&mut self.rng, MEDIAN_SHIPPING_DELAY_SECS, 0.7);
                 if self.rng.random_bool(CANCEL_PROBABILITY) {
                     // The customer changes their mind before the parcel leaves.
@@ -566,28 +584,39 @@ impl Shopper {
                 }
             }
             Action::Ship(paid) => {
-                out.push(self.order_status(time, &follow_up, "shipped", ctx));
+                out.push(self.order_status(time, &follow_up, OrderStatus::Shipped, ctx));
                 let delay = log_normal(&mut self.rng, MEDIAN_DELIVERY_DELAY_SECS, 0.4);
                 self.schedule(later(&follow_up, delay, Action::Deliver(paid)));
             }
             Action::Deliver(paid) => {
-                out.push(self.order_status(time, &follow_up, "delivered", ctx));
+                out.push(self.order_status(time, &follow_up, OrderStatus::Delivered, ctx));
                 if self.rng.random_bool(RETURN_PROBABILITY) {
                     let delay = self.rng.random::<f64>() * RETURN_WINDOW_DAYS * 86_400.0;
                     self.schedule(later(&follow_up, delay, Action::Return(paid)));
                 }
             }
             Action::Return(paid) => {
-                out.push(self.order_status(time, &follow_up, "returned", ctx));
-                out.push(self.payment_event(time, &follow_up, paid, "refunded", None, ctx));
+                out.push(self.order_status(time, &follow_up, OrderStatus::Returned, ctx));
+                out.push(self.refund(time, &follow_up, paid, ctx));
             }
             Action::Cancel(paid) => {
-                out.push(self.order_status(time, &follow_up, "cancelled", ctx));
+                out.push(self.order_status(time, &follow_up, OrderStatus::Cancelled, ctx));
                 if let Some(paid) = paid {
-                    out.push(self.payment_event(time, &follow_up, paid, "refunded", None, ctx));
+                    out.push(self.refund(time, &follow_up, paid, ctx));
                 }
             }
         }
+    }
+
+    /// The refund of a captured payment.
+    fn refund(
+        &mut self,
+        time: Timestamp,
+        follow_up: &FollowUp,
+        paid: Paid,
+        ctx: &ShopContext,
+    ) -> Event {
+        self.payment_event(time, follow_up, paid, PaymentStatus::Refunded, None, ctx)
     }
 
     /// An order's status change: the order's amounts, no lines.
@@ -595,19 +624,13 @@ impl Shopper {
         &mut self,
         time: Timestamp,
         follow_up: &FollowUp,
-        status: &'static str,
+        status: OrderStatus,
         ctx: &ShopContext,
     ) -> Event {
-        let event_type = match status {
-            "shipped" => "order_shipped",
-            "delivered" => "order_delivered",
-            "returned" => "order_returned",
-            _ => "order_cancelled",
-        };
         let totals = follow_up.totals;
         Event::Order(OrderEvent {
             event_id: new_event_id(&mut self.rng),
-            event_type,
+            event_type: status.event_type(),
             event_time: time,
             order_id: follow_up.order,
             customer_id: follow_up.order / ID_STRIDE,
@@ -628,19 +651,13 @@ impl Shopper {
         time: Timestamp,
         follow_up: &FollowUp,
         paid: Paid,
-        status: &'static str,
+        status: PaymentStatus,
         failure_reason: Option<&'static str>,
         ctx: &ShopContext,
     ) -> Event {
-        let event_type = match status {
-            "declined" => "payment_declined",
-            "authorized" => "payment_authorized",
-            "captured" => "payment_captured",
-            _ => "payment_refunded",
-        };
         Event::Payment(PaymentEvent {
             event_id: new_event_id(&mut self.rng),
-            event_type,
+            event_type: status.event_type(),
             event_time: time,
             payment_id: paid.payment,
             order_id: follow_up.order,
@@ -692,7 +709,7 @@ mod tests {
         ShopContext {
             catalogue: Catalogue::generate(1, 50, 1.1).unwrap(),
             rules: ShopRules {
-                currency: "EUR",
+                currency: crate::model::CurrencyCode::from_ascii(b"EUR"),
                 tax_rate: 0.2,
                 shipping_fee: Money::from_cents(499),
                 free_shipping_threshold: Money::from_cents(4000),

@@ -19,16 +19,18 @@ use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
 use apache_avro::{Codec, DeflateSettings, Writer};
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
 
-use super::{Sink, SinkError, TopicCounts};
-use crate::encoding::{Schemas, schemas};
-use crate::metrics::{DeliveryMetrics, EVENT_TYPE_COUNT, event_type_index};
-use crate::model::{Event, MICROS_PER_HOUR, Timestamp, Topic};
-use crate::state::{FileRecord, SinkState};
+use super::{Sink, SinkCheckpoint, SinkError};
+use crate::durable::{self, DirLock};
+use crate::encoding::{Schemas, schemas, varint};
+use crate::metrics::DeliveryMetrics;
+use crate::model::{Event, EventType, MICROS_PER_HOUR, Timestamp, Topic, TopicCounts};
+use crate::settings::{one_of, path};
 
 /// How long after an hour ends its files are completed, in simulated time.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(60);
@@ -39,22 +41,21 @@ const IN_PROGRESS: &str = ".inprogress";
 /// The output directory's lock (hidden, like unfinished files).
 const LOCK_FILE: &str = ".simulator.lock";
 
-/// Compression of the Avro blocks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum FileCodec {
-    /// No compression: the fastest, read by every Avro reader.
-    #[default]
-    Null,
-    /// Deflate (RFC 1951), part of the Avro specification.
-    Deflate,
-    /// Snappy with a CRC32 per block.
-    Snappy,
+crate::named! {
+    /// Compression of the Avro blocks.
+    #[derive(Default)]
+    pub enum FileCodec {
+        /// No compression: the fastest, read by every Avro reader.
+        #[default]
+        Null = "null",
+        /// Deflate (RFC 1951), part of the Avro specification.
+        Deflate = "deflate",
+        /// Snappy with a CRC32 per block.
+        Snappy = "snappy",
+    }
 }
 
 impl FileCodec {
-    /// The accepted names.
-    pub const NAMES: &'static str = "null, deflate, snappy";
-
     fn avro(self) -> Codec {
         match self {
             FileCodec::Null => Codec::Null,
@@ -64,16 +65,28 @@ impl FileCodec {
     }
 }
 
-impl FromStr for FileCodec {
-    type Err = ();
-    fn from_str(s: &str) -> Result<Self, ()> {
-        match s {
-            "null" => Ok(FileCodec::Null),
-            "deflate" => Ok(FileCodec::Deflate),
-            "snappy" => Ok(FileCodec::Snappy),
-            _ => Err(()),
-        }
+crate::section! {
+    /// The Avro files.
+    pub struct FileSettings in "file" {
+        /// Root directory of the file sink: <output_dir>/<topic>/date=YYYY-MM-DD/hour=HH/.
+        pub output_dir: PathBuf = path(), flag = "--output-dir";
+        /// Avro block compression: null, deflate or snappy.
+        pub codec: FileCodec = one_of("CODEC", "a codec", FileCodec::names());
     }
+}
+
+/// A file the file sink was writing at a save, or had completed since the previous one
+/// without renaming it yet: what recovery needs to restore it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRecord {
+    /// The temporary name, relative to the output directory.
+    pub temp: PathBuf,
+    /// The final name, relative to the output directory.
+    pub path: PathBuf,
+    /// Bytes written and synced at the save: a header and whole blocks.
+    pub length: u64,
+    /// Events in those bytes.
+    pub events: u64,
 }
 
 struct OpenFile {
@@ -82,7 +95,7 @@ struct OpenFile {
     path: PathBuf,
     events: u64,
     /// Events by type, for the delivery metrics.
-    by_type: [u64; EVENT_TYPE_COUNT],
+    by_type: [u64; EventType::COUNT],
 }
 
 /// A complete file waiting for the next save to be renamed into place.
@@ -92,7 +105,7 @@ struct Pending {
     path: PathBuf,
     length: u64,
     events: u64,
-    by_type: [u64; EVENT_TYPE_COUNT],
+    by_type: [u64; EventType::COUNT],
 }
 
 /// The `file` sink.
@@ -113,9 +126,9 @@ pub struct FileSink {
     pending: Vec<Pending>,
     /// Events were written since the last save.
     since_save: bool,
-    /// Held open: one simulator per output directory, so that recovery at start never takes
+    /// Held: one simulator per output directory, so that recovery at start never takes
     /// another one's unfinished files for abandoned.
-    _lock: File,
+    _lock: DirLock,
 }
 
 impl std::fmt::Debug for FileSink {
@@ -139,26 +152,7 @@ impl FileSink {
     /// A sink writing under `root`, which is created if missing.
     pub fn new(root: impl Into<PathBuf>, codec: FileCodec) -> Result<Self, SinkError> {
         let root = root.into();
-        fs::create_dir_all(&root).map_err(io_error(&root))?;
-        let lock_path = root.join(LOCK_FILE);
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io_error(&lock_path))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => {
-                return Err(SinkError::Io {
-                    path: root,
-                    source: std::io::Error::other(
-                        "in use by another simulator; give each its own output directory",
-                    ),
-                });
-            }
-            Err(fs::TryLockError::Error(e)) => return Err(io_error(&lock_path)(e)),
-        }
+        let lock = DirLock::acquire(&root, LOCK_FILE)?;
         Ok(Self {
             root,
             codec,
@@ -166,7 +160,7 @@ impl FileSink {
             open: HashMap::new(),
             next_part: HashMap::new(),
             latest: Timestamp::default(),
-            delivered: [0; 4],
+            delivered: TopicCounts::default(),
             metrics: DeliveryMetrics::unregistered(),
             saves: false,
             pending: Vec::new(),
@@ -188,10 +182,10 @@ impl FileSink {
 
     /// Renames a complete, synced file into place and counts it delivered.
     fn publish(&mut self, file: Pending) -> Result<(), SinkError> {
-        fs::rename(&file.temp, &file.path).map_err(io_error(&file.path))?;
+        durable::rename_durably(&file.temp, &file.path).map_err(io_error(&file.path))?;
         self.delivered[file.topic.index()] += file.events;
-        for (index, count) in file.by_type.iter().enumerate() {
-            self.metrics.delivered(index, *count);
+        for (event_type, count) in EventType::ALL.into_iter().zip(file.by_type) {
+            self.metrics.delivered(event_type, count);
         }
         Ok(())
     }
@@ -262,7 +256,7 @@ impl FileSink {
             temp,
             path,
             events: 0,
-            by_type: [0; EVENT_TYPE_COUNT],
+            by_type: [0; EventType::COUNT],
         })
     }
 
@@ -316,7 +310,7 @@ impl Sink for FileSink {
         "file"
     }
 
-    fn write(&mut self, events: &[Event]) -> Result<(), SinkError> {
+    fn write(&mut self, events: &[Event], _created: Instant) -> Result<(), SinkError> {
         for event in events {
             let topic = event.topic();
             let hour = event.event_time().hour_floor().as_micros();
@@ -334,7 +328,7 @@ impl Sink for FileSink {
                     source: Box::new(source),
                 })?;
             file.events += 1;
-            file.by_type[event_type_index(event)] += 1;
+            file.by_type[event.event_type().index()] += 1;
             self.latest = self.latest.max(event.event_time());
             self.since_save = true;
         }
@@ -345,7 +339,7 @@ impl Sink for FileSink {
         self.close_ended_hours(watermark.max(self.latest))
     }
 
-    fn checkpoint(&mut self) -> Result<SinkState, SinkError> {
+    fn checkpoint(&mut self) -> Result<SinkCheckpoint, SinkError> {
         let mut files = Vec::with_capacity(self.open.len() + self.pending.len());
         for file in self.open.values_mut() {
             let avro_error = |source| SinkError::Avro {
@@ -373,10 +367,7 @@ impl Sink for FileSink {
             file.temp = self.relative(&file.temp);
             file.path = self.relative(&file.path);
         }
-        Ok(SinkState {
-            files,
-            ledger: Vec::new(),
-        })
+        Ok(SinkCheckpoint { files })
     }
 
     fn commit(&mut self) -> Result<(), SinkError> {
@@ -453,14 +444,15 @@ pub fn recover(root: &Path, files: Option<&[FileRecord]>) -> Result<Recovery, Si
                     return Err(SinkError::Io {
                         path: temp,
                         source: std::io::Error::other(format!(
-                            "{length} bytes where the saved state recorded {}: the file was                              damaged after the save",
+                            "{length} bytes where the saved state recorded {}: the file was \
+                             damaged after the save",
                             record.length
                         )),
                     });
                 }
                 file.set_len(record.length).map_err(io_error(&temp))?;
                 file.sync_all().map_err(io_error(&temp))?;
-                fs::rename(&temp, &path).map_err(io_error(&path))?;
+                durable::rename_durably(&temp, &path).map_err(io_error(&path))?;
                 recovery.restored.push((path, record.events));
             }
             // Renamed into place after the save, before the process stopped.
@@ -536,22 +528,8 @@ fn salvage(temp: &Path) -> Result<Option<(PathBuf, u64)>, SinkError> {
         .map_err(io_error(temp))?;
     file.set_len(length as u64).map_err(io_error(temp))?;
     file.sync_all().map_err(io_error(temp))?;
-    fs::rename(temp, &path).map_err(io_error(&path))?;
+    durable::rename_durably(temp, &path).map_err(io_error(&path))?;
     Ok(Some((path, events)))
-}
-
-/// Reads an Avro long (zig-zag varint) at `*at`.
-fn read_long(bytes: &[u8], at: &mut usize) -> Option<i64> {
-    let mut value: u64 = 0;
-    for shift in (0..64).step_by(7) {
-        let byte = *bytes.get(*at)?;
-        *at += 1;
-        value |= u64::from(byte & 0x7F) << shift;
-        if byte & 0x80 == 0 {
-            return Some((value >> 1) as i64 ^ -((value & 1) as i64));
-        }
-    }
-    None
 }
 
 /// The length of the longest prefix of an Avro object container file made of its header and
@@ -563,18 +541,18 @@ fn complete_prefix(bytes: &[u8]) -> (usize, u64) {
     }
     // The metadata map: blocks of entries, a negative count followed by the block's size.
     loop {
-        let Some(count) = read_long(bytes, &mut at) else {
+        let Some(count) = varint::read_long(bytes, &mut at) else {
             return (0, 0);
         };
         if count == 0 {
             break;
         }
-        if count < 0 && read_long(bytes, &mut at).is_none() {
+        if count < 0 && varint::read_long(bytes, &mut at).is_none() {
             return (0, 0);
         }
         for _ in 0..count.unsigned_abs() {
             for _ in 0..2 {
-                match read_long(bytes, &mut at) {
+                match varint::read_long(bytes, &mut at) {
                     Some(n) if n >= 0 && at + n as usize <= bytes.len() => at += n as usize,
                     _ => return (0, 0),
                 }
@@ -586,7 +564,10 @@ fn complete_prefix(bytes: &[u8]) -> (usize, u64) {
     };
     at += 16;
     let (mut length, mut events) = (at, 0u64);
-    while let (Some(count), Some(size)) = (read_long(bytes, &mut at), read_long(bytes, &mut at)) {
+    while let (Some(count), Some(size)) = (
+        varint::read_long(bytes, &mut at),
+        varint::read_long(bytes, &mut at),
+    ) {
         if count < 0 || size < 0 {
             break;
         }
@@ -608,15 +589,15 @@ mod tests {
     fn payment(at: &str, id: i64) -> Event {
         Event::Payment(PaymentEvent {
             event_id: uuid::Uuid::from_u128(id as u128),
-            event_type: "payment_authorized",
+            event_type: crate::model::EventType::PaymentAuthorized,
             event_time: Timestamp::from_datetime(at.parse().unwrap()),
             payment_id: id,
             order_id: id,
             customer_id: 1,
             amount: Money::from_cents(100),
-            currency: "USD",
-            method: "paypal",
-            status: "authorized",
+            currency: crate::model::CurrencyCode::USD,
+            method: crate::model::PaymentMethod::Paypal,
+            status: crate::model::PaymentStatus::Authorized,
             attempt: 1,
             failure_reason: None,
         })
@@ -661,12 +642,19 @@ mod tests {
     fn files_appear_only_when_their_hour_is_complete() {
         let dir = tempfile::tempdir().unwrap();
         let mut sink = FileSink::new(dir.path(), FileCodec::Deflate).unwrap();
-        sink.write(&[
-            payment("2026-01-01T10:15:00Z", 1),
-            payment("2026-01-01T10:59:00Z", 2),
-        ])
+        sink.write(
+            &[
+                payment("2026-01-01T10:15:00Z", 1),
+                payment("2026-01-01T10:59:00Z", 2),
+            ],
+            tokio::time::Instant::now(),
+        )
         .unwrap();
-        sink.write(&[payment("2026-01-01T11:00:30Z", 3)]).unwrap();
+        sink.write(
+            &[payment("2026-01-01T11:00:30Z", 3)],
+            tokio::time::Instant::now(),
+        )
+        .unwrap();
         // Still within the grace period of hour 10: only unfinished, hidden files.
         assert!(
             files_under(dir.path())
@@ -685,7 +673,11 @@ mod tests {
         assert_eq!(sink.delivered()[Topic::Payments.index()], 2);
 
         // A late event for hour 10 starts a second part instead of touching the first.
-        sink.write(&[payment("2026-01-01T10:30:00Z", 4)]).unwrap();
+        sink.write(
+            &[payment("2026-01-01T10:30:00Z", 4)],
+            tokio::time::Instant::now(),
+        )
+        .unwrap();
         sink.close().unwrap();
         let files = files_under(dir.path());
         assert_eq!(
@@ -704,7 +696,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         for id in 1..=2 {
             let mut sink = FileSink::new(dir.path(), FileCodec::Snappy).unwrap();
-            sink.write(&[payment("2026-01-01T10:15:00Z", id)]).unwrap();
+            sink.write(
+                &[payment("2026-01-01T10:15:00Z", id)],
+                tokio::time::Instant::now(),
+            )
+            .unwrap();
             sink.close().unwrap();
         }
         let files = files_under(dir.path());
@@ -721,11 +717,14 @@ mod tests {
                 .map(|id| payment("2026-01-01T10:15:00Z", id))
                 .collect()
         };
-        sink.write(&ids(1..=3)).unwrap();
+        sink.write(&ids(1..=3), tokio::time::Instant::now())
+            .unwrap();
         sink.checkpoint().unwrap();
-        sink.write(&ids(4..=5)).unwrap();
+        sink.write(&ids(4..=5), tokio::time::Instant::now())
+            .unwrap();
         sink.checkpoint().unwrap();
-        sink.write(&ids(6..=6)).unwrap();
+        sink.write(&ids(6..=6), tokio::time::Instant::now())
+            .unwrap();
         // The process dies in the middle of writing a block.
         std::mem::forget(sink);
         let temp = dir
@@ -759,12 +758,19 @@ mod tests {
         let mut sink = FileSink::new(dir.path(), FileCodec::Deflate)
             .unwrap()
             .with_saves();
-        sink.write(&[
-            payment("2026-01-01T10:15:00Z", 1),
-            payment("2026-01-01T10:20:00Z", 2),
-        ])
+        sink.write(
+            &[
+                payment("2026-01-01T10:15:00Z", 1),
+                payment("2026-01-01T10:20:00Z", 2),
+            ],
+            tokio::time::Instant::now(),
+        )
         .unwrap();
-        sink.write(&[payment("2026-01-01T11:05:00Z", 3)]).unwrap();
+        sink.write(
+            &[payment("2026-01-01T11:05:00Z", 3)],
+            tokio::time::Instant::now(),
+        )
+        .unwrap();
         sink.advance(Timestamp::from_datetime(
             "2026-01-01T11:06:00Z".parse().unwrap(),
         ))
@@ -789,7 +795,10 @@ mod tests {
             .unwrap()
             .with_saves();
         unsaved
-            .write(&[payment("2026-01-01T10:15:00Z", 9)])
+            .write(
+                &[payment("2026-01-01T10:15:00Z", 9)],
+                tokio::time::Instant::now(),
+            )
             .unwrap();
         unsaved.close().unwrap();
         assert!(
@@ -800,10 +809,13 @@ mod tests {
         assert_eq!(unsaved.delivered(), [0; 4]);
 
         // After the save: more of hour 11, on disk, and a file for hour 12; then a crash.
-        sink.write(&[
-            payment("2026-01-01T11:30:00Z", 4),
-            payment("2026-01-01T12:10:00Z", 5),
-        ])
+        sink.write(
+            &[
+                payment("2026-01-01T11:30:00Z", 4),
+                payment("2026-01-01T12:10:00Z", 5),
+            ],
+            tokio::time::Instant::now(),
+        )
         .unwrap();
         sink.checkpoint().unwrap();
         std::mem::forget(sink);

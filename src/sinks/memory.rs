@@ -2,8 +2,10 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::{Sink, SinkError, TopicCounts, count_events};
-use crate::model::Event;
+use tokio::time::Instant;
+
+use super::{Sink, SinkError, count_events};
+use crate::model::{Event, TopicCounts};
 
 /// The in-memory sink; clones share the same store.
 #[derive(Debug, Clone, Default)]
@@ -32,7 +34,7 @@ impl Sink for MemorySink {
         "memory"
     }
 
-    fn write(&mut self, events: &[Event]) -> Result<(), SinkError> {
+    fn write(&mut self, events: &[Event], _created: Instant) -> Result<(), SinkError> {
         self.events
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -12,18 +12,37 @@ mod memory;
 mod null;
 mod stdout;
 
-pub use file::{FileCodec, FileSink, Recovery, recover as recover_files};
+pub use file::{FileCodec, FileRecord, FileSettings, FileSink, Recovery, recover as recover_files};
 pub use memory::MemorySink;
 pub use null::NullSink;
 pub use stdout::StdoutSink;
 
 use std::path::PathBuf;
 
-use crate::encoding::EncodingError;
-use crate::model::{Event, Timestamp, Topic};
+use tokio::time::Instant;
 
-/// Per-topic event counts, indexed by [`Topic::index`].
-pub type TopicCounts = [u64; 4];
+use crate::encoding::EncodingError;
+use crate::model::{Event, Timestamp, TopicCounts};
+use crate::settings::one_of;
+
+crate::named! {
+    /// Where events go.
+    pub enum SinkKind {
+        File = "file",
+        Kafka = "kafka",
+        Stdout = "stdout",
+        Null = "null",
+    }
+}
+
+crate::section! {
+    /// Which sink events go to.
+    pub struct SinkSettings in "sink" {
+        /// Where events go: file (Avro files), kafka (Kafka or Event Hubs), stdout (JSON
+        /// lines) or null (encode, discard).
+        pub kind: SinkKind = one_of("KIND", "a sink", SinkKind::names()), flag = "--sink";
+    }
+}
 
 /// Sink failures.
 #[derive(Debug, thiserror::Error)]
@@ -45,11 +64,23 @@ pub enum SinkError {
     #[error("cannot write to standard output: {0}")]
     Stdout(#[source] std::io::Error),
     #[error("Kafka: {0}")]
-    Kafka(String),
-    #[error("the sink thread stopped abnormally: {0}")]
-    Thread(String),
-    #[error("cannot save the run's state: {0}")]
-    State(String),
+    Kafka(Box<kafka::KafkaSinkError>),
+    #[error("{0}; give each simulator its own output directory")]
+    Locked(#[from] crate::durable::LockError),
+}
+
+impl From<kafka::KafkaSinkError> for SinkError {
+    fn from(error: kafka::KafkaSinkError) -> Self {
+        SinkError::Kafka(Box::new(error))
+    }
+}
+
+/// What a sink contributes to a save of the run: what recovery needs to restore its output
+/// after a crash. Only the file sink has anything to say.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SinkCheckpoint {
+    /// Files being written, or complete and waiting for the save to be renamed into place.
+    pub files: Vec<FileRecord>,
 }
 
 /// A destination for events.
@@ -57,18 +88,9 @@ pub trait Sink: Send {
     /// A short name for logs: `file`, `stdout`, `null`...
     fn name(&self) -> &'static str;
 
-    /// Takes a batch of events, in order.
-    fn write(&mut self, events: &[Event]) -> Result<(), SinkError>;
-
-    /// Takes a batch of events created at `created` (sinks that measure delivery latency
-    /// use it); the same as [`Sink::write`] otherwise.
-    fn write_created(
-        &mut self,
-        events: &[Event],
-        _created: tokio::time::Instant,
-    ) -> Result<(), SinkError> {
-        self.write(events)
-    }
+    /// Takes a batch of events, in order, created at `created` (sinks that measure delivery
+    /// latency use it).
+    fn write(&mut self, events: &[Event], created: Instant) -> Result<(), SinkError>;
 
     /// Simulated time has reached `watermark`: finish whatever is complete (the file sink
     /// closes the files of hours that ended).
@@ -79,8 +101,8 @@ pub trait Sink: Send {
     /// A save of the run's state follows: make everything written so far durable (files
     /// synced, deliveries acknowledged) and return what the state must hold to restore this
     /// sink's output after a crash. Called only when the state is saved.
-    fn checkpoint(&mut self) -> Result<crate::state::SinkState, SinkError> {
-        Ok(crate::state::SinkState::default())
+    fn checkpoint(&mut self) -> Result<SinkCheckpoint, SinkError> {
+        Ok(SinkCheckpoint::default())
     }
 
     /// The state covering the last checkpoint is saved: publish what it covers (the file sink
@@ -101,18 +123,4 @@ pub fn count_events(counts: &mut TopicCounts, events: &[Event]) {
     for event in events {
         counts[event.topic().index()] += 1;
     }
-}
-
-/// The total of per-topic counts.
-pub fn total(counts: &TopicCounts) -> u64 {
-    counts.iter().sum()
-}
-
-/// Formats per-topic counts as `products=10 customers=3 ...`.
-pub fn describe(counts: &TopicCounts) -> String {
-    Topic::ALL
-        .iter()
-        .map(|t| format!("{t}={}", counts[t.index()]))
-        .collect::<Vec<_>>()
-        .join(" ")
 }

@@ -3,9 +3,11 @@
 
 use std::io::{BufWriter, Stdout, Write};
 
-use super::{Sink, SinkError, TopicCounts, count_events};
-use crate::metrics::{DeliveryMetrics, event_type_index};
-use crate::model::Event;
+use tokio::time::Instant;
+
+use super::{Sink, SinkCheckpoint, SinkError, count_events};
+use crate::metrics::DeliveryMetrics;
+use crate::model::{Event, TopicCounts};
 
 /// The `stdout` sink.
 #[derive(Debug)]
@@ -33,7 +35,7 @@ impl<W: Write + Send> StdoutSink<W> {
     pub fn to_writer(out: W) -> Self {
         Self {
             out: BufWriter::new(out),
-            delivered: [0; 4],
+            delivered: TopicCounts::default(),
             metrics: DeliveryMetrics::unregistered(),
         }
     }
@@ -62,18 +64,18 @@ impl<W: Write + Send> Sink for StdoutSink<W> {
         "stdout"
     }
 
-    fn write(&mut self, events: &[Event]) -> Result<(), SinkError> {
+    fn write(&mut self, events: &[Event], _created: Instant) -> Result<(), SinkError> {
         for event in events {
             write_line(&mut self.out, event).map_err(SinkError::Stdout)?;
-            self.metrics.delivered(event_type_index(event), 1);
+            self.metrics.delivered(event.event_type(), 1);
         }
         count_events(&mut self.delivered, events);
         Ok(())
     }
 
-    fn checkpoint(&mut self) -> Result<crate::state::SinkState, SinkError> {
+    fn checkpoint(&mut self) -> Result<SinkCheckpoint, SinkError> {
         self.out.flush().map_err(SinkError::Stdout)?;
-        Ok(crate::state::SinkState::default())
+        Ok(SinkCheckpoint::default())
     }
 
     fn close(&mut self) -> Result<(), SinkError> {
@@ -94,20 +96,21 @@ mod tests {
     fn writes_one_readable_json_object_per_line() {
         let event = Event::Payment(PaymentEvent {
             event_id: uuid::Uuid::nil(),
-            event_type: "payment_captured",
+            event_type: crate::model::EventType::PaymentCaptured,
             event_time: Timestamp::from_micros(1_700_000_000_123_000),
             payment_id: 5,
             order_id: 4,
             customer_id: 1,
             amount: Money::from_cents(12_345),
-            currency: "USD",
-            method: "paypal",
-            status: "captured",
+            currency: crate::model::CurrencyCode::USD,
+            method: crate::model::PaymentMethod::Paypal,
+            status: crate::model::PaymentStatus::Captured,
             attempt: 1,
             failure_reason: None,
         });
         let mut sink = StdoutSink::to_writer(Vec::new());
-        sink.write(&[event.clone(), event]).unwrap();
+        sink.write(&[event.clone(), event], tokio::time::Instant::now())
+            .unwrap();
         sink.close().unwrap();
         assert_eq!(sink.delivered(), [0, 0, 0, 2]);
         let text = String::from_utf8(sink.into_inner().unwrap()).unwrap();

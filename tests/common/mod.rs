@@ -32,6 +32,17 @@ pub fn simulator() -> Command {
     command
 }
 
+/// The binary set to simulate a seeded day from [`START`] as fast as possible, at `rate` with
+/// `shoppers` shoppers: the run most tests start from, to add their own flags to.
+pub fn simulated_day(seed: u64, rate: &str, shoppers: u32) -> Command {
+    let mut command = simulator();
+    command
+        .args(["--seed", &seed.to_string(), "--rate", rate])
+        .args(["--shoppers", &shoppers.to_string(), "--start", START])
+        .args(["--duration", "24h", "--speed", "max"]);
+    command
+}
+
 /// Standard error of a finished command, as text.
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
@@ -55,12 +66,10 @@ pub fn start() -> Timestamp {
 /// Settings from flags over the shipped defaults (no environment), with the flat traffic
 /// profile: the same intensity at every instant.
 pub fn settings(rate: &str, shoppers: u32) -> Settings {
-    let cli = Cli {
-        rate: Some(rate.into()),
-        shoppers: Some(shoppers.to_string()),
-        profile: Some("flat".into()),
-        ..Cli::default()
-    };
+    let cli = Cli::default()
+        .with("simulation.rate", rate)
+        .with("simulation.shoppers", shoppers.to_string())
+        .with("traffic.profile", "flat");
     Settings::load(&cli, std::iter::empty()).unwrap()
 }
 
@@ -104,7 +113,7 @@ pub fn run_in_memory(settings: &Settings, seed: u64, hours: u64) -> (Vec<Event>,
 pub fn count_types(events: &[Event]) -> HashMap<&'static str, usize> {
     let mut counts = HashMap::new();
     for e in events {
-        *counts.entry(e.event_type()).or_default() += 1;
+        *counts.entry(e.event_type().as_str()).or_default() += 1;
     }
     counts
 }
@@ -130,13 +139,11 @@ pub fn kafka_settings(
     bootstrap: &str,
     env: &[(&str, &str)],
 ) -> Settings {
-    let cli = Cli {
-        rate: Some(rate.into()),
-        shoppers: Some(shoppers.to_string()),
-        sink: Some("kafka".into()),
-        bootstrap_servers: Some(bootstrap.into()),
-        ..Cli::default()
-    };
+    let cli = Cli::default()
+        .with("simulation.rate", rate)
+        .with("simulation.shoppers", shoppers.to_string())
+        .with("sink.kind", "kafka")
+        .with("kafka.bootstrap_servers", bootstrap);
     Settings::load(
         &cli,
         env.iter().map(|(k, v)| (k.to_string(), v.to_string())),

@@ -5,8 +5,17 @@
 //! `$ConnectionString`, and Microsoft's recommended producer settings. The connection string is
 //! a [`Secret`]: it is never printed, logged or put in an error.
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
+
+use ::config::ValueKind;
+
+use crate::model::{PerTopic, Topic};
+use crate::settings::{
+    Describe, Invalid, Parser, Printed, Text, boolean, duration, one_of, optional, quoted, text_of,
+};
 
 /// A value that must never be shown: its `Debug` is redacted and it has no `Display`.
 #[derive(Clone, PartialEq, Eq)]
@@ -30,42 +39,323 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// How message values are framed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Framing {
-    /// The plain Avro binary datum, as Spark's `from_avro(value, schema)` reads it.
-    Raw,
-    /// Magic byte 0, the 4-byte big-endian schema id, then the datum (Confluent wire format).
-    Confluent,
-}
-
-impl Framing {
-    /// The setting's text.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Framing::Raw => "raw",
-            Framing::Confluent => "confluent",
-        }
+crate::named! {
+    /// How message values are framed.
+    pub enum Framing {
+        /// The plain Avro binary datum, as Spark's `from_avro(value, schema)` reads it.
+        Raw = "raw",
+        /// Magic byte 0, the 4-byte big-endian schema id, then the datum (Confluent wire
+        /// format).
+        Confluent = "confluent",
     }
 }
 
-/// Validated Kafka settings.
+/// A list of `host:port` separated by commas.
+fn bootstrap() -> Text<String> {
+    Text::new(
+        "HOST:PORT",
+        "host:port[,host:port...]",
+        |s| {
+            let s = s.trim();
+            if s.is_empty() || s.split(',').any(|server| !server.trim().contains(':')) {
+                Err(format!(
+                    "`{s}` is not a list of host:port separated by commas"
+                ))
+            } else {
+                Ok(s.to_owned())
+            }
+        },
+        |s| quoted(s),
+    )
+}
+
+/// An Event Hubs connection string given inline: never echoed; printed back as the namespace
+/// it names, never as itself.
+struct ConnectionString;
+
+impl Describe for ConnectionString {
+    fn value_name(&self) -> &'static str {
+        "SECRET"
+    }
+    fn allowed(&self) -> String {
+        "an Event Hubs namespace connection string".to_owned()
+    }
+}
+
+impl Parser for ConnectionString {
+    type Value = Secret;
+    fn parse(&self, value: &::config::Value) -> Result<Secret, Invalid> {
+        text_of(value).map(Secret::new)
+    }
+    fn print(&self, secret: &Secret) -> Printed {
+        Printed::Comment(match EventHubsConnection::parse(secret) {
+            Ok(connection) => format!("set (redacted): Event Hubs namespace {}", connection.host),
+            Err(_) => "set (redacted)".to_owned(),
+        })
+    }
+}
+
+/// A secret read from a file (a mounted secret): the file's path prints, its content never.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecretFile {
+    pub path: PathBuf,
+    pub secret: Secret,
+}
+
+fn secret_file() -> Text<SecretFile> {
+    Text::new(
+        "FILE",
+        "a file holding an Event Hubs connection string",
+        |path| {
+            std::fs::read_to_string(path)
+                .map(|text| SecretFile {
+                    path: PathBuf::from(path),
+                    secret: Secret::new(text.trim()),
+                })
+                .map_err(|e| format!("cannot read the connection string from `{path}`: {e}"))
+        },
+        |file| quoted(&file.path.display().to_string()),
+    )
+}
+
+/// A topic name: 1 to 249 letters, digits, `.`, `_` or `-`.
+fn topic_name(s: &str) -> Result<String, String> {
+    let valid = !s.is_empty()
+        && s.len() <= 249
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if valid {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "`{s}` is not a topic name: 1 to 249 letters, digits, `.`, `_` or `-`"
+        ))
+    }
+}
+
+/// `[kafka.topics]`: the topic (event hub) of each kind of event.
+struct TopicNames;
+
+impl Describe for TopicNames {
+    fn value_name(&self) -> &'static str {
+        "TABLE"
+    }
+    fn allowed(&self) -> String {
+        format!("a table naming the topic of each of {}", Topic::names())
+    }
+    fn is_table(&self) -> bool {
+        true
+    }
+}
+
+impl Parser for TopicNames {
+    type Value = PerTopic<String>;
+
+    fn parse(&self, value: &::config::Value) -> Result<PerTopic<String>, Invalid> {
+        let ValueKind::Table(table) = &value.kind else {
+            return Err(vec![(
+                String::new(),
+                "expected a table of topic names".into(),
+            )]);
+        };
+        let mut problems = Invalid::new();
+        for key in table.keys().filter(|k| k.parse::<Topic>().is_err()) {
+            problems.push((format!(".{key}"), "unknown setting".into()));
+        }
+        let names = Topic::ALL.map(|topic| {
+            let field = format!(".{topic}");
+            let result = match table.get(topic.as_str()) {
+                None => Err("missing".to_owned()),
+                Some(v) => text_of(v)
+                    .map_err(|e| e.into_iter().map(|(_, m)| m).collect::<Vec<_>>().join("; "))
+                    .and_then(|t| topic_name(&t)),
+            };
+            result
+                .map_err(|message| problems.push((field, message)))
+                .unwrap_or_default()
+        });
+        if problems.is_empty() {
+            Ok(names)
+        } else {
+            Err(problems)
+        }
+    }
+
+    fn print(&self, names: &PerTopic<String>) -> Printed {
+        let fields: Vec<String> = Topic::ALL
+            .iter()
+            .map(|t| format!("{t} = {}", quoted(&names[t.index()])))
+            .collect();
+        Printed::Value(format!("{{ {} }}", fields.join(", ")))
+    }
+}
+
+/// `[kafka.properties]`: librdkafka properties, passed through.
+struct Properties;
+
+impl Describe for Properties {
+    fn value_name(&self) -> &'static str {
+        "TABLE"
+    }
+    fn allowed(&self) -> String {
+        "a table of librdkafka producer properties, `\"name\" = \"value\"`".to_owned()
+    }
+    fn is_table(&self) -> bool {
+        true
+    }
+}
+
+impl Parser for Properties {
+    type Value = Vec<(String, String)>;
+
+    fn absent(&self) -> Option<Self::Value> {
+        Some(Vec::new())
+    }
+
+    fn parse(&self, value: &::config::Value) -> Result<Vec<(String, String)>, Invalid> {
+        value
+            .clone()
+            .try_deserialize::<BTreeMap<String, String>>()
+            .map(|table| table.into_iter().collect())
+            .map_err(|e| {
+                vec![(
+                    String::new(),
+                    format!("expected a table of `\"name\" = \"value\"`: {e}"),
+                )]
+            })
+    }
+
+    fn print(&self, properties: &Vec<(String, String)>) -> Printed {
+        let fields: Vec<String> = properties
+            .iter()
+            .map(|(k, v)| format!("{} = {}", quoted(k), quoted(v)))
+            .collect();
+        Printed::Value(format!("{{ {} }}", fields.join(", ")))
+    }
+}
+
+/// An http:// or https:// URL, without its trailing `/`.
+fn url() -> Text<String> {
+    Text::new(
+        "URL",
+        "an http:// or https:// URL",
+        |s| {
+            let s = s.trim();
+            if (s.starts_with("http://") || s.starts_with("https://")) && s.len() > "https://".len()
+            {
+                Ok(s.trim_end_matches('/').to_owned())
+            } else {
+                Err(format!("`{s}` is not an http:// or https:// URL"))
+            }
+        },
+        |s| quoted(s),
+    )
+}
+
+crate::section! {
+    /// Kafka or Azure Event Hubs, for `--sink kafka`.
+    pub struct KafkaConfig in "kafka" {
+        /// Kafka bootstrap servers, host:port[,host:port...] (for --sink kafka).
+        pub bootstrap_servers: Option<String> = optional(bootstrap()),
+            flag = "--bootstrap-servers";
+        /// An Event Hubs namespace connection string (best given in the environment); never
+        /// logged or printed.
+        pub connection_string: Option<Secret> = optional(ConnectionString);
+        /// A file holding the Event Hubs connection string (a mounted secret).
+        pub connection_string_file: Option<SecretFile> = optional(secret_file());
+        /// Message values: raw (the plain Avro datum) or confluent (magic byte, schema id,
+        /// datum; needs schema_registry.url).
+        pub framing: Framing = one_of("FRAMING", "a framing", Framing::names());
+        /// Idempotent producer (acks=all either way).
+        pub idempotence: bool = boolean();
+        /// How long delivery of a message is retried before it counts as not delivered.
+        pub delivery_timeout: Duration = duration(Duration::ZERO);
+        /// How long shutdown waits for outstanding deliveries.
+        pub flush_timeout: Duration = duration(Duration::ZERO);
+        /// Topic (event hub) of each kind of event.
+        pub topics: PerTopic<String> = TopicNames;
+        /// Any librdkafka producer property, applied last.
+        pub properties: Vec<(String, String)> = Properties;
+    }
+}
+
+crate::section! {
+    /// A Confluent-compatible schema registry.
+    pub struct SchemaRegistryConfig in "schema_registry" {
+        /// Base URL of the registry, for kafka.framing = "confluent".
+        pub url: Option<String> = optional(url());
+    }
+}
+
+/// Validated Kafka settings: the `[kafka]` section, where it connects, and the schema
+/// registry it uses.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KafkaSettings {
     /// Where to connect: a plain bootstrap list or an Event Hubs namespace.
     pub target: KafkaTarget,
-    /// Topic names, by [`crate::model::Topic::index`].
-    pub topics: [String; 4],
-    pub framing: Framing,
+    pub config: KafkaConfig,
     /// Base URL of a Confluent-compatible schema registry (required for `confluent` framing).
     pub schema_registry_url: Option<String>,
-    pub idempotence: bool,
-    /// How long librdkafka keeps trying to deliver a message (`message.timeout.ms`).
-    pub delivery_timeout: Duration,
-    /// How long shutdown waits for outstanding deliveries.
-    pub flush_timeout: Duration,
-    /// librdkafka properties passed through, applied last.
-    pub properties: Vec<(String, String)>,
+}
+
+impl KafkaConfig {
+    /// Where to connect and which registry to use; `Err` names each setting at fault. The
+    /// secret never appears in a message.
+    pub fn resolve(
+        &self,
+        registry: &SchemaRegistryConfig,
+    ) -> Result<KafkaSettings, Vec<(&'static str, String)>> {
+        let connection_string = match (&self.connection_string, &self.connection_string_file) {
+            (Some(_), Some(_)) => {
+                return Err(vec![(
+                    "kafka.connection_string",
+                    "set either the connection string or kafka.connection_string_file, not both"
+                        .into(),
+                )]);
+            }
+            (inline, file) => inline.clone().or(file.as_ref().map(|f| f.secret.clone())),
+        };
+        let target = match (connection_string, &self.bootstrap_servers) {
+            (Some(_), Some(_)) => {
+                return Err(vec![(
+                    "kafka.bootstrap_servers",
+                    "not used with an Event Hubs connection string, which gives the bootstrap \
+                     server: set one or the other"
+                        .into(),
+                )]);
+            }
+            (Some(secret), None) => match EventHubsConnection::parse(&secret) {
+                Ok(connection) => KafkaTarget::EventHubs(connection),
+                Err(message) => {
+                    return Err(vec![(
+                        "kafka.connection_string",
+                        format!("the connection string {message}"),
+                    )]);
+                }
+            },
+            (None, Some(servers)) => KafkaTarget::Bootstrap(servers.clone()),
+            (None, None) => {
+                return Err(vec![(
+                    "kafka.bootstrap_servers",
+                    "missing: the kafka sink needs kafka.bootstrap_servers, or an Event Hubs \
+                     connection string in SIMULATOR__KAFKA__CONNECTION_STRING or a file named by \
+                     kafka.connection_string_file"
+                        .into(),
+                )]);
+            }
+        };
+        if self.framing == Framing::Confluent && registry.url.is_none() {
+            return Err(vec![(
+                "schema_registry.url",
+                "missing: the confluent framing needs a schema registry".into(),
+            )]);
+        }
+        Ok(KafkaSettings {
+            target,
+            config: self.clone(),
+            schema_registry_url: registry.url.clone(),
+        })
+    }
 }
 
 /// Where the producer connects.
@@ -204,11 +494,15 @@ impl KafkaSettings {
                 plain("request.timeout.ms", "60000"),
             ]);
         }
-        let timeout_ms = self.delivery_timeout.as_millis().to_string();
+        let timeout_ms = self.config.delivery_timeout.as_millis().to_string();
         properties.extend([
             plain(
                 "enable.idempotence",
-                if self.idempotence { "true" } else { "false" },
+                if self.config.idempotence {
+                    "true"
+                } else {
+                    "false"
+                },
             ),
             plain("acks", "all"),
             plain("message.timeout.ms", &timeout_ms),
@@ -220,7 +514,7 @@ impl KafkaSettings {
             // Queue depth, round-trip and throttle times for the metrics.
             plain("statistics.interval.ms", "5000"),
         ]);
-        properties.extend(self.properties.iter().map(|(k, v)| plain(k, v)));
+        properties.extend(self.config.properties.iter().map(|(k, v)| plain(k, v)));
         properties
     }
 }
@@ -240,13 +534,18 @@ mod tests {
     fn settings(target: KafkaTarget) -> KafkaSettings {
         KafkaSettings {
             target,
-            topics: ["products", "customers", "orders", "payments"].map(String::from),
-            framing: Framing::Raw,
+            config: KafkaConfig {
+                bootstrap_servers: None,
+                connection_string: None,
+                connection_string_file: None,
+                topics: Topic::ALL.map(|t| t.as_str().to_owned()),
+                framing: Framing::Raw,
+                idempotence: true,
+                delivery_timeout: Duration::from_secs(300),
+                flush_timeout: Duration::from_secs(30),
+                properties: vec![("linger.ms".into(), "20".into())],
+            },
             schema_registry_url: None,
-            idempotence: true,
-            delivery_timeout: Duration::from_secs(300),
-            flush_timeout: Duration::from_secs(30),
-            properties: vec![("linger.ms".into(), "20".into())],
         }
     }
 

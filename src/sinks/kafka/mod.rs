@@ -15,7 +15,8 @@ mod config;
 mod registry;
 
 pub use config::{
-    EventHubsConnection, Framing, KafkaSettings, KafkaTarget, Property, PropertyValue, Secret,
+    EventHubsConnection, Framing, KafkaConfig, KafkaSettings, KafkaTarget, Property, PropertyValue,
+    SchemaRegistryConfig, Secret, SecretFile,
 };
 pub use registry::{RegistryError, register};
 
@@ -30,10 +31,10 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 
-use super::{Sink, SinkError, TopicCounts};
+use super::{Sink, SinkCheckpoint, SinkError};
 use crate::encoding::{Encoder, schemas};
-use crate::metrics::{DeliveryMetrics, EVENT_TYPE_COUNT, EVENT_TYPES, event_type_index};
-use crate::model::{Event, Topic};
+use crate::metrics::DeliveryMetrics;
+use crate::model::{Event, EventType, Topic, TopicCounts};
 
 /// How long to wait before offering a message again when librdkafka's queue is full.
 const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(2);
@@ -150,7 +151,7 @@ struct Context {
 
 /// Bits of a message's opaque that hold its event type.
 const TYPE_BITS: u32 = 4;
-const _: () = assert!(EVENT_TYPE_COUNT <= 1 << TYPE_BITS);
+const _: () = assert!(EventType::COUNT <= 1 << TYPE_BITS);
 
 /// A message's opaque: its event type's index in the low bits, its creation instant (in
 /// microseconds since the sink's origin) above them.
@@ -240,7 +241,7 @@ impl ProducerContext for Context {
 
     fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
         let event_type = opaque & ((1 << TYPE_BITS) - 1);
-        let topic = EVENT_TYPES[event_type].1.index();
+        let topic = EventType::ALL[event_type].topic().index();
         match result {
             Ok(_) => {
                 self.stats.connected.store(true, Ordering::Relaxed);
@@ -249,7 +250,7 @@ impl ProducerContext for Context {
                     .store(0, Ordering::Relaxed);
                 self.stats.all_brokers_down.store(false, Ordering::Relaxed);
                 self.stats.delivered[topic].fetch_add(1, Ordering::Relaxed);
-                self.metrics.delivered(event_type, 1);
+                self.metrics.delivered(EventType::ALL[event_type], 1);
                 let created = Duration::from_micros((opaque >> TYPE_BITS) as u64);
                 let latency = self.origin.elapsed().saturating_sub(created);
                 self.metrics.latency.observe(latency.as_secs_f64());
@@ -320,6 +321,45 @@ impl std::fmt::Debug for KafkaSink {
     }
 }
 
+/// How the Kafka sink fails.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaSinkError {
+    #[error(transparent)]
+    Registry(RegistryError),
+    #[error("cannot create the Kafka producer: {0}")]
+    Producer(#[source] KafkaError),
+    #[error("delivery cannot succeed: {0}")]
+    Permanent(String),
+    #[error("cannot produce to `{topic}`: {source}")]
+    Produce {
+        topic: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error(
+        "{in_flight} messages still unacknowledged after the {timeout} flush timeout ({source})"
+    )]
+    Unacknowledged {
+        in_flight: i32,
+        timeout: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("{failed} messages were not delivered ({reasons})")]
+    Undelivered { failed: u64, reasons: String },
+    #[error(
+        "{in_flight} messages still undelivered after the {timeout} flush timeout ({source}); \
+         failures so far: {reasons}"
+    )]
+    Unflushed {
+        in_flight: i32,
+        timeout: String,
+        reasons: String,
+        #[source]
+        source: KafkaError,
+    },
+}
+
 impl KafkaSink {
     /// Creates the producer (and registers the schemas for the `confluent` framing). An
     /// unreachable cluster is reported but not fatal: librdkafka keeps trying.
@@ -328,14 +368,14 @@ impl KafkaSink {
         let mut topics = Vec::with_capacity(4);
         for topic in Topic::ALL {
             let schema = schemas.get(topic);
-            let name = settings.topics[topic.index()].clone();
-            let prefix = match settings.framing {
+            let name = settings.config.topics[topic.index()].clone();
+            let prefix = match settings.config.framing {
                 Framing::Raw => None,
                 Framing::Confluent => {
                     let url = settings.schema_registry_url.as_deref().unwrap_or_default();
                     let text = crate::encoding::SCHEMA_TEXTS[topic.index()].1;
                     let id = register(url, &format!("{name}-value"), text)
-                        .map_err(|e| SinkError::Kafka(e.to_string()))?;
+                        .map_err(KafkaSinkError::Registry)?;
                     tracing::info!(topic = %name, schema_id = id, "schema registered");
                     let mut prefix = [0u8; 5];
                     prefix[1..].copy_from_slice(&id.to_be_bytes());
@@ -365,7 +405,7 @@ impl KafkaSink {
         };
         let producer: ThreadedProducer<Context> = config
             .create_with_context(context)
-            .map_err(|e| SinkError::Kafka(format!("cannot create the Kafka producer: {e}")))?;
+            .map_err(KafkaSinkError::Producer)?;
         let bootstrap = settings.target.bootstrap_servers();
         match producer.client().fetch_metadata(None, CONNECT_CHECK) {
             Ok(metadata) => {
@@ -384,7 +424,7 @@ impl KafkaSink {
             topics,
             encoder: Encoder::new()?,
             value: Vec::with_capacity(1024),
-            flush_timeout: settings.flush_timeout,
+            flush_timeout: settings.config.flush_timeout,
             origin,
         })
     }
@@ -396,9 +436,7 @@ impl KafkaSink {
 
     fn check_permanent(&self) -> Result<(), SinkError> {
         match self.stats.permanent() {
-            Some(reason) => Err(SinkError::Kafka(format!(
-                "delivery cannot succeed: {reason}"
-            ))),
+            Some(reason) => Err(KafkaSinkError::Permanent(reason).into()),
             None => Ok(()),
         }
     }
@@ -409,15 +447,7 @@ impl Sink for KafkaSink {
         "kafka"
     }
 
-    fn write(&mut self, events: &[Event]) -> Result<(), SinkError> {
-        self.write_created(events, tokio::time::Instant::now())
-    }
-
-    fn write_created(
-        &mut self,
-        events: &[Event],
-        created: tokio::time::Instant,
-    ) -> Result<(), SinkError> {
+    fn write(&mut self, events: &[Event], created: tokio::time::Instant) -> Result<(), SinkError> {
         self.check_permanent()?;
         let created_micros = created.saturating_duration_since(self.origin).as_micros() as u64;
         let mut key = itoa::Buffer::new();
@@ -428,12 +458,12 @@ impl Sink for KafkaSink {
             if let Some(prefix) = &spec.prefix {
                 self.value.extend_from_slice(prefix);
             }
-            self.encoder.encode_into(event, &mut self.value)?;
+            self.encoder.encode_into(event, &mut self.value);
             let key = key.format(event.key());
             let headers = OwnedHeaders::new_with_capacity(4)
                 .insert(Header {
                     key: "event_type",
-                    value: Some(event.event_type()),
+                    value: Some(event.event_type().as_str()),
                 })
                 .insert(Header {
                     key: "schema",
@@ -449,7 +479,7 @@ impl Sink for KafkaSink {
                 });
             let mut record = BaseRecord::with_opaque_to(
                 &spec.name,
-                opaque(event_type_index(event), created_micros),
+                opaque(event.event_type().index(), created_micros),
             )
             .key(key)
             .payload(&self.value)
@@ -464,11 +494,12 @@ impl Sink for KafkaSink {
                         std::thread::sleep(QUEUE_FULL_BACKOFF);
                         self.check_permanent()?;
                     }
-                    Err((error, _)) => {
-                        return Err(SinkError::Kafka(format!(
-                            "cannot produce to `{}`: {error}",
-                            spec.name
-                        )));
+                    Err((source, _)) => {
+                        return Err(KafkaSinkError::Produce {
+                            topic: spec.name.clone(),
+                            source,
+                        }
+                        .into());
                     }
                 }
             }
@@ -476,17 +507,17 @@ impl Sink for KafkaSink {
         Ok(())
     }
 
-    fn checkpoint(&mut self) -> Result<crate::state::SinkState, SinkError> {
+    fn checkpoint(&mut self) -> Result<SinkCheckpoint, SinkError> {
         // Everything produced before the save is acknowledged (or counted as failed) before
         // the save is written.
-        self.producer.flush(self.flush_timeout).map_err(|e| {
-            SinkError::Kafka(format!(
-                "{} messages still unacknowledged after the {} flush timeout ({e})",
-                self.producer.in_flight_count(),
-                humantime::format_duration(self.flush_timeout)
-            ))
+        self.producer.flush(self.flush_timeout).map_err(|source| {
+            KafkaSinkError::Unacknowledged {
+                in_flight: self.producer.in_flight_count(),
+                timeout: humantime::format_duration(self.flush_timeout).to_string(),
+                source,
+            }
         })?;
-        Ok(crate::state::SinkState::default())
+        Ok(SinkCheckpoint::default())
     }
 
     fn close(&mut self) -> Result<(), SinkError> {
@@ -495,15 +526,18 @@ impl Sink for KafkaSink {
         let failed: u64 = self.stats.failed().iter().sum();
         match result {
             Ok(()) if failed == 0 => Ok(()),
-            Ok(()) => Err(SinkError::Kafka(format!(
-                "{failed} messages were not delivered ({:?})",
-                self.stats.failure_reasons()
-            ))),
-            Err(e) => Err(SinkError::Kafka(format!(
-                "{in_flight} messages still undelivered after the {} flush timeout ({e}); failures so far: {:?}",
-                humantime::format_duration(self.flush_timeout),
-                self.stats.failure_reasons()
-            ))),
+            Ok(()) => Err(KafkaSinkError::Undelivered {
+                failed,
+                reasons: format!("{:?}", self.stats.failure_reasons()),
+            }
+            .into()),
+            Err(source) => Err(KafkaSinkError::Unflushed {
+                in_flight,
+                timeout: humantime::format_duration(self.flush_timeout).to_string(),
+                reasons: format!("{:?}", self.stats.failure_reasons()),
+                source,
+            }
+            .into()),
         }
     }
 
