@@ -268,7 +268,7 @@ pub fn boolean() -> Text<bool> {
 
 /// A duration like 90s, 15m, 24h or 7days, positive, at most 100 years, at least `min`.
 pub fn duration(min: Duration) -> Text<Duration> {
-    let least = humantime::format_duration(min).to_string();
+    let least = format_duration(min);
     let allowed = if min > Duration::from_micros(1) {
         format!("a duration of at least {least}, like 90s, 15m, 24h or 7days")
     } else {
@@ -284,8 +284,26 @@ pub fn duration(min: Duration) -> Text<Duration> {
             }
             Ok(d)
         },
-        |d| quoted(&humantime::format_duration(*d).to_string()),
+        |d| quoted(&format_duration(*d)),
     )
+}
+
+/// A duration in its largest whole unit, as people write it: `365d`, `90m`, `10s`, `250ms`
+/// (a mixture only when no single unit is whole, like `1h 30m 5s`).
+pub fn format_duration(duration: Duration) -> String {
+    let micros = duration.as_micros();
+    for (unit, size) in [
+        ("d", 86_400_000_000),
+        ("h", 3_600_000_000),
+        ("m", 60_000_000),
+        ("s", 1_000_000),
+        ("ms", 1_000),
+    ] {
+        if micros >= size && micros.is_multiple_of(size) {
+            return format!("{}{unit}", micros / size);
+        }
+    }
+    humantime::format_duration(duration).to_string()
 }
 
 /// A positive duration of at most 100 years, or the message saying it is not.
@@ -710,4 +728,68 @@ macro_rules! section {
             }
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_print_in_their_largest_whole_unit_and_parse_back() {
+        for (duration, text) in [
+            (Duration::from_secs(365 * 86_400), "365d"),
+            (Duration::from_secs(90 * 60), "90m"),
+            (Duration::from_secs(10), "10s"),
+            (Duration::from_millis(250), "250ms"),
+            (Duration::from_secs(3_605), "3605s"),
+            (Duration::from_micros(1_500), "1ms 500us"),
+        ] {
+            assert_eq!(format_duration(duration), text);
+            assert_eq!(humantime::parse_duration(text).unwrap(), duration);
+        }
+    }
+
+    #[test]
+    fn an_origin_is_found_for_a_key_its_setting_or_its_first_part() {
+        let mut origins = Origins::default();
+        origins.set("shop.currencies".into(), Origin::File("a.toml".into()));
+        origins.set(
+            "kafka.topics.orders".into(),
+            Origin::Env("SIMULATOR__KAFKA__TOPICS__ORDERS".into()),
+        );
+        origins.set("simulation.rate".into(), Origin::Flag("--rate".into()));
+        assert_eq!(
+            origins.of("shop.currencies[1].code"),
+            Some(&Origin::File("a.toml".into()))
+        );
+        assert_eq!(
+            origins.of("kafka.topics"),
+            Some(&Origin::Env("SIMULATOR__KAFKA__TOPICS__ORDERS".into()))
+        );
+        assert_eq!(
+            origins
+                .of("simulation.rate")
+                .map(ToString::to_string)
+                .as_deref(),
+            Some("set by --rate")
+        );
+        assert_eq!(origins.of("simulation.seed"), None);
+    }
+
+    #[test]
+    fn optional_values_may_be_absent_and_print_as_unset() {
+        let parser = optional(count(1, 10));
+        assert_eq!(parser.absent(), Some(None));
+        assert_eq!(parser.print(&None), Printed::Unset);
+        assert_eq!(parser.print(&Some(3)), Printed::Value("3".into()));
+        assert_eq!(
+            count(1, 10).parse(&Value::from("11")),
+            Err(vec![(
+                String::new(),
+                "`11` is not a whole number from 1 to 10".into()
+            )])
+        );
+        assert_eq!(Printed::Value("\"0/2\"".into()).as_identity(), "0/2");
+        assert_eq!(Printed::Value("0.5".into()).as_identity(), "0.5");
+    }
 }
