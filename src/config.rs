@@ -88,11 +88,16 @@ impl FromStr for Rate {
                 ));
             }
         };
-        let count: f64 = count
-            .trim()
+        let given = count.trim();
+        let count: f64 = given
             .parse()
-            .map_err(|_| format!("`{}` is not a number in `{text}`: {expected}", count.trim()))?;
-        if !count.is_finite() || count <= 0.0 {
+            .map_err(|_| format!("`{given}` is not a number in `{text}`: {expected}"))?;
+        if !count.is_finite() {
+            return Err(format!(
+                "`{given}` is not a finite number in `{text}`: {expected}"
+            ));
+        }
+        if count <= 0.0 {
             return Err(format!(
                 "the number of orders in `{text}` must be greater than 0: {expected}"
             ));
@@ -149,17 +154,39 @@ impl FromStr for Shard {
     }
 }
 
-/// An RFC 3339 instant.
+/// The earliest start accepted: retail data before 1900 has no reader that needs it, and
+/// Tableau's and Excel's calendars begin there (Synapse's `datetime` in 1753).
+pub const EARLIEST_START: &str = "1900-01-01T00:00:00Z";
+/// The latest start accepted: a run of the longest duration (100 years) from it still ends
+/// before the year 10000, so every event time has a four-digit year, as file paths
+/// (`date=YYYY-MM-DD`), Python's `datetime` (fastavro), Spark and DuckDB need.
+pub const LATEST_START: &str = "9899-12-31T23:59:59Z";
+
+/// An RFC 3339 instant from [`EARLIEST_START`] to [`LATEST_START`].
 fn instant() -> Text<Timestamp> {
     Text::new(
         "RFC3339",
-        "an RFC 3339 instant like 2026-01-01T00:00:00Z",
+        format!(
+            "an RFC 3339 instant like 2026-01-01T00:00:00Z, from {EARLIEST_START} to {LATEST_START}"
+        ),
         |s| {
-            chrono::DateTime::parse_from_rfc3339(s.trim())
+            let at = chrono::DateTime::parse_from_rfc3339(s.trim())
                 .map(|t| Timestamp::from_datetime(t.to_utc()))
                 .map_err(|e| {
                     format!("`{s}` is not an RFC 3339 instant like 2026-01-01T00:00:00Z ({e})")
-                })
+                })?;
+            let bound = |text: &str| {
+                chrono::DateTime::parse_from_rfc3339(text)
+                    .map(|t| Timestamp::from_datetime(t.to_utc()))
+                    .unwrap_or_default()
+            };
+            if at < bound(EARLIEST_START) || at > bound(LATEST_START) {
+                return Err(format!(
+                    "`{s}` is outside the instants every reader of the output handles: from \
+                     {EARLIEST_START} to {LATEST_START}"
+                ));
+            }
+            Ok(at)
         },
         |t| quoted(&t.to_string()),
     )
@@ -729,6 +756,26 @@ mod tests {
     }
 
     #[test]
+    fn starts_outside_what_readers_handle_are_refused() {
+        for start in [
+            "0000-01-01T00:00:00Z",
+            "1899-12-31T23:59:59Z",
+            "9999-12-31T23:59:59Z",
+        ] {
+            let p = problems(&["--start", start], &[]);
+            assert_eq!(p.len(), 1, "{p:?}");
+            assert!(
+                p[0].contains("outside the instants every reader of the output handles"),
+                "{}",
+                p[0]
+            );
+        }
+        for start in [EARLIEST_START, LATEST_START, "2026-03-01T12:00:00+01:00"] {
+            load(&["--start", start], &[]).unwrap();
+        }
+    }
+
+    #[test]
     fn bad_rates_are_refused_with_the_flag_named() {
         for (rate, needle) in [
             ("500/x", "`x` is not a unit of time"),
@@ -736,7 +783,8 @@ mod tests {
             ("-5/h", "must be greater than 0"),
             ("abc/h", "`abc` is not a number"),
             ("500", "is not a rate"),
-            ("inf/s", "must be greater than 0"),
+            ("inf/s", "`inf` is not a finite number"),
+            ("NaN/h", "`NaN` is not a finite number"),
         ] {
             let p = problems(&["--rate", rate], &[]);
             assert_eq!(p.len(), 1, "{p:?}");

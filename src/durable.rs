@@ -51,8 +51,10 @@ pub struct DirLock {
 /// Why a directory cannot be locked.
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
-    #[error("`{0}` is in use by another simulator (its lock is held)")]
+    #[error("`{0}` is in use by another simulator (its lock is held): give each simulator its own")]
     Held(PathBuf),
+    #[error("`{0}` is a file, not a directory")]
+    NotADirectory(PathBuf),
     #[error("cannot lock `{path}`: {source}")]
     Io {
         path: PathBuf,
@@ -69,6 +71,9 @@ impl DirLock {
             path: path.clone(),
             source,
         };
+        if dir.is_file() {
+            return Err(LockError::NotADirectory(dir.to_owned()));
+        }
         fs::create_dir_all(dir).map_err(io)?;
         let file = File::options()
             .create(true)
@@ -117,5 +122,11 @@ mod tests {
         ));
         drop(lock);
         DirLock::acquire(dir.path(), ".lock").unwrap();
+        let file = dir.path().join("file");
+        fs::write(&file, b"x").unwrap();
+        assert_eq!(
+            DirLock::acquire(&file, ".lock").unwrap_err().to_string(),
+            format!("`{}` is a file, not a directory", file.display())
+        );
     }
 }

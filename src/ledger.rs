@@ -16,12 +16,15 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::durable;
+use crate::durable::{self, DirLock, LockError};
 use crate::faults::{FaultInjector, Faults};
 use crate::model::{
     CurrencyCode, Event, EventType, MICROS_PER_HOUR, Money, PaymentStatus, Timestamp,
 };
 use crate::settings::{optional, path};
+
+/// The ledger directory's lock (hidden: readers take `date=*/hour=*.json`).
+const LOCK_FILE: &str = ".simulator.lock";
 
 /// How long after an hour ends its ledger is written (simulated time): events of an hour can
 /// reach the sink a little after the hour, from shoppers that ran late within the clock's skew.
@@ -147,16 +150,21 @@ pub struct Ledger {
     dir: PathBuf,
     hours: BTreeMap<i64, HourLedger>,
     dirty: BTreeSet<i64>,
+    /// Held: one simulator per ledger directory.
+    _lock: DirLock,
 }
 
 impl Ledger {
     /// A ledger writing under `dir`, which is created.
-    pub fn new(dir: &Path) -> std::io::Result<Self> {
-        std::fs::create_dir_all(dir)?;
+    /// A ledger writing under `dir`, which is created and locked: a second simulator with the
+    /// same ledger directory would overwrite its hours.
+    pub fn new(dir: &Path) -> Result<Self, LockError> {
+        let lock = DirLock::acquire(dir, LOCK_FILE)?;
         Ok(Self {
             dir: dir.to_owned(),
             hours: BTreeMap::new(),
             dirty: BTreeSet::new(),
+            _lock: lock,
         })
     }
 
@@ -346,6 +354,7 @@ mod tests {
         ledger.record(&[payment(30, PaymentStatus::Captured, 100)]);
         ledger.finish().unwrap();
         assert_eq!(read(&path)["captured"]["EUR"], "13.50");
+        assert!(matches!(Ledger::new(dir.path()), Err(LockError::Held(_))));
         assert_eq!(read(&path)["events_total"], 3);
     }
 }

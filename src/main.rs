@@ -89,25 +89,51 @@ fn init_logging(settings: &Settings) {
     }
 }
 
-/// Cancels `shutdown` at the first SIGINT or SIGTERM.
+/// Cancels `shutdown` at the first SIGINT, SIGTERM, SIGHUP or SIGQUIT: each ends the run the
+/// same way, with every event written out, the state saved and the summary logged.
 async fn stop_on_signal(shutdown: CancellationToken) {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
+    let other = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let kinds = [
+            (SignalKind::terminate(), "SIGTERM"),
+            (SignalKind::hangup(), "SIGHUP"),
+            (SignalKind::quit(), "SIGQUIT"),
+        ];
+        let mut streams = Vec::new();
+        for (kind, name) in kinds {
+            match signal(kind) {
+                Ok(stream) => streams.push((stream, name)),
+                Err(e) => tracing::warn!(error = %e, signal = name, "cannot listen for the signal"),
             }
         }
+        if streams.is_empty() {
+            std::future::pending::<()>().await;
+        }
+        let received = futures_select(streams).await;
+        tracing::info!("{received} received; finishing");
     };
     #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
+    let other = std::future::pending::<()>();
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received; finishing"),
-        () = terminate => tracing::info!("SIGTERM received; finishing"),
+        () = other => {}
     }
     shutdown.cancel();
+}
+
+/// The name of the first of `streams` to deliver a signal.
+#[cfg(unix)]
+async fn futures_select(
+    mut streams: Vec<(tokio::signal::unix::Signal, &'static str)>,
+) -> &'static str {
+    std::future::poll_fn(|cx| {
+        for (stream, name) in &mut streams {
+            if stream.poll_recv(cx).is_ready() {
+                return std::task::Poll::Ready(*name);
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
 }

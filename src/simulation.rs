@@ -90,7 +90,7 @@ pub enum StartError {
     #[error("file.output_dir (--output-dir): cannot recover unfinished files: {0}")]
     Recovery(#[source] SinkError),
     #[error("ledger.dir (--ledger-dir): cannot write there: {0}")]
-    Ledger(#[source] std::io::Error),
+    Ledger(#[source] crate::durable::LockError),
     #[error("metrics.addr (--metrics-addr): cannot listen on {addr}: {source}")]
     Listen {
         addr: std::net::SocketAddr,

@@ -58,7 +58,7 @@ pub enum StateError {
         #[source]
         source: std::io::Error,
     },
-    #[error("state.dir (--state-dir): {0}; one directory per running simulator")]
+    #[error("state.dir (--state-dir): {0}")]
     Locked(LockError),
     #[error(
         "the state file `{path}` is corrupt ({reason}); it was left as it is: move it away to \

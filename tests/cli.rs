@@ -133,6 +133,19 @@ fn bad_input_is_refused_with_exit_code_2_and_no_panic() {
         (vec!["--config", bad_toml.to_str().unwrap()], "bad.toml"),
         (vec!["--nonsense"], "unexpected argument '--nonsense'"),
         (
+            vec!["--sink", "kafka", "--bootstrap-servers", "127.0.0.1:99999"],
+            "kafka.bootstrap_servers (--bootstrap-servers): `127.0.0.1:99999` has no valid port",
+        ),
+        (
+            vec!["--sink", "kafka", "--bootstrap-servers", ":9092"],
+            "`:9092` has no host",
+        ),
+        (
+            vec!["--start", "0000-01-01T00:00:00Z"],
+            "simulation.start (--start): `0000-01-01T00:00:00Z` is outside the instants",
+        ),
+        (vec!["--rate", "inf/s"], "`inf` is not a finite number"),
+        (
             vec!["--output-dir", &out_dir, "--duration", "1s"],
             "file.output_dir (--output-dir): cannot write there",
         ),
@@ -306,8 +319,16 @@ fn same_seed_writes_the_same_events() {
     assert_eq!(names(a.path()), names(b.path()));
 }
 
+/// SIGTERM, SIGHUP and SIGQUIT each end a run cleanly: every event generated is in a
+/// complete, readable file, the summary is logged and the exit code is 0.
 #[test]
-fn sigterm_leaves_only_complete_readable_files() {
+fn sigterm_sighup_and_sigquit_leave_only_complete_readable_files() {
+    for signal in ["TERM", "HUP", "QUIT"] {
+        stop_mid_run_with(signal);
+    }
+}
+
+fn stop_mid_run_with(signal: &str) {
     let dir = tempfile::tempdir().unwrap();
     // Ten simulated minutes per second: files of the current hour stay open until the signal.
     let child = simulator()
@@ -348,12 +369,22 @@ fn sigterm_leaves_only_complete_readable_files() {
     assert!(writing, "no file was started within 15 s");
     std::thread::sleep(Duration::from_millis(500));
     let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args([&format!("-{signal}"), &child.id().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
     let output = child.wait_with_output().unwrap();
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "SIG{signal}: {}",
+        stderr(&output)
+    );
+    assert!(
+        stderr(&output).contains(&format!("SIG{signal} received; finishing")),
+        "{}",
+        stderr(&output)
+    );
 
     let written = files(dir.path());
     assert!(
@@ -384,6 +415,62 @@ fn sigterm_leaves_only_complete_readable_files() {
         "{per_topic:?}"
     );
     assert_eq!(records, delivered(&output), "{per_topic:?}");
+}
+
+/// A second simulator is refused a ledger directory in use, and an output directory that is a
+/// file, with exit code 2 and the setting named.
+#[test]
+fn a_ledger_in_use_and_an_output_dir_that_is_a_file_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger");
+    let first = simulator()
+        .args(["--rate", "10/s", "--speed", "60"])
+        .args(["--output-dir", dir.path().join("a").to_str().unwrap()])
+        .args(["--ledger-dir", ledger.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut second = None;
+    for _ in 0..100 {
+        if ledger.join(".simulator.lock").exists() {
+            second = Some(
+                simulator()
+                    .args(["--output-dir", dir.path().join("b").to_str().unwrap()])
+                    .args(["--ledger-dir", ledger.to_str().unwrap()])
+                    .output()
+                    .unwrap(),
+            );
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Command::new("kill")
+        .args(["-TERM", &first.id().to_string()])
+        .status()
+        .unwrap();
+    let first = first.wait_with_output().unwrap();
+    common::assert_success(&first);
+    let second = second.expect("the first simulator locked its ledger within 5 s");
+    assert_eq!(second.status.code(), Some(2), "{}", stderr(&second));
+    assert!(
+        stderr(&second).contains("ledger.dir (--ledger-dir): cannot write there")
+            && stderr(&second).contains("is in use by another simulator"),
+        "{}",
+        stderr(&second)
+    );
+
+    let file = dir.path().join("file");
+    std::fs::write(&file, "x").unwrap();
+    let refused = simulator()
+        .args(["--output-dir", file.to_str().unwrap(), "--duration", "1s"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("is a file, not a directory"),
+        "{}",
+        stderr(&refused)
+    );
 }
 
 #[test]

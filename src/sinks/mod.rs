@@ -65,8 +65,8 @@ pub enum SinkError {
     Stdout(#[source] std::io::Error),
     #[error("Kafka: {0}")]
     Kafka(Box<kafka::KafkaSinkError>),
-    #[error("{0}; give each simulator its own output directory")]
-    Locked(#[from] crate::durable::LockError),
+    #[error(transparent)]
+    Directory(#[from] crate::durable::LockError),
 }
 
 impl From<kafka::KafkaSinkError> for SinkError {

@@ -21,8 +21,18 @@ pub const START: &str = "2026-03-02T00:00:00Z";
 
 /// The `simulator` binary, with none of the developer's `SIMULATOR__*` settings and its
 /// endpoints on any free port (tests run side by side).
+///
+/// Each command runs in a working directory of its own under the target directory, so that
+/// what a run writes to its defaults (`./data`, the ledger of a Kafka or stdout run) never
+/// lands in the repository, nor in another test's directories.
 pub fn simulator() -> Command {
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let cwd = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("run-{}-{run}", std::process::id()));
+    std::fs::create_dir_all(&cwd).unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_simulator"));
+    command.current_dir(cwd);
     for (name, _) in std::env::vars() {
         if name.starts_with("SIMULATOR__") || name == "RUST_LOG" {
             command.env_remove(name);

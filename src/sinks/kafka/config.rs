@@ -50,23 +50,45 @@ crate::named! {
     }
 }
 
-/// A list of `host:port` separated by commas.
+/// A list of `host:port` separated by commas, each with a host and a port from 1 to 65535
+/// (an IPv6 host in brackets: `[::1]:9092`).
 fn bootstrap() -> Text<String> {
     Text::new(
         "HOST:PORT",
-        "host:port[,host:port...]",
+        "host:port[,host:port...], ports from 1 to 65535",
         |s| {
             let s = s.trim();
-            if s.is_empty() || s.split(',').any(|server| !server.trim().contains(':')) {
-                Err(format!(
-                    "`{s}` is not a list of host:port separated by commas"
-                ))
-            } else {
-                Ok(s.to_owned())
+            if s.is_empty() {
+                return Err("an empty list: expected host:port[,host:port...]".to_owned());
             }
+            for server in s.split(',').map(str::trim) {
+                check_server(server)?;
+            }
+            Ok(s.to_owned())
         },
         |s| quoted(s),
     )
+}
+
+/// Checks one `host:port`.
+fn check_server(server: &str) -> Result<(), String> {
+    let expected = "expected host:port with a port from 1 to 65535, like localhost:9092";
+    let Some((host, port)) = server.rsplit_once(':') else {
+        return Err(format!("`{server}` has no port: {expected}"));
+    };
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return Err(format!("`{server}` has no host: {expected}"));
+    }
+    match port.parse::<u16>() {
+        Ok(port) if port > 0 => Ok(()),
+        _ => Err(format!(
+            "`{server}` has no valid port (`{port}`): {expected}"
+        )),
+    }
 }
 
 /// An Event Hubs connection string given inline: never echoed; printed back as the namespace
@@ -592,6 +614,35 @@ mod tests {
             !format!("{properties:?}").contains(KEY),
             "the secret leaked into Debug"
         );
+    }
+
+    #[test]
+    fn bootstrap_servers_need_a_host_and_a_port_in_range() {
+        let parser = bootstrap();
+        let parse = |s: &str| {
+            crate::settings::Parser::parse(&parser, &::config::Value::from(s))
+                .map_err(|e| e[0].1.clone())
+        };
+        for good in [
+            "localhost:9092",
+            "a:1,b:65535",
+            "[::1]:9092",
+            " x.example:9093 ",
+        ] {
+            assert!(parse(good).is_ok(), "{good}");
+        }
+        for (bad, needle) in [
+            ("127.0.0.1:99999", "no valid port (`99999`)"),
+            ("host:notaport", "no valid port (`notaport`)"),
+            ("host:", "no valid port (``)"),
+            (":9092", "`:9092` has no host"),
+            ("host:0", "no valid port (`0`)"),
+            ("a:1,nohost", "`nohost` has no port"),
+            ("", "an empty list"),
+        ] {
+            let message = parse(bad).unwrap_err();
+            assert!(message.contains(needle), "{bad}: {message}");
+        }
     }
 
     #[test]
