@@ -77,11 +77,15 @@ fn main() -> ExitCode {
     }
 }
 
+/// Logs to standard error, in colour only on a terminal and when `NO_COLOR` is not set.
 fn init_logging(settings: &Settings) {
+    use std::io::IsTerminal as _;
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.log.level));
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     match settings.log.format {
         LogFormat::Text => builder.init(),

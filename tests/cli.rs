@@ -473,6 +473,20 @@ fn a_ledger_in_use_and_an_output_dir_that_is_a_file_are_refused() {
     );
 }
 
+/// Logs written to a pipe or a file carry no terminal colour codes.
+#[test]
+fn logs_to_a_pipe_have_no_colour_codes() {
+    let output = simulator()
+        .args(["--sink", "null", "--speed", "max", "--duration", "10s"])
+        .args(["--start", common::START, "--seed", "1"])
+        .output()
+        .unwrap();
+    common::assert_success(&output);
+    let text = stderr(&output);
+    assert!(text.contains("simulator starting"), "{text}");
+    assert!(!text.contains('\u{1b}'), "colour codes in: {text:?}");
+}
+
 #[test]
 fn the_connection_string_never_appears_in_output() {
     const KEY: &str = "c2VjcmV0LWtleS1zaG91bGQtbmV2ZXItbGVhaw==";
