@@ -123,11 +123,6 @@ pub struct Shard {
     pub count: u32,
 }
 
-impl Shard {
-    /// A process alone: replica 0 of 1.
-    pub const ALONE: Self = Self { index: 0, count: 1 };
-}
-
 impl fmt::Display for Shard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.index, self.count)

@@ -38,13 +38,6 @@ crate::section! {
 impl Copy for FaultSettings {}
 
 impl FaultSettings {
-    pub const NONE: Self = Self {
-        duplicate_fraction: 0.0,
-        late_fraction: 0.0,
-        late_delay: Duration::from_secs(600),
-        out_of_order_fraction: 0.0,
-    };
-
     pub fn any(&self) -> bool {
         self.duplicate_fraction > 0.0
             || self.late_fraction > 0.0

@@ -146,22 +146,6 @@ impl<T> Text<T> {
             switch: self.switch,
         }
     }
-
-    /// Further checks on a parsed value.
-    pub fn check(self, check: impl Fn(&T, &str) -> Result<(), String> + 'static) -> Self
-    where
-        T: 'static,
-    {
-        let parse = self.parse;
-        Self {
-            parse: Box::new(move |s| {
-                let value = parse(s)?;
-                check(&value, s)?;
-                Ok(value)
-            }),
-            ..self
-        }
-    }
 }
 
 impl<T> Describe for Text<T> {
@@ -573,15 +557,11 @@ impl<'a> Reader<'a> {
 
     /// Records a problem with `setting` (a key, or a key and a suffix inside it).
     pub fn problem(&mut self, setting: &str, message: impl Into<String>) {
-        let message = message.into();
-        let origin = (message != "missing" && !message.starts_with("missing:"))
-            .then(|| self.origins.of(setting).cloned())
-            .flatten();
         self.problems.push(Problem {
             setting: setting.to_owned(),
             flag: self.flags.get(setting).copied(),
-            message,
-            origin,
+            message: message.into(),
+            origin: self.origins.of(setting).cloned(),
         });
     }
 
