@@ -6,9 +6,12 @@ cd "$(dirname "$0")/.."
 shoppers=${1:-100000}
 cargo build --release --quiet
 bin=target/release/simulator
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
 
 rss_kib() { # RSS of a run with $1 shoppers, after it has settled
-  RUST_LOG=warn "$bin" --shoppers "$1" --sink null &
+  # Each run keeps its ledger in a directory of its own: two runs never share one.
+  RUST_LOG=warn "$bin" --shoppers "$1" --sink null --output-dir "$(mktemp -d -p "$work")" &
   local pid=$!
   sleep 5
   local rss

@@ -598,13 +598,25 @@ impl Settings {
         }
     }
 
-    /// Where the ground-truth ledger is written: `ledger.dir`, or `_ledger` in the output
-    /// directory.
-    pub fn ledger_dir(&self) -> PathBuf {
+    /// The ground-truth ledger's directory: `ledger.dir`, or `_ledger` in the output
+    /// directory. The replicas of a run share it.
+    pub fn ledger_root(&self) -> PathBuf {
         self.ledger
             .dir
             .clone()
             .unwrap_or_else(|| self.file.output_dir.join("_ledger"))
+    }
+
+    /// Where this replica writes its ledger: the ledger's directory, or its `shard=I`
+    /// directory when the run has several replicas, so that none overwrites another's hours.
+    pub fn ledger_dir(&self) -> PathBuf {
+        let shard = self.simulation.shard;
+        let root = self.ledger_root();
+        if shard.count > 1 {
+            root.join(format!("shard={}", shard.index))
+        } else {
+            root
+        }
     }
 
     /// The identity of a run of these settings from `seed` and `start`: the settings a saved

@@ -19,6 +19,8 @@
 //! - [`ledger`], [`faults`]: the ground truth written beside the data, and injected faults.
 //! - [`state`], [`durable`]: the saved state of a run, and the one way files are replaced and
 //!   directories locked.
+//! - [`control`]: the control plane, a thread of its own for the endpoints, the signals and
+//!   the progress log, which the simulation cannot keep busy.
 //! - [`simulation`]: the composition root, which builds a run from its settings and runs it.
 //!
 //! Layers: a module uses only modules of lower layers (a test reads this table and the
@@ -32,7 +34,7 @@
 //! | 4 | `pipeline` |
 //! | 3 | `sinks`, `endpoints`, `ledger` |
 //! | 2 | `metrics`, `state`, `faults` |
-//! | 1 | `clock`, `durable`, `encoding`, `settings` |
+//! | 1 | `clock`, `control`, `durable`, `encoding`, `settings` |
 //! | 0 | `model` |
 //!
 //! Determinism: every random choice comes from a generator seeded from the run's seed (one per
@@ -42,6 +44,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod control;
 pub mod durable;
 pub mod encoding;
 pub mod endpoints;

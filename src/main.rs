@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 use simulator::config::{Cli, LogFormat, Settings};
+use simulator::control::ControlPlane;
 use simulator::simulation::{self, Outcome};
 
 /// mimalloc: the simulator allocates many small, short-lived values across threads (events,
@@ -41,6 +42,16 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     init_logging(&settings);
+    // Signals are listened for from here on, by a thread the simulation cannot keep busy.
+    let control = match ControlPlane::start() {
+        Ok(control) => control,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the control plane's thread");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    let shutdown = CancellationToken::new();
+    control.listen_for_signals(shutdown.clone());
     let runtime = match simulation::runtime() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -48,11 +59,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_FAILED);
         }
     };
-    let shutdown = CancellationToken::new();
-    let outcome = runtime.block_on(async {
-        tokio::spawn(stop_on_signal(shutdown.clone()));
-        simulation::start(settings, shutdown).await
-    });
+    let outcome = runtime.block_on(simulation::start(settings, shutdown, &control));
     match outcome {
         Ok(Outcome::AlreadyFinished(reached)) => {
             tracing::info!(%reached, "the run saved in the state directory already reached its end; nothing to do");
@@ -91,53 +98,4 @@ fn init_logging(settings: &Settings) {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
-}
-
-/// Cancels `shutdown` at the first SIGINT, SIGTERM, SIGHUP or SIGQUIT: each ends the run the
-/// same way, with every event written out, the state saved and the summary logged.
-async fn stop_on_signal(shutdown: CancellationToken) {
-    #[cfg(unix)]
-    let other = async {
-        use tokio::signal::unix::{SignalKind, signal};
-        let kinds = [
-            (SignalKind::terminate(), "SIGTERM"),
-            (SignalKind::hangup(), "SIGHUP"),
-            (SignalKind::quit(), "SIGQUIT"),
-        ];
-        let mut streams = Vec::new();
-        for (kind, name) in kinds {
-            match signal(kind) {
-                Ok(stream) => streams.push((stream, name)),
-                Err(e) => tracing::warn!(error = %e, signal = name, "cannot listen for the signal"),
-            }
-        }
-        if streams.is_empty() {
-            std::future::pending::<()>().await;
-        }
-        let received = futures_select(streams).await;
-        tracing::info!("{received} received; finishing");
-    };
-    #[cfg(not(unix))]
-    let other = std::future::pending::<()>();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received; finishing"),
-        () = other => {}
-    }
-    shutdown.cancel();
-}
-
-/// The name of the first of `streams` to deliver a signal.
-#[cfg(unix)]
-async fn futures_select(
-    mut streams: Vec<(tokio::signal::unix::Signal, &'static str)>,
-) -> &'static str {
-    std::future::poll_fn(|cx| {
-        for (stream, name) in &mut streams {
-            if stream.poll_recv(cx).is_ready() {
-                return std::task::Poll::Ready(*name);
-            }
-        }
-        std::task::Poll::Pending
-    })
-    .await
 }

@@ -165,6 +165,10 @@ pub struct DeliveryMetrics {
     pub broker_tx_errors: IntCounterVec,
     pub broker_tx_retries: IntCounterVec,
     pub broker_up: IntGaugeVec,
+    /// New producers built after a fatal error of the previous one.
+    pub producer_restarts: IntCounter,
+    /// Messages sent again by a new producer, unacknowledged by the one before.
+    pub resent: IntCounter,
 }
 
 impl DeliveryMetrics {
@@ -241,6 +245,16 @@ impl DeliveryMetrics {
             ),
             &["broker"],
         )?;
+        let producer_restarts = IntCounter::new(
+            "simulator_kafka_producer_restarts_total",
+            "Kafka producers built anew after a fatal error of the previous one (a broker that lost its producer state).",
+        )?;
+        let resent = IntCounter::new(
+            "simulator_kafka_messages_resent_total",
+            "Messages a new Kafka producer sent again because the previous one never had them acknowledged.",
+        )?;
+        registry.register(Box::new(producer_restarts.clone()))?;
+        registry.register(Box::new(resent.clone()))?;
         registry.register(Box::new(delivered.clone()))?;
         registry.register(Box::new(failures.clone()))?;
         registry.register(Box::new(latency.clone()))?;
@@ -264,6 +278,8 @@ impl DeliveryMetrics {
             broker_tx_errors,
             broker_tx_retries,
             broker_up,
+            producer_restarts,
+            resent,
         })
     }
 
@@ -376,17 +392,18 @@ impl Health {
         *self.probe.lock().unwrap_or_else(|e| e.into_inner()) = Some(probe);
     }
 
-    /// `Ok` when shoppers run and the sink can deliver; otherwise why not.
+    /// `Ok` when shoppers run and the sink can deliver; otherwise why not, the root cause
+    /// first: a failed sink stops the shoppers, and the failure is what to report.
     pub fn ready(&self) -> Result<(), String> {
-        if !self.shoppers_running.load(Ordering::Relaxed) {
-            return Err("shoppers are not running".into());
-        }
         if let Some(reason) = &*self.sink_failure.lock().unwrap_or_else(|e| e.into_inner()) {
             return Err(format!("the sink failed: {reason}"));
         }
-        match &*self.probe.lock().unwrap_or_else(|e| e.into_inner()) {
-            Some(probe) => probe(),
-            None => Ok(()),
+        if let Some(probe) = &*self.probe.lock().unwrap_or_else(|e| e.into_inner()) {
+            probe()?;
         }
+        if !self.shoppers_running.load(Ordering::Relaxed) {
+            return Err("shoppers are not running".into());
+        }
+        Ok(())
     }
 }

@@ -21,6 +21,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::clock::{Clock, Speed, Timer};
 use crate::config::Settings;
+use crate::control::ControlPlane;
 use crate::encoding::{self, EncodingError};
 use crate::endpoints;
 use crate::faults::FaultInjector;
@@ -35,7 +36,7 @@ use crate::shoppers::{
 };
 use crate::sinks::kafka::KafkaSink;
 use crate::sinks::{FileSink, NullSink, Sink, SinkError, SinkKind, StdoutSink, recover_files};
-use crate::state::{Identity, StateError, StateStore};
+use crate::state::{self, Identity, StateError, StateStore};
 
 /// How often the sink hears the clock's watermark (real time).
 const WATERMARK_INTERVAL: Duration = Duration::from_millis(500);
@@ -179,12 +180,21 @@ impl Summary {
     }
 }
 
-/// The instruments a run reports through: its metrics and its health.
+/// The instruments a run reports through: its metrics, its health and its progress log.
 #[derive(Debug, Clone)]
 pub struct Instruments {
     pub pipeline: PipelineMetrics,
     pub simulation: SimulationMetrics,
     pub health: Arc<Health>,
+    /// Where the progress log runs; `None`: beside the shoppers.
+    pub progress: Option<Progress>,
+}
+
+/// The runtime the progress log runs on, and what asks it for a report out of turn.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    pub runtime: tokio::runtime::Handle,
+    pub requests: Arc<tokio::sync::Notify>,
 }
 
 impl Instruments {
@@ -194,6 +204,7 @@ impl Instruments {
             pipeline: PipelineMetrics::register(registry)?,
             simulation: SimulationMetrics::register(registry)?,
             health,
+            progress: None,
         })
     }
 
@@ -266,6 +277,7 @@ fn open_sink(
     settings: &Settings,
     metrics: DeliveryMetrics,
     health: &Health,
+    shutdown: &CancellationToken,
 ) -> Result<Box<dyn Sink>, StartError> {
     Ok(match settings.sink.kind {
         SinkKind::File => {
@@ -290,6 +302,8 @@ fn open_sink(
                 .resolve(&settings.schema_registry)
                 .map_err(StartError::Kafka)?;
             let sink = KafkaSink::new(&kafka, metrics).map_err(StartError::Sink)?;
+            // A signal during the wait ends it: the run then stops before it starts.
+            sink.wait_for_cluster(&|| shutdown.is_cancelled());
             let stats = sink.stats();
             health.set_probe(Box::new(move || stats.ready()));
             Box::new(sink)
@@ -346,8 +360,12 @@ struct Saving {
 }
 
 /// Runs the simulation the settings describe until its end, `shutdown` (a signal) or a
-/// failure of the sink, serving the endpoints meanwhile.
-pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Outcome, StartError> {
+/// failure of the sink, serving the endpoints and logging progress from `control` meanwhile.
+pub async fn start(
+    settings: Settings,
+    shutdown: CancellationToken,
+    control: &ControlPlane,
+) -> Result<Outcome, StartError> {
     // A broken schema stops the simulator before anything runs.
     encoding::schemas()?;
     let (store, restored) = match &settings.state.dir {
@@ -391,8 +409,10 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ou
     let end = settings.simulation.duration.map(|d| start + d);
     // Where simulated time starts: the run's start, or where the saved state left off.
     let from = restored.as_ref().map_or(start, Snapshot::position);
-    if let (Some(snapshot), Some(end)) = (&restored, end)
-        && (snapshot.finished || from >= end)
+    // A finished run given a later end goes on to it: the duration is not part of a run's
+    // identity.
+    if let (Some(_), Some(end)) = (&restored, end)
+        && from >= end
     {
         return Ok(Outcome::AlreadyFinished(from));
     }
@@ -415,24 +435,41 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ou
     let instruments = Instruments::register(&registry, Arc::clone(&health))?;
     let delivery = DeliveryMetrics::register(&registry)?;
     let addr = settings.metrics.addr;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartError::Listen { addr, source })?;
-    let endpoints_addr = listener
-        .local_addr()
-        .map_err(|source| StartError::Listen { addr, source })?;
+    let listen_error = |source| StartError::Listen { addr, source };
+    // The endpoints answer from the control plane, whatever the shoppers do.
+    let listener = std::net::TcpListener::bind(addr).map_err(listen_error)?;
+    listener.set_nonblocking(true).map_err(listen_error)?;
+    let endpoints_addr = listener.local_addr().map_err(listen_error)?;
+    let listener = {
+        let _context = control.handle().enter();
+        tokio::net::TcpListener::from_std(listener).map_err(listen_error)?
+    };
     let served = CancellationToken::new();
-    let endpoints = tokio::spawn(endpoints::serve(
+    let endpoints = control.spawn(endpoints::serve(
         listener,
         registry,
         Arc::clone(&health),
         served.clone(),
     ));
 
-    let sink = open_sink(&settings, delivery, &health)?;
+    let sink = open_sink(&settings, delivery, &health, &shutdown)?;
+    let ledger = Ledger::new(&settings.ledger_dir()).map_err(StartError::Ledger)?;
+    // Locked, both; now each must hold this run's output or none.
+    if settings.sink.kind == SinkKind::File {
+        state::claim(
+            &settings.file.output_dir,
+            "file.output_dir (--output-dir)",
+            &identity,
+        )?;
+    }
+    state::claim(
+        &settings.ledger_root(),
+        "ledger.dir (--ledger-dir)",
+        &identity,
+    )?;
     recover_output(&settings, restored.as_ref())?;
     let mut recorder = Recorder::new(
-        Ledger::new(&settings.ledger_dir()).map_err(StartError::Ledger)?,
+        ledger,
         settings
             .faults
             .any()
@@ -471,6 +508,13 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ou
     let output = Output {
         sink,
         recorder: Some(recorder),
+    };
+    let instruments = Instruments {
+        progress: Some(Progress {
+            runtime: control.handle().clone(),
+            requests: control.report_requests(),
+        }),
+        ..instruments
     };
     let summary = run(&settings, plan, ctx, clock, output, shutdown, instruments).await;
     served.cancel();
@@ -527,6 +571,7 @@ async fn run(
         pipeline: pipeline_metrics,
         simulation: metrics,
         health,
+        progress,
     } = instruments;
     let shard = settings.simulation.shard;
     metrics
@@ -575,7 +620,7 @@ async fn run(
 
     // Reference data first: every product exists before any order names it. Replicas share
     // the catalogue (same seed); replica 0 publishes it, once: a resumed run already has.
-    if shard.index == 0 && restored.is_none() {
+    if shard.index == 0 && restored.is_none() && !shutdown.is_cancelled() {
         let catalogue = ctx
             .catalogue
             .publish(start, plan.seed, ctx.rules.currency)
@@ -636,13 +681,18 @@ async fn run(
     shoppers.close();
     health.set_shoppers_running(true);
 
-    background.spawn(tick(
+    let ticker = tick(
         clock.clone(),
         outbox.clone(),
         generated_since.clone(),
         metrics.clone(),
+        progress.as_ref().map(|p| Arc::clone(&p.requests)),
         services.clone(),
-    ));
+    );
+    match &progress {
+        Some(progress) => background.spawn_on(ticker, &progress.runtime),
+        None => background.spawn(ticker),
+    };
     let saver = saving.as_ref().map(|(store, interval, identity)| {
         let context = SaveContext {
             clock: clock.clone(),
@@ -670,9 +720,11 @@ async fn run(
     };
 
     let finished = plan.end.is_some() && !shutdown.is_cancelled();
+    // Stopped early, the run got as far as its resume point: simulated time may have moved
+    // on past it once the shoppers left (a virtual clock wakes whoever still sleeps).
     let reached = match plan.end {
         Some(end) if finished => end,
-        _ => clock.now(),
+        _ => population.resume_point(clock.now()),
     };
     let _ = outbox.watermark(reached).await;
     if let Some((store, _, identity)) = saving {
@@ -684,7 +736,7 @@ async fn run(
             store,
             outbox: outbox.clone(),
         };
-        let _ = context.save(saves + 1, finished.then_some(reached)).await;
+        let _ = context.save(saves + 1, Some(reached), finished).await;
     }
     drop(outbox);
     let Delivery { delivered, error } = sink_result.await.unwrap_or(Delivery {
@@ -710,22 +762,22 @@ struct SaveContext {
 }
 
 impl SaveContext {
-    /// Sends save number `saves` of the run as it is now down the pipeline; `finished` is the
-    /// end it reached, if it did. Consistent while the population is paused or stopped.
-    async fn save(&self, saves: u64, finished: Option<Timestamp>) -> Result<(), pipeline::Closed> {
+    /// Sends save number `saves` of the run as it is now down the pipeline, resuming at
+    /// `position` (by default the population's resume point); `finished`: the run reached its
+    /// end. Consistent while the population is paused or stopped.
+    async fn save(
+        &self,
+        saves: u64,
+        position: Option<Timestamp>,
+        finished: bool,
+    ) -> Result<(), pipeline::Closed> {
         let shoppers = self.population.snapshot();
-        // The resumed clock starts where nobody has anything left to do before.
-        let position = finished.unwrap_or_else(|| {
-            shoppers
-                .iter()
-                .map(Shopper::next_wake)
-                .fold(self.clock.now(), Timestamp::min)
-        });
+        let position = position.unwrap_or_else(|| self.population.resume_point(self.clock.now()));
         let mut snapshot = Snapshot {
             identity: self.identity.clone(),
             position: position.as_micros(),
             repriced_through: self.population.repriced_through().as_micros(),
-            finished: finished.is_some(),
+            finished,
             saves,
             shoppers,
             output: OutputState::default(),
@@ -759,7 +811,7 @@ async fn save_periodically(
         }
         let paused = context.population.pause().await;
         saves += 1;
-        if context.save(saves, None).await.is_err() {
+        if context.save(saves, None, false).await.is_err() {
             return saves;
         }
         drop(paused);
@@ -799,6 +851,8 @@ async fn reprice(
             return;
         }
         population.set_repriced_through(at);
+        drop(_permit);
+        tokio::task::coop::consume_budget().await;
     }
 }
 
@@ -850,39 +904,58 @@ async fn pace(clock: Clock, mut timer: Timer, end: Option<Timestamp>, stop: Canc
     }
 }
 
-/// Sends the watermark to the sink at a steady pace and logs progress.
+/// Waits for a report request; forever without a source of them.
+async fn requested(requests: Option<&tokio::sync::Notify>) {
+    match requests {
+        Some(requests) => requests.notified().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sends the watermark to the sink at a steady pace, and logs progress every
+/// [`PROGRESS_INTERVAL`] and whenever `requests` asks for it.
 async fn tick(
     clock: Clock,
     outbox: Outbox,
     generated: impl Fn() -> TopicCounts,
     metrics: SimulationMetrics,
+    requests: Option<Arc<tokio::sync::Notify>>,
     stop: CancellationToken,
 ) {
     let mut interval = tokio::time::interval(WATERMARK_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let every = (PROGRESS_INTERVAL.as_millis() / WATERMARK_INTERVAL.as_millis()) as u64;
-    let (mut ticks, mut last_total) = (0u64, 0u64);
+    let mut report = tokio::time::interval(PROGRESS_INTERVAL);
+    report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    report.reset();
+    let (mut last_total, mut last_report) = (0u64, tokio::time::Instant::now());
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
-            _ = interval.tick() => {}
+            _ = interval.tick() => {
+                let now = clock.now();
+                // Once the run is stopping, simulated time may pass where the shoppers got
+                // to: the run's end sends the last watermark itself.
+                if stop.is_cancelled() {
+                    return;
+                }
+                metrics.simulated_time.set(now.as_micros() as f64 / 1e6);
+                if outbox.watermark(now).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            _ = report.tick() => {}
+            () = requested(requests.as_deref()) => {}
         }
-        let now = clock.now();
-        metrics.simulated_time.set(now.as_micros() as f64 / 1e6);
-        if outbox.watermark(now).await.is_err() {
-            return;
-        }
-        ticks += 1;
-        if ticks.is_multiple_of(every) {
-            let counts = generated();
-            let total: u64 = counts.iter().sum();
-            tracing::info!(
-                simulated_time = %clock.now(),
-                events_per_second = (total - last_total) / PROGRESS_INTERVAL.as_secs(),
-                events = %describe(&counts),
-                "progress"
-            );
-            last_total = total;
-        }
+        let counts = generated();
+        let total: u64 = counts.iter().sum();
+        let elapsed = last_report.elapsed().as_secs_f64().max(1e-3);
+        tracing::info!(
+            simulated_time = %clock.now(),
+            events_per_second = ((total - last_total) as f64 / elapsed).round() as u64,
+            events = %describe(&counts),
+            "progress"
+        );
+        (last_total, last_report) = (total, tokio::time::Instant::now());
     }
 }

@@ -80,6 +80,25 @@ pub enum StateError {
         saved: String,
         current: String,
     },
+    #[error(
+        "{role} `{dir}` holds the output of another run: its {setting} is {recorded}, this \
+         run's is {current}. Two runs in one directory would mix their events and overwrite \
+         each other's ledger; write this run elsewhere, remove the directory, or resume that \
+         run with its own settings (or its --state-dir)"
+    )]
+    OtherRun {
+        role: &'static str,
+        dir: PathBuf,
+        setting: String,
+        recorded: String,
+        current: String,
+    },
+    #[error("{role} `{path}`: {reason}")]
+    RunRecord {
+        role: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
 }
 
 /// The settings that make a run what it is, each as its key and printed value: a state is
@@ -107,12 +126,78 @@ impl Identity {
             .map(|key| (key.clone(), value(self, key), value(other, key)))
     }
 
+    /// The identity shared by the replicas of a run: the replica's index (`I` of `--shard
+    /// I/N`) left out, their number kept.
+    pub fn of_replicas(&self) -> Self {
+        let settings = self
+            .settings
+            .iter()
+            .map(
+                |(key, value)| match (key.as_str(), value.rsplit_once('/')) {
+                    (SHARD_KEY, Some((_, count))) => (key.clone(), format!("\"*/{count}")),
+                    _ => (key.clone(), value.clone()),
+                },
+            )
+            .collect();
+        Self { settings }
+    }
+
     /// The value of `key`, if it is part of the identity.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.settings
             .iter()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The identity key of the replica setting, `I/N`.
+const SHARD_KEY: &str = "simulation.shard";
+/// The record of the run whose output a directory holds.
+pub const RUN_RECORD: &str = "_run.json";
+
+/// Claims `dir` for the run of `identity` (and its other replicas), for output of the kind
+/// `role` names (the setting, like `file.output_dir (--output-dir)`): a directory that holds
+/// another run's output is refused, naming the first setting that differs; one that holds
+/// none records this run in `<dir>/_run.json`. Readers of the data skip the file, like every
+/// name that starts with `_`.
+pub fn claim(dir: &Path, role: &'static str, identity: &Identity) -> Result<(), StateError> {
+    let path = dir.join(RUN_RECORD);
+    let ours = identity.of_replicas();
+    let record_error = |reason: String| StateError::RunRecord {
+        role,
+        path: path.clone(),
+        reason,
+    };
+    match fs::read(&path) {
+        Ok(bytes) => {
+            let recorded: Identity = serde_json::from_slice(&bytes).map_err(|e| {
+                record_error(format!(
+                    "not a record of the run that wrote the directory ({e}); restore it or \
+                     remove the directory"
+                ))
+            })?;
+            match recorded.difference(&ours) {
+                None => Ok(()),
+                Some((setting, recorded, current)) => Err(StateError::OtherRun {
+                    role,
+                    dir: dir.to_owned(),
+                    setting,
+                    recorded,
+                    current,
+                }),
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let bytes = serde_json::to_vec_pretty(&ours).unwrap_or_default();
+            match durable::write_atomically(&path, &bytes) {
+                Ok(()) => Ok(()),
+                // Another replica of the run, claiming at the same instant, won the rename.
+                Err(_) if fs::read(&path).is_ok_and(|theirs| theirs == bytes) => Ok(()),
+                Err(e) => Err(record_error(format!("cannot record the run: {e}"))),
+            }
+        }
+        Err(e) => Err(record_error(format!("cannot read: {e}"))),
     }
 }
 
@@ -304,6 +389,43 @@ mod tests {
         assert!(matches!(
             again.load::<Saved>(),
             Err(StateError::Corrupt { .. })
+        ));
+    }
+
+    fn replica(seed: &str, shard: &str) -> Identity {
+        Identity {
+            settings: vec![
+                ("simulation.seed".into(), seed.into()),
+                (SHARD_KEY.into(), format!("\"{shard}\"")),
+            ],
+        }
+    }
+
+    #[test]
+    fn a_directory_is_claimed_by_one_run_and_shared_by_its_replicas() {
+        let dir = tempfile::tempdir().unwrap();
+        let role = "file.output_dir (--output-dir)";
+        claim(dir.path(), role, &replica("7", "0/2")).unwrap();
+        // The same run again, and its other replica, are welcome.
+        claim(dir.path(), role, &replica("7", "0/2")).unwrap();
+        claim(dir.path(), role, &replica("7", "1/2")).unwrap();
+        // Another seed, or another number of replicas, is another run.
+        let other = claim(dir.path(), role, &replica("8", "0/2")).unwrap_err();
+        let message = other.to_string();
+        assert!(
+            message.contains("holds the output of another run")
+                && message.contains("simulation.seed is 7, this run's is 8"),
+            "{message}"
+        );
+        assert!(matches!(
+            claim(dir.path(), role, &replica("7", "0/3")),
+            Err(StateError::OtherRun { setting, .. }) if setting == SHARD_KEY
+        ));
+        // A record that is not one is never taken for a claim.
+        std::fs::write(dir.path().join(RUN_RECORD), b"{not json").unwrap();
+        assert!(matches!(
+            claim(dir.path(), role, &replica("7", "0/2")),
+            Err(StateError::RunRecord { .. })
         ));
     }
 }

@@ -28,8 +28,10 @@ fn files(dir: &Path) -> Vec<PathBuf> {
                 if !path.ends_with("_ledger") {
                     stack.push(path);
                 }
-            } else if !path.ends_with(".simulator.lock") {
-                // The output directory's lock is not data.
+            } else if !path.ends_with(".simulator.lock")
+                && !path.file_name().unwrap().to_string_lossy().starts_with('_')
+            {
+                // The output directory's lock and its run record are not data.
                 out.push(path);
             }
         }
@@ -470,6 +472,93 @@ fn a_ledger_in_use_and_an_output_dir_that_is_a_file_are_refused() {
         stderr(&refused).contains("is a file, not a directory"),
         "{}",
         stderr(&refused)
+    );
+}
+
+/// An output directory belongs to one run: another run's files would mix with its own and
+/// its ledger would overwrite the first one's hours. Another seed is refused (exit 2, naming
+/// the setting); the same run again, and the replicas of one run, are welcome, each replica
+/// with its own ledger.
+#[test]
+fn an_output_dir_holds_one_run_and_its_replicas() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let hour = |seed: &str, shard: &str| {
+        simulator()
+            .args(["--seed", seed, "--shard", shard, "--rate", "3600/h"])
+            .args([
+                "--start",
+                common::START,
+                "--duration",
+                "1h",
+                "--speed",
+                "max",
+            ])
+            .args(["--output-dir", data.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    common::assert_success(&hour("7", "0/1"));
+    let events = files(&data).len();
+    assert!(data.join("_run.json").exists() && data.join("_ledger/_run.json").exists());
+
+    let other = hour("8", "0/1");
+    assert_eq!(other.status.code(), Some(2), "{}", stderr(&other));
+    assert!(
+        stderr(&other).contains("holds the output of another run")
+            && stderr(&other).contains("simulation.seed is 7, this run's is 8"),
+        "{}",
+        stderr(&other)
+    );
+    assert_eq!(files(&data).len(), events, "the refused run wrote files");
+    // The same run again is the same run (it writes the same events again).
+    common::assert_success(&hour("7", "0/1"));
+
+    // Two replicas of one run share a directory; each keeps its own ledger.
+    let shared = dir.path().join("shared");
+    for shard in ["0/2", "1/2"] {
+        let output = simulator()
+            .args(["--seed", "7", "--shard", shard, "--rate", "3600/h"])
+            .args([
+                "--start",
+                common::START,
+                "--duration",
+                "1h",
+                "--speed",
+                "max",
+            ])
+            .args(["--output-dir", shared.to_str().unwrap()])
+            .output()
+            .unwrap();
+        common::assert_success(&output);
+    }
+    for index in 0..2 {
+        let ledger = shared.join(format!("_ledger/shard={index}"));
+        assert!(
+            std::fs::read_dir(&ledger).is_ok_and(|mut d| d.next().is_some()),
+            "no ledger in {}",
+            ledger.display()
+        );
+    }
+    // A third replica of a run of three is another run.
+    let third = simulator()
+        .args(["--seed", "7", "--shard", "2/3", "--rate", "3600/h"])
+        .args([
+            "--start",
+            common::START,
+            "--duration",
+            "1h",
+            "--speed",
+            "max",
+        ])
+        .args(["--output-dir", shared.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(third.status.code(), Some(2), "{}", stderr(&third));
+    assert!(
+        stderr(&third).contains("simulation.shard"),
+        "{}",
+        stderr(&third)
     );
 }
 

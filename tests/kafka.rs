@@ -307,3 +307,133 @@ fn sigterm_flushes_and_exits_0_with_everything_delivered() {
         );
     }
 }
+
+/// A broker restarted on volatile storage forgets the producer's state: librdkafka's
+/// idempotent producer then fails for good (`UnknownProducerId`). The sink builds a new
+/// producer, sends again what was not acknowledged, and the run ends with every event
+/// delivered.
+#[test]
+fn a_broker_that_loses_its_state_mid_run_costs_no_event() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let first = common::private_broker(port);
+    let bootstrap = first.bootstrap.clone();
+    let prefix = "lost-state-";
+    create_topics(&bootstrap, prefix);
+    // Twenty simulated minutes at 60x: twenty seconds of publishing.
+    let child = common::simulator()
+        .args(["--sink", "kafka", "--bootstrap-servers", &bootstrap])
+        .args(["--rate", "50/s", "--shoppers", "300", "--seed", "4"])
+        .args([
+            "--start",
+            common::START,
+            "--duration",
+            "20m",
+            "--speed",
+            "60",
+        ])
+        .args(["--log-format", "json"])
+        .envs(topic_env(prefix))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(5));
+    drop(first);
+    std::thread::sleep(Duration::from_secs(1));
+    let second = common::private_broker(port);
+    create_topics(&second.bootstrap, prefix);
+    let output = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{log}");
+    assert!(
+        log.contains("a new producer sends again every message not acknowledged"),
+        "no producer restart: {log}"
+    );
+    let last: serde_json::Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
+    assert_eq!(last["delivered"], last["generated"], "{last}");
+    // What the new broker holds: each event once or in identical copies, among them the
+    // ones sent again.
+    let (published, messages) = common::consume(&second.bootstrap, prefix);
+    assert!(!published.is_empty() && messages >= published.len());
+    assert!(
+        (published.len() as u64) < last["generated"].as_u64().unwrap(),
+        "the new broker has every event: the restart came too late to test anything"
+    );
+}
+
+/// A topic the cluster lacks is named at start, in `/readyz` and in the final error.
+#[test]
+fn a_missing_topic_is_named_in_the_log_readiness_and_final_error() {
+    let broker = broker();
+    let prefix = format!("missing{}-", std::process::id());
+    create_topics(&broker.bootstrap, &prefix);
+    let metrics = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut env = topic_env(&prefix);
+    env.retain(|(name, _)| !name.ends_with("ORDERS"));
+    env.push((
+        "SIMULATOR__KAFKA__TOPICS__ORDERS".into(),
+        format!("{prefix}nowhere"),
+    ));
+    let child = common::simulator()
+        .args(["--sink", "kafka", "--bootstrap-servers", &broker.bootstrap])
+        .args([
+            "--rate",
+            "50/s",
+            "--shoppers",
+            "100",
+            "--seed",
+            "4",
+            "--speed",
+            "60",
+        ])
+        .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
+        .args(["--log-format", "json"])
+        .envs(env)
+        .env("SIMULATOR__KAFKA__FLUSH_TIMEOUT", "2s")
+        .env("SIMULATOR__KAFKA__DELIVERY_TIMEOUT", "2s")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let missing = format!("`{prefix}nowhere`");
+    let mut readiness = String::new();
+    for _ in 0..100 {
+        std::thread::sleep(Duration::from_millis(100));
+        if let Ok(mut response) = ureq::get(&format!("http://127.0.0.1:{metrics}/readyz"))
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .call()
+        {
+            readiness = response.body_mut().read_to_string().unwrap();
+            if readiness.contains(&missing) {
+                break;
+            }
+        }
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        readiness.contains("not ready") && readiness.contains(&missing),
+        "{readiness}"
+    );
+    assert_eq!(output.status.code(), Some(1), "{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("has no such topic") && l.contains(&format!("{prefix}nowhere"))),
+        "{log}"
+    );
+    let last: serde_json::Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
+    assert!(last["error"].as_str().unwrap().contains(&missing), "{last}");
+    assert!(last["undelivered"].as_u64().unwrap() > 0, "{last}");
+}

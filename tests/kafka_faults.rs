@@ -100,6 +100,7 @@ async fn a_broker_down_for_a_while_loses_nothing_and_readiness_follows() {
         DeliveryMetrics::unregistered(),
     )
     .unwrap();
+    sink.wait_for_cluster(&|| false);
     let stats = sink.stats();
     assert_eq!(stats.ready(), Ok(()), "connected at start");
     // One simulated hour per real second: three seconds of real time.

@@ -14,8 +14,6 @@ use std::time::Duration;
 
 use apache_avro::types::Value;
 use common::{broker, create_topics, simulator, stderr, topic_env};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, Message, TopicPartitionList};
 use simulator::simulation::Snapshot;
 use simulator::state::{StateStore, decode};
 
@@ -98,49 +96,6 @@ fn event_ids(dir: &Path) -> Vec<String> {
         other => panic!("event_id is {other:?}"),
     });
     out
-}
-
-/// Every message of the four topics under `prefix` (4 partitions each): its value by event id,
-/// checking that every copy of an event is the same; and how many messages there were.
-fn consume(bootstrap: &str, prefix: &str) -> (BTreeMap<String, Vec<u8>>, usize) {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "restart-check")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut assignment = TopicPartitionList::new();
-    for topic in ["products", "customers", "orders", "payments"] {
-        for partition in 0..4 {
-            assignment
-                .add_partition_offset(
-                    &format!("{prefix}{topic}"),
-                    partition,
-                    rdkafka::Offset::Beginning,
-                )
-                .unwrap();
-        }
-    }
-    consumer.assign(&assignment).unwrap();
-    let (mut values, mut count, mut idle) = (BTreeMap::new(), 0, 0);
-    while idle < 3 {
-        match consumer.poll(Duration::from_secs(1)) {
-            Some(Ok(message)) => {
-                idle = 0;
-                count += 1;
-                let value = message.payload().unwrap().to_vec();
-                // Every value starts with its event id: an Avro string (length 36, zig-zag 72).
-                assert_eq!(value[0], 72);
-                let id = String::from_utf8(value[1..37].to_vec()).unwrap();
-                if let Some(earlier) = values.insert(id.clone(), value.clone()) {
-                    assert_eq!(earlier, value, "event {id} published with two contents");
-                }
-            }
-            Some(Err(e)) => panic!("consumer error: {e}"),
-            None => idle += 1,
-        }
-    }
-    (values, count)
 }
 
 /// Every ledger file under `dir`, by path, with its content.
@@ -249,6 +204,33 @@ fn a_run_killed_and_resumed_equals_the_run_uninterrupted() {
     common::assert_success(&again);
     assert!(stderr(&again).contains("already reached its end"));
     assert!(expected == records(&resumed));
+}
+
+/// A finished run started again with a later end goes on to it, as if it had been planned so
+/// from the start: the duration is not part of a run's identity.
+#[test]
+fn a_finished_run_extended_equals_the_longer_run() {
+    let root = tempfile::tempdir().unwrap();
+    let (whole, extended, state) = (
+        root.path().join("whole"),
+        root.path().join("extended"),
+        root.path().join("state"),
+    );
+    common::assert_success(&run(&whole, None, &["--duration", "4h"]));
+    let first = run(&extended, Some(&state), &["--duration", "2h"]);
+    common::assert_success(&first);
+    let longer = run(&extended, Some(&state), &["--duration", "4h"]);
+    let log = stderr(&longer);
+    assert!(longer.status.success(), "{log}");
+    assert!(!log.contains("already reached its end"), "{log}");
+    let (expected, got) = (records(&whole), records(&extended));
+    assert!(expected.len() > 50_000, "{} events", expected.len());
+    assert!(got.values().all(|&n| n == 1), "an event was written twice");
+    assert!(
+        expected == got,
+        "the extended run differs from the longer one"
+    );
+    assert_eq!(ledger(&whole), ledger(&extended));
 }
 
 #[test]
@@ -372,7 +354,7 @@ fn into_kafka_a_run_killed_and_resumed_publishes_everything_and_repeats_only_ide
     let resumed = command.output().unwrap();
     common::assert_success(&resumed);
 
-    let (published, messages) = consume(&broker.bootstrap, prefix);
+    let (published, messages) = common::consume(&broker.bootstrap, prefix);
     let got: std::collections::BTreeSet<String> = published.into_keys().collect();
     assert!(expected.len() > 400_000, "{} events", expected.len());
     assert!(

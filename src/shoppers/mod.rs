@@ -75,6 +75,14 @@ impl Population {
         (0..self.len()).map(|i| self.shopper(i).clone()).collect()
     }
 
+    /// Where a run of this population resumes: the earliest instant a shopper has something
+    /// to do, or `now` if that is earlier. Consistent while paused or stopped.
+    pub fn resume_point(&self, now: Timestamp) -> Timestamp {
+        (0..self.len())
+            .map(|i| self.shopper(i).next_wake())
+            .fold(now, Timestamp::min)
+    }
+
     /// Price reviews up to this instant have been published.
     pub fn repriced_through(&self) -> Timestamp {
         Timestamp::from_micros(self.repriced_through.load(Ordering::Acquire))
@@ -111,6 +119,10 @@ impl Drop for Active {
 /// step and its send happen under the population's step permit, so a save sees every shopper
 /// between two steps, with all it produced already sent.
 ///
+/// A shopper that never has to wait (alone at `--speed max`, its own wake-up is always the
+/// next) still gives its worker back now and then: each step spends from tokio's cooperative
+/// budget, so the runtime's other tasks (the saves, the pacing) keep running.
+///
 /// An idle shopper is this future and little else, so it is kept small: the arguments are
 /// captured once by the `async move` block (an `async fn` would hold them twice), and the
 /// rarely needed waiting send is boxed.
@@ -130,6 +142,8 @@ pub fn run_shopper(
         let _active = active;
         let mut events = Vec::new();
         loop {
+            // Between two steps, with no permit held.
+            tokio::task::coop::consume_budget().await;
             let at = population.shopper(index).next_wake();
             if end.is_some_and(|end| at >= end) || shutdown.is_cancelled() {
                 return;

@@ -1,15 +1,16 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Message, TopicPartitionList};
 
 use simulator::clock::Clock;
 use simulator::config::{Cli, Settings};
@@ -188,6 +189,11 @@ pub fn broker() -> Broker {
         .local_addr()
         .unwrap()
         .port();
+    private_broker(port)
+}
+
+/// A tansu of the test's own on `port` (in-memory storage), stopped on drop.
+pub fn private_broker(port: u16) -> Broker {
     let url = format!("tcp://127.0.0.1:{port}");
     let child = Command::new("tansu")
         .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
@@ -248,4 +254,47 @@ pub fn topic_env(prefix: &str) -> Vec<(String, String)> {
             )
         })
         .collect()
+}
+
+/// Every message of the four topics under `prefix` (4 partitions each): its value by event id,
+/// checking that every copy of an event is the same; and how many messages there were.
+pub fn consume(bootstrap: &str, prefix: &str) -> (BTreeMap<String, Vec<u8>>, usize) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "restart-check")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut assignment = TopicPartitionList::new();
+    for topic in ["products", "customers", "orders", "payments"] {
+        for partition in 0..4 {
+            assignment
+                .add_partition_offset(
+                    &format!("{prefix}{topic}"),
+                    partition,
+                    rdkafka::Offset::Beginning,
+                )
+                .unwrap();
+        }
+    }
+    consumer.assign(&assignment).unwrap();
+    let (mut values, mut count, mut idle) = (BTreeMap::new(), 0, 0);
+    while idle < 3 {
+        match consumer.poll(Duration::from_secs(1)) {
+            Some(Ok(message)) => {
+                idle = 0;
+                count += 1;
+                let value = message.payload().unwrap().to_vec();
+                // Every value starts with its event id: an Avro string (length 36, zig-zag 72).
+                assert_eq!(value[0], 72);
+                let id = String::from_utf8(value[1..37].to_vec()).unwrap();
+                if let Some(earlier) = values.insert(id.clone(), value.clone()) {
+                    assert_eq!(earlier, value, "event {id} published with two contents");
+                }
+            }
+            Some(Err(e)) => panic!("consumer error: {e}"),
+            None => idle += 1,
+        }
+    }
+    (values, count)
 }

@@ -10,6 +10,17 @@
 //! librdkafka's queue is full, [`Sink::write`] waits, which holds the pipeline and so the
 //! shoppers: memory stays bounded and nothing is dropped. [`Sink::close`] flushes within the
 //! flush timeout; what is still undelivered then is reported.
+//!
+//! Recovery: a broker that loses the producer's state (restarted on volatile storage, a
+//! failover) makes an idempotent producer fail for good (`UnknownProducerId`,
+//! `OutOfOrderSequenceNumber`). The messages it then gives back unacknowledged are kept, a new
+//! producer is built, and they are sent again, with the same event ids (consumers
+//! deduplicate on `event_id`); `simulator_kafka_producer_restarts_total` and
+//! `simulator_kafka_messages_resent_total` count it. Only restarts that deliver nothing in
+//! between, [`MAX_FRUITLESS_RESTARTS`] of them, end the run.
+//!
+//! Topics: start-up reads the cluster's metadata and names every configured topic the cluster
+//! lacks, in the log, in `/readyz` and in the final error.
 
 mod config;
 mod registry;
@@ -20,7 +31,7 @@ pub use config::{
 };
 pub use registry::{RegistryError, register};
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -28,7 +39,7 @@ use std::time::Duration;
 use rdkafka::ClientConfig;
 use rdkafka::client::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::message::{Header, Message as _, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 
 use super::{Sink, SinkCheckpoint, SinkError};
@@ -40,6 +51,12 @@ use crate::model::{Event, EventType, Topic, TopicCounts};
 const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(2);
 /// How long start-up waits for the cluster's metadata before going on regardless.
 const CONNECT_CHECK: Duration = Duration::from_secs(10);
+/// Each attempt to read the metadata, between which a signal is noticed.
+const CONNECT_ATTEMPT: Duration = Duration::from_millis(500);
+/// How long a producer that failed for good gets to hear back about what it has in flight.
+const FATAL_DRAIN: Duration = Duration::from_secs(5);
+/// Producer restarts in a row, with no delivery in between, after which the run stops.
+pub const MAX_FRUITLESS_RESTARTS: u32 = 5;
 /// Repeated client errors of one kind are logged at most this often.
 const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -60,6 +77,10 @@ pub struct DeliveryStats {
     failures_since_success: AtomicU64,
     /// Why the last delivery failed.
     last_failure: Mutex<Option<String>>,
+    /// The producer failed for good (its fatal error); a new one takes over.
+    fatal: Mutex<Option<String>>,
+    /// Configured topics the cluster's metadata lacked when last read.
+    missing_topics: Mutex<BTreeSet<String>>,
 }
 
 impl DeliveryStats {
@@ -95,11 +116,61 @@ impl DeliveryStats {
             .clone()
     }
 
-    /// Whether the sink can deliver now: connected, no permanent failure, and the latest
-    /// delivery reports not all failures.
+    fn fatal(&self) -> Option<String> {
+        self.fatal.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set_fatal(&self, reason: Option<String>) {
+        *self.fatal.lock().unwrap_or_else(|e| e.into_inner()) = reason;
+    }
+
+    /// The configured topics the cluster lacked when its metadata was last read.
+    pub fn missing_topics(&self) -> Vec<String> {
+        self.missing_topics
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    /// What the missing topics add to a failure's reason: nothing, or which they are.
+    fn missing_note(&self) -> String {
+        match self.missing_topics().as_slice() {
+            [] => String::new(),
+            topics => format!(
+                "; the Kafka cluster has no topic {}",
+                topics
+                    .iter()
+                    .map(|t| format!("`{t}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+
+    /// Whether the sink can deliver now: connected, no permanent failure, every topic there,
+    /// and the latest delivery reports not all failures.
     pub fn ready(&self) -> Result<(), String> {
         if let Some(reason) = self.permanent() {
             return Err(format!("delivery cannot succeed: {reason}"));
+        }
+        let missing = self.missing_topics();
+        if !missing.is_empty() {
+            return Err(format!(
+                "the Kafka cluster has no topic {}; their events cannot be delivered until \
+                 they are created",
+                missing
+                    .iter()
+                    .map(|t| format!("`{t}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        if let Some(reason) = self.fatal() {
+            return Err(format!(
+                "the Kafka producer failed ({reason}); a new one is taking over"
+            ));
         }
         if !self.connected.load(Ordering::Relaxed) {
             return Err("the Kafka cluster has not answered yet".into());
@@ -123,7 +194,7 @@ impl DeliveryStats {
     }
 }
 
-/// Errors after which retrying cannot succeed.
+/// Errors after which retrying cannot succeed, with this producer or another.
 fn is_permanent(code: RDKafkaErrorCode) -> bool {
     matches!(
         code,
@@ -134,12 +205,36 @@ fn is_permanent(code: RDKafkaErrorCode) -> bool {
             | RDKafkaErrorCode::InvalidMessageSize
             | RDKafkaErrorCode::InvalidRecord
             | RDKafkaErrorCode::Authentication
-            | RDKafkaErrorCode::Fatal
     )
 }
 
-/// librdkafka's callbacks: delivery reports, client errors and logs.
-struct Context {
+/// Delivery failures that come from the producer's own state having failed for good, or from
+/// its queue being purged: a new producer can deliver the message.
+fn is_producer_failure(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::Fatal
+            | RDKafkaErrorCode::PurgeQueue
+            | RDKafkaErrorCode::PurgeInflight
+            | RDKafkaErrorCode::UnknownProducerId
+            | RDKafkaErrorCode::OutOfOrderSequenceNumber
+            | RDKafkaErrorCode::InvalidProducerEpoch
+            | RDKafkaErrorCode::InvalidProducerIdMapping
+            | RDKafkaErrorCode::GaplessGuarantee
+    )
+}
+
+/// A message a failed producer gave back unacknowledged, to send again.
+struct Salvaged {
+    topic: usize,
+    key: Vec<u8>,
+    payload: Vec<u8>,
+    timestamp: Option<i64>,
+    opaque: usize,
+}
+
+/// What the callbacks of every producer of the sink share.
+struct Shared {
     stats: Arc<DeliveryStats>,
     metrics: DeliveryMetrics,
     /// The origin of the creation instants carried in each message's opaque.
@@ -147,6 +242,21 @@ struct Context {
     /// Cumulative per-broker transmit errors and retries last reported by librdkafka.
     broker_totals: Mutex<BTreeMap<String, (u64, u64)>>,
     last_logged: Mutex<BTreeMap<String, tokio::time::Instant>>,
+    /// The topic names, in topic order, to tell a returned message's topic.
+    topics: Vec<String>,
+    /// Messages given back by a failed producer, for the next one.
+    salvaged: Mutex<Vec<Salvaged>>,
+}
+
+/// librdkafka's callbacks (delivery reports, client errors and logs), one per producer.
+struct Context(Arc<Shared>);
+
+impl std::ops::Deref for Context {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 /// Bits of a message's opaque that hold its event type.
@@ -159,7 +269,7 @@ fn opaque(event_type: usize, created_micros: u64) -> usize {
     ((created_micros as usize) << TYPE_BITS) | event_type
 }
 
-impl Context {
+impl Shared {
     /// Whether an error of this kind may be logged now (at most once per interval).
     fn may_log(&self, kind: &str) -> bool {
         let now = tokio::time::Instant::now();
@@ -176,16 +286,24 @@ impl Context {
 
 impl ClientContext for Context {
     fn error(&self, error: KafkaError, reason: &str) {
-        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+        let code = error.rdkafka_error_code();
+        if code == Some(RDKafkaErrorCode::AllBrokersDown) {
             self.stats.all_brokers_down.store(true, Ordering::Relaxed);
         }
-        if let Some(code) = error.rdkafka_error_code()
-            && (code == RDKafkaErrorCode::Fatal || is_permanent(code))
-        {
-            self.stats.set_permanent(format!("{error}: {reason}"));
-        }
-        if self.may_log(&format!("{error}")) {
-            tracing::warn!(error = %error, reason, "Kafka client error; librdkafka keeps retrying");
+        match code {
+            Some(RDKafkaErrorCode::Fatal) => {
+                // The sink builds a new producer when it next writes, and says so.
+                self.stats.set_fatal(Some(reason.to_owned()));
+            }
+            Some(code) if is_permanent(code) => {
+                self.stats.set_permanent(format!("{error}: {reason}"));
+                tracing::error!(error = %error, reason, "Kafka client error that no retry can mend; the run stops");
+            }
+            _ => {
+                if self.may_log(&format!("{error}")) {
+                    tracing::warn!(error = %error, reason, "Kafka client error; librdkafka keeps retrying");
+                }
+            }
         }
     }
 
@@ -255,12 +373,32 @@ impl ProducerContext for Context {
                 let latency = self.origin.elapsed().saturating_sub(created);
                 self.metrics.latency.observe(latency.as_secs_f64());
             }
-            Err((error, _)) => {
+            Err((error, message)) => {
+                let code = error.rdkafka_error_code();
+                if code.is_some_and(is_producer_failure) || self.stats.fatal().is_some() {
+                    // Not a failure of the message: the next producer sends it again.
+                    let topic = self
+                        .topics
+                        .iter()
+                        .position(|name| name == message.topic())
+                        .unwrap_or(topic);
+                    self.salvaged
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(Salvaged {
+                            topic,
+                            key: message.key().unwrap_or_default().to_vec(),
+                            payload: message.payload().unwrap_or_default().to_vec(),
+                            timestamp: message.timestamp().to_millis(),
+                            opaque,
+                        });
+                    return;
+                }
                 self.stats.failed[topic].fetch_add(1, Ordering::Relaxed);
                 self.stats
                     .failures_since_success
                     .fetch_add(1, Ordering::Relaxed);
-                let reason = match error.rdkafka_error_code() {
+                let reason = match code {
                     Some(code) => {
                         if is_permanent(code) {
                             self.stats.set_permanent(error.to_string());
@@ -276,7 +414,8 @@ impl ProducerContext for Context {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner()) = Some(reason.clone());
                 if self.may_log(&reason) {
-                    tracing::warn!(topic = Topic::ALL[topic].as_str(), %reason, error = %error, "a message was not delivered");
+                    let note = self.stats.missing_note();
+                    tracing::warn!(topic = %self.topics[topic], %reason, error = %error, "a message was not delivered{note}");
                 }
                 *self
                     .stats
@@ -302,12 +441,20 @@ struct TopicSpec {
 /// The `kafka` sink.
 pub struct KafkaSink {
     producer: ThreadedProducer<Context>,
+    /// The producer's configuration, to build another after a fatal error.
+    config: ClientConfig,
+    shared: Arc<Shared>,
     stats: Arc<DeliveryStats>,
     topics: Vec<TopicSpec>,
     encoder: Encoder,
     value: Vec<u8>,
     flush_timeout: Duration,
     origin: tokio::time::Instant,
+    bootstrap: String,
+    /// Producer restarts since the last successful delivery.
+    fruitless_restarts: u32,
+    /// Deliveries counted at the last restart.
+    delivered_at_restart: u64,
 }
 
 impl std::fmt::Debug for KafkaSink {
@@ -330,6 +477,11 @@ pub enum KafkaSinkError {
     Producer(#[source] KafkaError),
     #[error("delivery cannot succeed: {0}")]
     Permanent(String),
+    #[error(
+        "the Kafka producer failed for good {restarts} times in a row, each new one delivering \
+         nothing ({reason})"
+    )]
+    Restarts { restarts: u32, reason: String },
     #[error("cannot produce to `{topic}`: {source}")]
     Produce {
         topic: String,
@@ -337,32 +489,68 @@ pub enum KafkaSinkError {
         source: KafkaError,
     },
     #[error(
-        "{in_flight} messages still unacknowledged after the {timeout} flush timeout ({source})"
+        "{in_flight} messages still unacknowledged after the {timeout} flush timeout ({source}){missing}"
     )]
     Unacknowledged {
         in_flight: i32,
         timeout: String,
+        missing: String,
         #[source]
         source: KafkaError,
     },
-    #[error("{failed} messages were not delivered ({reasons})")]
-    Undelivered { failed: u64, reasons: String },
+    #[error("{failed} messages were not delivered ({reasons}){missing}")]
+    Undelivered {
+        failed: u64,
+        reasons: String,
+        missing: String,
+    },
     #[error(
         "{in_flight} messages still undelivered after the {timeout} flush timeout ({source}); \
-         failures so far: {reasons}"
+         failures so far: {reasons}{missing}"
     )]
     Unflushed {
         in_flight: i32,
         timeout: String,
         reasons: String,
+        missing: String,
         #[source]
         source: KafkaError,
     },
 }
 
+/// The headers of every message of `spec`'s topic with events of `event_type`.
+fn headers(spec: &TopicSpec, event_type: EventType) -> OwnedHeaders {
+    OwnedHeaders::new_with_capacity(4)
+        .insert(Header {
+            key: "event_type",
+            value: Some(event_type.as_str()),
+        })
+        .insert(Header {
+            key: "schema",
+            value: Some(spec.schema_name.as_str()),
+        })
+        .insert(Header {
+            key: "schema_fingerprint",
+            value: Some(spec.fingerprint.as_str()),
+        })
+        .insert(Header {
+            key: "content-type",
+            value: Some("avro/binary"),
+        })
+}
+
+/// One message to produce.
+struct Outgoing<'a> {
+    topic: usize,
+    key: &'a [u8],
+    payload: &'a [u8],
+    timestamp: Option<i64>,
+    opaque: usize,
+}
+
 impl KafkaSink {
-    /// Creates the producer (and registers the schemas for the `confluent` framing). An
-    /// unreachable cluster is reported but not fatal: librdkafka keeps trying.
+    /// Creates the producer (and registers the schemas for the `confluent` framing). It does
+    /// not wait for the cluster: [`KafkaSink::wait_for_cluster`] does.
     pub fn new(settings: &KafkaSettings, metrics: DeliveryMetrics) -> Result<Self, SinkError> {
         let schemas = schemas()?;
         let mut topics = Vec::with_capacity(4);
@@ -396,37 +584,76 @@ impl KafkaSink {
         }
         let stats = Arc::new(DeliveryStats::default());
         let origin = tokio::time::Instant::now();
-        let context = Context {
+        let shared = Arc::new(Shared {
             stats: Arc::clone(&stats),
             metrics,
             origin,
             broker_totals: Mutex::new(BTreeMap::new()),
             last_logged: Mutex::new(BTreeMap::new()),
-        };
-        let producer: ThreadedProducer<Context> = config
-            .create_with_context(context)
-            .map_err(KafkaSinkError::Producer)?;
-        let bootstrap = settings.target.bootstrap_servers();
-        match producer.client().fetch_metadata(None, CONNECT_CHECK) {
-            Ok(metadata) => {
-                stats.connected.store(true, Ordering::Relaxed);
-                tracing::info!(%bootstrap, brokers = metadata.brokers().len(), "connected to the Kafka cluster");
-            }
-            Err(e) => tracing::warn!(
-                %bootstrap,
-                error = %e,
-                "cannot reach the Kafka cluster yet; events are queued and delivery is retried until the delivery timeout"
-            ),
-        }
+            topics: topics.iter().map(|t| t.name.clone()).collect(),
+            salvaged: Mutex::new(Vec::new()),
+        });
+        let producer = create_producer(&config, &shared)?;
         Ok(Self {
             producer,
+            config,
+            shared,
             stats,
             topics,
             encoder: Encoder::new()?,
             value: Vec::with_capacity(1024),
             flush_timeout: settings.config.flush_timeout,
             origin,
+            bootstrap: settings.target.bootstrap_servers(),
+            fruitless_restarts: 0,
+            delivered_at_restart: 0,
         })
+    }
+
+    /// Waits, up to 10 seconds or until `stop` says so, for the cluster's metadata, and
+    /// names every configured topic the cluster lacks. An unreachable cluster is reported
+    /// but not fatal: librdkafka keeps trying.
+    pub fn wait_for_cluster(&self, stop: &dyn Fn() -> bool) {
+        let bootstrap = &self.bootstrap;
+        let started = tokio::time::Instant::now();
+        loop {
+            match self.producer.client().fetch_metadata(None, CONNECT_ATTEMPT) {
+                Ok(metadata) => {
+                    self.stats.connected.store(true, Ordering::Relaxed);
+                    tracing::info!(%bootstrap, brokers = metadata.brokers().len(), "connected to the Kafka cluster");
+                    let present: BTreeSet<&str> = metadata
+                        .topics()
+                        .iter()
+                        .filter(|t| t.error().is_none())
+                        .map(|t| t.name())
+                        .collect();
+                    let missing: BTreeSet<String> = self
+                        .topics
+                        .iter()
+                        .map(|t| t.name.clone())
+                        .filter(|name| !present.contains(name.as_str()))
+                        .collect();
+                    for topic in &missing {
+                        tracing::error!(%bootstrap, %topic, "the Kafka cluster has no such topic: its events cannot be delivered until it is created (or kafka.topics names one that exists)");
+                    }
+                    *self
+                        .stats
+                        .missing_topics
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner()) = missing;
+                    return;
+                }
+                Err(e) if stop() || started.elapsed() >= CONNECT_CHECK => {
+                    tracing::warn!(
+                        %bootstrap,
+                        error = %e,
+                        "cannot reach the Kafka cluster yet; events are queued and delivery is retried until the delivery timeout"
+                    );
+                    return;
+                }
+                Err(_) => {}
+            }
+        }
     }
 
     /// The delivery statistics.
@@ -440,6 +667,134 @@ impl KafkaSink {
             None => Ok(()),
         }
     }
+
+    /// Whether the producer has failed for good.
+    fn producer_failed(&self) -> bool {
+        self.stats.fatal().is_some() || self.producer.client().fatal_error().is_some()
+    }
+
+    /// Stops on a permanent failure; replaces a producer that failed for good.
+    fn check(&mut self) -> Result<(), SinkError> {
+        self.check_permanent()?;
+        if self.producer_failed() {
+            self.restart()?;
+        }
+        Ok(())
+    }
+
+    /// Replaces a producer that failed for good: it gets a moment to hear back about what it
+    /// has in flight, what it gives back unacknowledged is sent again by a new producer.
+    fn restart(&mut self) -> Result<(), SinkError> {
+        let reason = match self.producer.client().fatal_error() {
+            Some((code, reason)) => format!("{code:?}: {reason}"),
+            None => self.stats.fatal().unwrap_or_default(),
+        };
+        let delivered: u64 = self.stats.delivered().iter().sum();
+        if delivered > self.delivered_at_restart {
+            self.fruitless_restarts = 0;
+        }
+        if self.fruitless_restarts >= MAX_FRUITLESS_RESTARTS {
+            let error = KafkaSinkError::Restarts {
+                restarts: self.fruitless_restarts,
+                reason,
+            };
+            self.stats.set_permanent(error.to_string());
+            return Err(error.into());
+        }
+        let _ = self.producer.flush(FATAL_DRAIN);
+        let next = create_producer(&self.config, &self.shared)?;
+        // Dropping the old producer purges what it still holds, into the salvage.
+        drop(std::mem::replace(&mut self.producer, next));
+        self.stats.set_fatal(None);
+        let salvaged = std::mem::take(
+            &mut *self
+                .shared
+                .salvaged
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        self.fruitless_restarts += 1;
+        self.delivered_at_restart = delivered;
+        self.shared.metrics.producer_restarts.inc();
+        tracing::warn!(
+            %reason,
+            resent = salvaged.len(),
+            "the Kafka producer failed for good (the cluster lost its state, or failed over); a new producer sends again every message not acknowledged, with the same event ids"
+        );
+        for message in &salvaged {
+            self.produce(Outgoing {
+                topic: message.topic,
+                key: &message.key,
+                payload: &message.payload,
+                timestamp: message.timestamp,
+                opaque: message.opaque,
+            })?;
+            self.shared.metrics.resent.inc();
+        }
+        Ok(())
+    }
+
+    /// Hands one message to the producer, waiting while its queue is full and replacing it
+    /// if it has failed for good.
+    fn produce(&mut self, message: Outgoing<'_>) -> Result<(), SinkError> {
+        let event_type = EventType::ALL[message.opaque & ((1 << TYPE_BITS) - 1)];
+        loop {
+            let spec = &self.topics[message.topic];
+            let mut record = BaseRecord::with_opaque_to(&spec.name, message.opaque)
+                .key(message.key)
+                .payload(message.payload)
+                .headers(headers(spec, event_type));
+            if let Some(timestamp) = message.timestamp {
+                record = record.timestamp(timestamp);
+            }
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    // Backpressure: wait for deliveries to make room.
+                    std::thread::sleep(QUEUE_FULL_BACKOFF);
+                    self.check()?;
+                }
+                Err(_) if self.producer_failed() => self.restart()?,
+                Err((source, _)) => {
+                    return Err(KafkaSinkError::Produce {
+                        topic: spec.name.clone(),
+                        source,
+                    }
+                    .into());
+                }
+            }
+        }
+    }
+
+    /// Flushes the producer; one that fails for good meanwhile is replaced, and what it gave
+    /// back flushed by the next.
+    fn flush(&mut self) -> Result<(), KafkaError> {
+        loop {
+            let flushed = self.producer.flush(self.flush_timeout);
+            let pending = !self
+                .shared
+                .salvaged
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_empty();
+            if !(self.producer_failed() || pending) {
+                return flushed;
+            }
+            if self.restart().is_err() {
+                return flushed;
+            }
+        }
+    }
+}
+
+/// A producer of `config` whose callbacks report to `shared`.
+fn create_producer(
+    config: &ClientConfig,
+    shared: &Arc<Shared>,
+) -> Result<ThreadedProducer<Context>, SinkError> {
+    Ok(config
+        .create_with_context(Context(Arc::clone(shared)))
+        .map_err(KafkaSinkError::Producer)?)
 }
 
 impl Sink for KafkaSink {
@@ -448,93 +803,64 @@ impl Sink for KafkaSink {
     }
 
     fn write(&mut self, events: &[Event], created: tokio::time::Instant) -> Result<(), SinkError> {
-        self.check_permanent()?;
+        self.check()?;
         let created_micros = created.saturating_duration_since(self.origin).as_micros() as u64;
         let mut key = itoa::Buffer::new();
+        let mut value = std::mem::take(&mut self.value);
+        let mut result = Ok(());
         for event in events {
             let topic = event.topic().index();
-            let spec = &self.topics[topic];
-            self.value.clear();
-            if let Some(prefix) = &spec.prefix {
-                self.value.extend_from_slice(prefix);
+            value.clear();
+            if let Some(prefix) = &self.topics[topic].prefix {
+                value.extend_from_slice(prefix);
             }
-            self.encoder.encode_into(event, &mut self.value);
-            let key = key.format(event.key());
-            let headers = OwnedHeaders::new_with_capacity(4)
-                .insert(Header {
-                    key: "event_type",
-                    value: Some(event.event_type().as_str()),
-                })
-                .insert(Header {
-                    key: "schema",
-                    value: Some(spec.schema_name.as_str()),
-                })
-                .insert(Header {
-                    key: "schema_fingerprint",
-                    value: Some(spec.fingerprint.as_str()),
-                })
-                .insert(Header {
-                    key: "content-type",
-                    value: Some("avro/binary"),
-                });
-            let mut record = BaseRecord::with_opaque_to(
-                &spec.name,
-                opaque(event.event_type().index(), created_micros),
-            )
-            .key(key)
-            .payload(&self.value)
-            .timestamp(event.event_time().as_millis())
-            .headers(headers);
-            loop {
-                match self.producer.send(record) {
-                    Ok(()) => break,
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
-                        // Backpressure: wait for deliveries to make room.
-                        record = returned;
-                        std::thread::sleep(QUEUE_FULL_BACKOFF);
-                        self.check_permanent()?;
-                    }
-                    Err((source, _)) => {
-                        return Err(KafkaSinkError::Produce {
-                            topic: spec.name.clone(),
-                            source,
-                        }
-                        .into());
-                    }
-                }
+            self.encoder.encode_into(event, &mut value);
+            result = self.produce(Outgoing {
+                topic,
+                key: key.format(event.key()).as_bytes(),
+                payload: &value,
+                timestamp: Some(event.event_time().as_millis()),
+                opaque: opaque(event.event_type().index(), created_micros),
+            });
+            if result.is_err() {
+                break;
             }
         }
-        Ok(())
+        self.value = value;
+        result
     }
 
     fn checkpoint(&mut self) -> Result<SinkCheckpoint, SinkError> {
         // Everything produced before the save is acknowledged (or counted as failed) before
         // the save is written.
-        self.producer.flush(self.flush_timeout).map_err(|source| {
-            KafkaSinkError::Unacknowledged {
+        self.flush()
+            .map_err(|source| KafkaSinkError::Unacknowledged {
                 in_flight: self.producer.in_flight_count(),
                 timeout: humantime::format_duration(self.flush_timeout).to_string(),
+                missing: self.stats.missing_note(),
                 source,
-            }
-        })?;
+            })?;
         Ok(SinkCheckpoint::default())
     }
 
     fn close(&mut self) -> Result<(), SinkError> {
-        let result = self.producer.flush(self.flush_timeout);
+        let result = self.flush();
         let in_flight = self.producer.in_flight_count();
         let failed: u64 = self.stats.failed().iter().sum();
+        let missing = self.stats.missing_note();
         match result {
             Ok(()) if failed == 0 => Ok(()),
             Ok(()) => Err(KafkaSinkError::Undelivered {
                 failed,
                 reasons: format!("{:?}", self.stats.failure_reasons()),
+                missing,
             }
             .into()),
             Err(source) => Err(KafkaSinkError::Unflushed {
                 in_flight,
                 timeout: humantime::format_duration(self.flush_timeout).to_string(),
                 reasons: format!("{:?}", self.stats.failure_reasons()),
+                missing,
                 source,
             }
             .into()),
