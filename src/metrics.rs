@@ -407,3 +407,34 @@ impl Health {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readiness_names_the_root_cause_first() {
+        let health = Health::new();
+        assert_eq!(
+            health.ready(),
+            Err("shoppers are not running".to_owned()),
+            "not ready before the shoppers start"
+        );
+        health.set_shoppers_running(true);
+        assert_eq!(health.ready(), Ok(()));
+        health.set_probe(Box::new(|| {
+            Err("the Kafka cluster has no topic `orders`".into())
+        }));
+        assert_eq!(
+            health.ready(),
+            Err("the Kafka cluster has no topic `orders`".to_owned())
+        );
+        // A failed sink stops the shoppers: the failure, not the stopped shoppers, is the reason.
+        health.set_sink_failure("delivery cannot succeed: TopicAuthorizationFailed".into());
+        health.set_shoppers_running(false);
+        assert_eq!(
+            health.ready(),
+            Err("the sink failed: delivery cannot succeed: TopicAuthorizationFailed".to_owned())
+        );
+    }
+}
