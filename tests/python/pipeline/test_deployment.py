@@ -156,9 +156,42 @@ TABLE_OPTIONS = re.compile(
     r"WITH \(DISTRIBUTION = (HASH\((?P<key>\w+)\)|ROUND_ROBIN|REPLICATE), (CLUSTERED COLUMNSTORE INDEX|HEAP)\);$")
 
 
+def batches(path) -> list[list[str]]:
+    """The batches of a T-SQL script (separated by lines that are `GO`), each as its statements."""
+    out, lines = [], []
+    for line in path.read_text().splitlines() + ["GO"]:
+        if line.strip().upper() == "GO":
+            text = "\n".join(lines)
+            statements = [s.strip() + ";" for s in text.split(";") if s.strip()]
+            if statements:
+                out.append(statements)
+            lines = []
+        elif not line.startswith("--"):
+            lines.append(line)
+    return out
+
+
 def statements(path) -> list[str]:
-    text = "\n".join(line for line in path.read_text().splitlines() if not line.startswith("--"))
-    return [s.strip() + ";" for s in text.split(";") if s.strip()]
+    return [statement for batch in batches(path) for statement in batch]
+
+
+# T-SQL statements that must be alone in their batch (Msg 111 and its kin).
+ALONE = re.compile(r"^\s*CREATE\s+(OR\s+ALTER\s+)?(SCHEMA|VIEW|PROC|PROCEDURE|FUNCTION|TRIGGER)\b", re.I)
+
+
+def test_synapse_scripts_keep_tsql_batch_rules():
+    for path in sorted(SYNAPSE.glob("*.sql")):
+        for batch in batches(path):
+            alone = [s for s in batch if ALONE.match(s)]
+            assert not alone or len(batch) == 1, f"{path.name}: {alone[0][:60]} shares its batch with {len(batch) - 1} more"
+    assert [len(b) for b in batches(SYNAPSE / "schemas.sql")] == [1, 1]
+
+
+def test_the_batch_rule_check_sees_two_schemas_in_one_batch(tmp_path):
+    script = tmp_path / "two.sql"
+    script.write_text("CREATE SCHEMA raw;\nCREATE SCHEMA stage;\n")
+    (batch,) = batches(script)
+    assert len([s for s in batch if ALONE.match(s)]) == 2
 
 
 def test_synapse_ddl_is_tsql_with_every_table():
