@@ -772,7 +772,14 @@ impl SaveContext {
         finished: bool,
     ) -> Result<(), pipeline::Closed> {
         let shoppers = self.population.snapshot();
-        let position = position.unwrap_or_else(|| self.population.resume_point(self.clock.now()));
+        // The resumed clock starts where nobody has anything left to do before (the rule of
+        // `Population::resume_point`, applied to the copy in hand).
+        let position = position.unwrap_or_else(|| {
+            shoppers
+                .iter()
+                .map(Shopper::next_wake)
+                .fold(self.clock.now(), Timestamp::min)
+        });
         let mut snapshot = Snapshot {
             identity: self.identity.clone(),
             position: position.as_micros(),

@@ -482,27 +482,21 @@ fn a_ledger_in_use_and_an_output_dir_that_is_a_file_are_refused() {
 #[test]
 fn an_output_dir_holds_one_run_and_its_replicas() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let hour = |seed: &str, shard: &str| {
+    // A simulated hour of replica `shard` of the run of `seed`, into `output`.
+    let hour = |seed: &str, shard: &str, output: &Path| {
         simulator()
             .args(["--seed", seed, "--shard", shard, "--rate", "3600/h"])
-            .args([
-                "--start",
-                common::START,
-                "--duration",
-                "1h",
-                "--speed",
-                "max",
-            ])
-            .args(["--output-dir", data.to_str().unwrap()])
+            .args(["--start", common::START, "--duration", "1h"])
+            .args(["--speed", "max", "--output-dir", output.to_str().unwrap()])
             .output()
             .unwrap()
     };
-    common::assert_success(&hour("7", "0/1"));
+    let data = dir.path().join("data");
+    common::assert_success(&hour("7", "0/1", &data));
     let events = files(&data).len();
     assert!(data.join("_run.json").exists() && data.join("_ledger/_run.json").exists());
 
-    let other = hour("8", "0/1");
+    let other = hour("8", "0/1", &data);
     assert_eq!(other.status.code(), Some(2), "{}", stderr(&other));
     assert!(
         stderr(&other).contains("holds the output of another run")
@@ -512,25 +506,12 @@ fn an_output_dir_holds_one_run_and_its_replicas() {
     );
     assert_eq!(files(&data).len(), events, "the refused run wrote files");
     // The same run again is the same run (it writes the same events again).
-    common::assert_success(&hour("7", "0/1"));
+    common::assert_success(&hour("7", "0/1", &data));
 
     // Two replicas of one run share a directory; each keeps its own ledger.
     let shared = dir.path().join("shared");
     for shard in ["0/2", "1/2"] {
-        let output = simulator()
-            .args(["--seed", "7", "--shard", shard, "--rate", "3600/h"])
-            .args([
-                "--start",
-                common::START,
-                "--duration",
-                "1h",
-                "--speed",
-                "max",
-            ])
-            .args(["--output-dir", shared.to_str().unwrap()])
-            .output()
-            .unwrap();
-        common::assert_success(&output);
+        common::assert_success(&hour("7", shard, &shared));
     }
     for index in 0..2 {
         let ledger = shared.join(format!("_ledger/shard={index}"));
@@ -541,19 +522,7 @@ fn an_output_dir_holds_one_run_and_its_replicas() {
         );
     }
     // A third replica of a run of three is another run.
-    let third = simulator()
-        .args(["--seed", "7", "--shard", "2/3", "--rate", "3600/h"])
-        .args([
-            "--start",
-            common::START,
-            "--duration",
-            "1h",
-            "--speed",
-            "max",
-        ])
-        .args(["--output-dir", shared.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let third = hour("7", "2/3", &shared);
     assert_eq!(third.status.code(), Some(2), "{}", stderr(&third));
     assert!(
         stderr(&third).contains("simulation.shard"),

@@ -15,7 +15,7 @@
 mod common;
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -274,9 +274,8 @@ fn the_image_runs_read_only_as_non_root_and_stops_cleanly_on_sigterm() {
     assert_eq!(messages as u64, delivered);
     assert_eq!(published.len(), messages, "duplicates in the topics");
     // The ledger went to the volume, owned by the container's user.
-    assert!(volume_has_ledger(volume.path()), "no ledger on the volume");
-}
-
-fn volume_has_ledger(volume: &Path) -> bool {
-    volume.join("data/_ledger/_run.json").exists()
+    assert!(
+        volume.path().join("data/_ledger/_run.json").exists(),
+        "no ledger on the volume"
+    );
 }

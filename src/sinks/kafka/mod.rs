@@ -134,19 +134,19 @@ impl DeliveryStats {
             .collect()
     }
 
+    /// `the Kafka cluster has no topic `a`, `b``, when topics are missing.
+    fn missing(&self) -> Option<String> {
+        let topics = self.missing_topics();
+        (!topics.is_empty()).then(|| {
+            let names: Vec<String> = topics.iter().map(|t| format!("`{t}`")).collect();
+            format!("the Kafka cluster has no topic {}", names.join(", "))
+        })
+    }
+
     /// What the missing topics add to a failure's reason: nothing, or which they are.
     fn missing_note(&self) -> String {
-        match self.missing_topics().as_slice() {
-            [] => String::new(),
-            topics => format!(
-                "; the Kafka cluster has no topic {}",
-                topics
-                    .iter()
-                    .map(|t| format!("`{t}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        }
+        self.missing()
+            .map_or_else(String::new, |m| format!("; {m}"))
     }
 
     /// Whether the sink can deliver now: connected, no permanent failure, every topic there,
@@ -155,16 +155,9 @@ impl DeliveryStats {
         if let Some(reason) = self.permanent() {
             return Err(format!("delivery cannot succeed: {reason}"));
         }
-        let missing = self.missing_topics();
-        if !missing.is_empty() {
+        if let Some(missing) = self.missing() {
             return Err(format!(
-                "the Kafka cluster has no topic {}; their events cannot be delivered until \
-                 they are created",
-                missing
-                    .iter()
-                    .map(|t| format!("`{t}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                "{missing}; their events cannot be delivered until they are created"
             ));
         }
         if let Some(reason) = self.fatal() {
@@ -840,11 +833,15 @@ impl Sink for KafkaSink {
                 missing: self.stats.missing_note(),
                 source,
             })?;
+        // Restarts given up on leave messages neither acknowledged nor failed.
+        self.check_permanent()?;
         Ok(SinkCheckpoint::default())
     }
 
     fn close(&mut self) -> Result<(), SinkError> {
         let result = self.flush();
+        // Restarts given up on leave messages neither acknowledged nor failed: say why.
+        self.check_permanent()?;
         let in_flight = self.producer.in_flight_count();
         let failed: u64 = self.stats.failed().iter().sum();
         let missing = self.stats.missing_note();
