@@ -134,7 +134,7 @@ impl Identity {
             .iter()
             .map(
                 |(key, value)| match (key.as_str(), value.rsplit_once('/')) {
-                    (SHARD_KEY, Some((_, count))) => (key.clone(), format!("\"*/{count}")),
+                    (SHARD_KEY, Some((_, count))) => (key.clone(), format!("*/{count}")),
                     _ => (key.clone(), value.clone()),
                 },
             )
@@ -396,7 +396,7 @@ mod tests {
         Identity {
             settings: vec![
                 ("simulation.seed".into(), seed.into()),
-                (SHARD_KEY.into(), format!("\"{shard}\"")),
+                (SHARD_KEY.into(), shard.into()),
             ],
         }
     }
@@ -409,6 +409,9 @@ mod tests {
         // The same run again, and its other replica, are welcome.
         claim(dir.path(), role, &replica("7", "0/2")).unwrap();
         claim(dir.path(), role, &replica("7", "1/2")).unwrap();
+        let recorded: Identity =
+            serde_json::from_slice(&std::fs::read(dir.path().join(RUN_RECORD)).unwrap()).unwrap();
+        assert_eq!(recorded.get(SHARD_KEY), Some("*/2"));
         // Another seed, or another number of replicas, is another run.
         let other = claim(dir.path(), role, &replica("8", "0/2")).unwrap_err();
         let message = other.to_string();
