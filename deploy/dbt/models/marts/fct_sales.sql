@@ -6,105 +6,109 @@
     on_schema_change='fail'
 ) }}
 
-{#- One row per order line, with the order's customer, product and date keys, its amounts,
-    and the order's latest status and payment status. Incremental: each run recomputes every order
-    that received lines or payments since the last run (delete+insert on order_id), so the
-    payment status stays current. -#}
+{#- One row per order line, with the order's keys, status and payment status, and the line's
+    share of everything the order adds up to: its discount, tax and shipping, its gross amount
+    (so that summing an order's lines gives its total) and its net revenue (so that summing
+    lines gives fct_orders.net_revenue). Shares are in proportion to the line amounts,
+    allocated cumulatively (each line gets the rounded running share minus the rounded running
+    share before it), so the cents always add up. Incremental: each run recomputes the lines
+    of every order fct_orders recomputed (delete+insert on order_id). -#}
 
-with placed as (
+with orders as (
     select *
-    from {{ ref('stg_orders') }}
-    where event_type = 'order_placed'
+    from {{ ref('fct_orders') }}
+    {% if is_incremental() %}
+    where source_loaded_at > (select max(source_loaded_at) from {{ this }})
+    {% endif %}
 ),
 
-{% if is_incremental() %}
-changed_orders as (
-    select order_id from {{ ref('stg_orders') }}
-    where loaded_at > (select max(source_loaded_at) from {{ this }})
-    union
-    select order_id from {{ ref('stg_payments') }}
-    where loaded_at > (select max(source_loaded_at) from {{ this }})
-),
-{% endif %}
-
-payments_ranked as (
+lines as (
     select
-        order_id,
-        payment_status,
-        payment_method,
-        loaded_at,
-        row_number() over (
-            partition by order_id
-            order by
-                event_time desc,
-                case payment_status
-                    when 'refunded' then 4 when 'captured' then 3 when 'declined' then 2 else 1
-                end desc,
-                payment_id desc
-        ) as recency,
-        max(loaded_at) over (partition by order_id) as payments_loaded_at
-    from {{ ref('stg_payments') }}
+        items.order_id,
+        items.line_number,
+        items.product_id,
+        items.quantity,
+        items.unit_price,
+        items.line_total,
+        orders.customer_key,
+        orders.order_date_key,
+        orders.order_date,
+        orders.placed_at,
+        orders.channel,
+        orders.currency,
+        orders.line_count,
+        orders.order_status,
+        orders.payment_status,
+        orders.payment_method,
+        orders.reporting_currency,
+        orders.source_loaded_at,
+        orders.subtotal,
+        orders.discount,
+        orders.tax,
+        orders.shipping,
+        orders.order_total,
+        orders.net_revenue as order_net_revenue,
+        orders.net_revenue_reporting as order_net_revenue_reporting,
+        sum(items.line_total) over (
+            partition by items.order_id order by items.line_number rows between unbounded preceding and current row
+        ) as running_amount
+    from {{ ref('stg_order_items') }} as items
+    inner join orders
+        on items.event_id = orders.placed_event_id
 ),
 
-latest_payment as (
-    select order_id, payment_status, payment_method, payments_loaded_at
-    from payments_ranked
-    where recency = 1
-),
-
-statuses_ranked as (
+running as (
+    {#- Each share up to and including this line; the order's last line reaches the whole. -#}
     select
-        order_id,
-        order_status,
-        row_number() over (
-            partition by order_id
-            order by
-                event_time desc,
-                case order_status
-                    when 'returned' then 5 when 'delivered' then 4 when 'shipped' then 3
-                    when 'cancelled' then 2 else 1
-                end desc
-        ) as recency,
-        max(loaded_at) over (partition by order_id) as status_loaded_at
-    from {{ ref('stg_orders') }}
+        *,
+        round(discount * running_amount / subtotal, 2) as discount_upto,
+        round(tax * running_amount / subtotal, 2) as tax_upto,
+        round(shipping * running_amount / subtotal, 2) as shipping_upto,
+        round(order_net_revenue * running_amount / subtotal, 2) as net_revenue_upto,
+        round(order_net_revenue_reporting * running_amount / subtotal, 2) as net_revenue_reporting_upto
+    from lines
 ),
 
-latest_status as (
-    select order_id, order_status, status_loaded_at
-    from statuses_ranked
-    where recency = 1
+shares as (
+    select
+        *,
+        cast(discount_upto - coalesce(lag(discount_upto) over (partition by order_id order by line_number), 0)
+            as decimal(12, 2)) as discount_amount,
+        cast(tax_upto - coalesce(lag(tax_upto) over (partition by order_id order by line_number), 0)
+            as decimal(12, 2)) as tax_amount,
+        cast(shipping_upto - coalesce(lag(shipping_upto) over (partition by order_id order by line_number), 0)
+            as decimal(12, 2)) as shipping_amount,
+        cast(net_revenue_upto - coalesce(lag(net_revenue_upto) over (partition by order_id order by line_number), 0)
+            as decimal(12, 2)) as net_revenue,
+        cast(net_revenue_reporting_upto
+            - coalesce(lag(net_revenue_reporting_upto) over (partition by order_id order by line_number), 0)
+            as decimal(14, 2)) as net_revenue_reporting
+    from running
 )
 
 select
-    items.order_id,
-    items.line_number,
-    placed.customer_id as customer_key,
-    items.product_id as product_key,
-    {{ date_key('placed.event_time') }} as order_date_key,
-    cast(placed.event_time as date) as order_date,
-    placed.event_time as ordered_at,
-    placed.channel,
-    placed.currency,
-    items.quantity,
-    items.unit_price,
-    items.line_total as line_amount,
-    placed.line_count as order_line_count,
-    placed.order_total,
-    latest_status.order_status,
-    coalesce(latest_payment.payment_status, 'unpaid') as payment_status,
-    latest_payment.payment_method,
-    case
-        when latest_payment.payments_loaded_at > latest_status.status_loaded_at
-            then latest_payment.payments_loaded_at
-        else latest_status.status_loaded_at
-    end as source_loaded_at
-from {{ ref('stg_order_items') }} as items
-inner join placed
-    on items.event_id = placed.event_id
-inner join latest_status
-    on latest_status.order_id = placed.order_id
-left join latest_payment
-    on latest_payment.order_id = placed.order_id
-{% if is_incremental() %}
-where placed.order_id in (select order_id from changed_orders)
-{% endif %}
+    order_id,
+    line_number,
+    customer_key,
+    product_id as product_key,
+    order_date_key,
+    order_date,
+    placed_at as ordered_at,
+    channel,
+    currency,
+    quantity,
+    unit_price,
+    line_total as line_amount,
+    discount_amount,
+    tax_amount,
+    shipping_amount,
+    cast(line_total - discount_amount + tax_amount + shipping_amount as decimal(12, 2)) as gross_amount,
+    net_revenue,
+    reporting_currency,
+    net_revenue_reporting,
+    line_count as order_line_count,
+    order_status,
+    payment_status,
+    payment_method,
+    source_loaded_at
+from shares
