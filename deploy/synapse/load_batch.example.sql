@@ -1,6 +1,8 @@
 -- The statements the loader runs in Synapse for one micro-batch: batch 42, which read
 -- offsets 1200-1850 and 1100-1790 of orders partitions 0 and 1 and 2400-3710 of payments
--- partition 0. Rendered by `python -m retail_loader.render`; a test keeps it current.
+-- partition 0. COPY INTO names the files the batch's write committed. The loader runs
+-- each statement alone and the swap with autocommit off, committing after its last
+-- statement. Rendered by `python -m retail_loader.render`; a test keeps it current.
 TRUNCATE TABLE stage.customers;
 TRUNCATE TABLE stage.products;
 TRUNCATE TABLE stage.orders;
@@ -9,16 +11,18 @@ TRUNCATE TABLE stage.payments;
 TRUNCATE TABLE stage.rejected_messages;
 TRUNCATE TABLE stage.load_log;
 COPY INTO stage.orders
-FROM 'https://retailstaging.dfs.core.windows.net/loader/staging/batch=42/orders/*.parquet'
+FROM 'https://retailstaging.dfs.core.windows.net/loader/staging/prod/batch=42/orders/part-00000-7d0c1f1e-5b8a-4a47-9d3e-2c6f0a9b8e41-c000.snappy.parquet',
+     'https://retailstaging.dfs.core.windows.net/loader/staging/prod/batch=42/orders/part-00001-7d0c1f1e-5b8a-4a47-9d3e-2c6f0a9b8e41-c000.snappy.parquet'
 WITH (FILE_TYPE = 'PARQUET', CREDENTIAL = (IDENTITY = 'Managed Identity'), AUTO_CREATE_TABLE = 'OFF');
 COPY INTO stage.order_items
-FROM 'https://retailstaging.dfs.core.windows.net/loader/staging/batch=42/order_items/*.parquet'
+FROM 'https://retailstaging.dfs.core.windows.net/loader/staging/prod/batch=42/order_items/part-00000-7d0c1f1e-5b8a-4a47-9d3e-2c6f0a9b8e41-c000.snappy.parquet',
+     'https://retailstaging.dfs.core.windows.net/loader/staging/prod/batch=42/order_items/part-00001-7d0c1f1e-5b8a-4a47-9d3e-2c6f0a9b8e41-c000.snappy.parquet'
 WITH (FILE_TYPE = 'PARQUET', CREDENTIAL = (IDENTITY = 'Managed Identity'), AUTO_CREATE_TABLE = 'OFF');
 COPY INTO stage.payments
-FROM 'https://retailstaging.dfs.core.windows.net/loader/staging/batch=42/payments/*.parquet'
+FROM 'https://retailstaging.dfs.core.windows.net/loader/staging/prod/batch=42/payments/part-00000-7d0c1f1e-5b8a-4a47-9d3e-2c6f0a9b8e41-c000.snappy.parquet'
 WITH (FILE_TYPE = 'PARQUET', CREDENTIAL = (IDENTITY = 'Managed Identity'), AUTO_CREATE_TABLE = 'OFF');
 COPY INTO stage.load_log
-FROM 'https://retailstaging.dfs.core.windows.net/loader/staging/batch=42/load_log/*.parquet'
+FROM 'https://retailstaging.dfs.core.windows.net/loader/staging/prod/batch=42/load_log/part-00000-7d0c1f1e-5b8a-4a47-9d3e-2c6f0a9b8e41-c000.snappy.parquet'
 WITH (FILE_TYPE = 'PARQUET', CREDENTIAL = (IDENTITY = 'Managed Identity'), AUTO_CREATE_TABLE = 'OFF');
 SET XACT_ABORT ON;
 BEGIN TRANSACTION;

@@ -27,11 +27,38 @@ CREATE TABLE raw.customers (
     batch_id BIGINT NOT NULL,
     loaded_at DATETIME2(6) NOT NULL
 )
-WITH (DISTRIBUTION = HASH(customer_id), CLUSTERED COLUMNSTORE INDEX);
+WITH (DISTRIBUTION = HASH(customer_id), HEAP);
 
--- Staging twin of raw.customers: COPY INTO lands here, emptied before each batch.
+-- Staging twin of raw.customers for the loader writing stage: COPY INTO lands here, emptied before each batch.
 IF OBJECT_ID('stage.customers') IS NULL
 CREATE TABLE stage.customers (
+    event_id CHAR(36) NOT NULL,
+    event_type NVARCHAR(40) NOT NULL,
+    event_time DATETIME2(6) NOT NULL,
+    customer_id BIGINT NOT NULL,
+    first_name NVARCHAR(100) NOT NULL,
+    last_name NVARCHAR(100) NOT NULL,
+    email NVARCHAR(320) NOT NULL,
+    phone NVARCHAR(40) NOT NULL,
+    street_address NVARCHAR(200) NOT NULL,
+    city NVARCHAR(100) NOT NULL,
+    region NVARCHAR(100) NOT NULL,
+    postal_code NVARCHAR(20) NOT NULL,
+    country NVARCHAR(2) NOT NULL,
+    signup_time DATETIME2(6) NOT NULL,
+    signup_channel NVARCHAR(20) NOT NULL,
+    kafka_topic NVARCHAR(249) NOT NULL,
+    kafka_partition INT NOT NULL,
+    kafka_offset BIGINT NOT NULL,
+    kafka_timestamp DATETIME2(6) NOT NULL,
+    batch_id BIGINT NOT NULL,
+    loaded_at DATETIME2(6) NOT NULL
+)
+WITH (DISTRIBUTION = ROUND_ROBIN, HEAP);
+
+-- Staging twin of raw.customers for the loader writing stage_dev: COPY INTO lands here, emptied before each batch.
+IF OBJECT_ID('stage_dev.customers') IS NULL
+CREATE TABLE stage_dev.customers (
     event_id CHAR(36) NOT NULL,
     event_type NVARCHAR(40) NOT NULL,
     event_time DATETIME2(6) NOT NULL,
@@ -76,11 +103,33 @@ CREATE TABLE raw.products (
     batch_id BIGINT NOT NULL,
     loaded_at DATETIME2(6) NOT NULL
 )
-WITH (DISTRIBUTION = ROUND_ROBIN, CLUSTERED COLUMNSTORE INDEX);
+WITH (DISTRIBUTION = ROUND_ROBIN, HEAP);
 
--- Staging twin of raw.products: COPY INTO lands here, emptied before each batch.
+-- Staging twin of raw.products for the loader writing stage: COPY INTO lands here, emptied before each batch.
 IF OBJECT_ID('stage.products') IS NULL
 CREATE TABLE stage.products (
+    event_id CHAR(36) NOT NULL,
+    event_type NVARCHAR(40) NOT NULL,
+    event_time DATETIME2(6) NOT NULL,
+    product_id BIGINT NOT NULL,
+    sku NVARCHAR(40) NOT NULL,
+    name NVARCHAR(200) NOT NULL,
+    category_id INT NOT NULL,
+    category NVARCHAR(100) NOT NULL,
+    unit_price DECIMAL(12,2) NOT NULL,
+    currency NVARCHAR(3) NOT NULL,
+    kafka_topic NVARCHAR(249) NOT NULL,
+    kafka_partition INT NOT NULL,
+    kafka_offset BIGINT NOT NULL,
+    kafka_timestamp DATETIME2(6) NOT NULL,
+    batch_id BIGINT NOT NULL,
+    loaded_at DATETIME2(6) NOT NULL
+)
+WITH (DISTRIBUTION = ROUND_ROBIN, HEAP);
+
+-- Staging twin of raw.products for the loader writing stage_dev: COPY INTO lands here, emptied before each batch.
+IF OBJECT_ID('stage_dev.products') IS NULL
+CREATE TABLE stage_dev.products (
     event_id CHAR(36) NOT NULL,
     event_type NVARCHAR(40) NOT NULL,
     event_time DATETIME2(6) NOT NULL,
@@ -124,11 +173,37 @@ CREATE TABLE raw.orders (
     batch_id BIGINT NOT NULL,
     loaded_at DATETIME2(6) NOT NULL
 )
-WITH (DISTRIBUTION = HASH(order_id), CLUSTERED COLUMNSTORE INDEX);
+WITH (DISTRIBUTION = HASH(order_id), HEAP);
 
--- Staging twin of raw.orders: COPY INTO lands here, emptied before each batch.
+-- Staging twin of raw.orders for the loader writing stage: COPY INTO lands here, emptied before each batch.
 IF OBJECT_ID('stage.orders') IS NULL
 CREATE TABLE stage.orders (
+    event_id CHAR(36) NOT NULL,
+    event_type NVARCHAR(40) NOT NULL,
+    event_time DATETIME2(6) NOT NULL,
+    order_id BIGINT NOT NULL,
+    customer_id BIGINT NOT NULL,
+    line_count INT NOT NULL,
+    subtotal DECIMAL(12,2) NOT NULL,
+    discount DECIMAL(12,2) NOT NULL,
+    tax DECIMAL(12,2) NOT NULL,
+    shipping DECIMAL(12,2) NOT NULL,
+    total DECIMAL(12,2) NOT NULL,
+    currency NVARCHAR(3) NOT NULL,
+    channel NVARCHAR(20) NOT NULL,
+    status NVARCHAR(20) NOT NULL,
+    kafka_topic NVARCHAR(249) NOT NULL,
+    kafka_partition INT NOT NULL,
+    kafka_offset BIGINT NOT NULL,
+    kafka_timestamp DATETIME2(6) NOT NULL,
+    batch_id BIGINT NOT NULL,
+    loaded_at DATETIME2(6) NOT NULL
+)
+WITH (DISTRIBUTION = ROUND_ROBIN, HEAP);
+
+-- Staging twin of raw.orders for the loader writing stage_dev: COPY INTO lands here, emptied before each batch.
+IF OBJECT_ID('stage_dev.orders') IS NULL
+CREATE TABLE stage_dev.orders (
     event_id CHAR(36) NOT NULL,
     event_type NVARCHAR(40) NOT NULL,
     event_time DATETIME2(6) NOT NULL,
@@ -171,11 +246,32 @@ CREATE TABLE raw.order_items (
     batch_id BIGINT NOT NULL,
     loaded_at DATETIME2(6) NOT NULL
 )
-WITH (DISTRIBUTION = HASH(order_id), CLUSTERED COLUMNSTORE INDEX);
+WITH (DISTRIBUTION = HASH(order_id), HEAP);
 
--- Staging twin of raw.order_items: COPY INTO lands here, emptied before each batch.
+-- Staging twin of raw.order_items for the loader writing stage: COPY INTO lands here, emptied before each batch.
 IF OBJECT_ID('stage.order_items') IS NULL
 CREATE TABLE stage.order_items (
+    event_id CHAR(36) NOT NULL,
+    event_time DATETIME2(6) NOT NULL,
+    order_id BIGINT NOT NULL,
+    line_number INT NOT NULL,
+    product_id BIGINT NOT NULL,
+    quantity INT NOT NULL,
+    unit_price DECIMAL(12,2) NOT NULL,
+    line_total DECIMAL(12,2) NOT NULL,
+    currency NVARCHAR(3) NOT NULL,
+    kafka_topic NVARCHAR(249) NOT NULL,
+    kafka_partition INT NOT NULL,
+    kafka_offset BIGINT NOT NULL,
+    kafka_timestamp DATETIME2(6) NOT NULL,
+    batch_id BIGINT NOT NULL,
+    loaded_at DATETIME2(6) NOT NULL
+)
+WITH (DISTRIBUTION = ROUND_ROBIN, HEAP);
+
+-- Staging twin of raw.order_items for the loader writing stage_dev: COPY INTO lands here, emptied before each batch.
+IF OBJECT_ID('stage_dev.order_items') IS NULL
+CREATE TABLE stage_dev.order_items (
     event_id CHAR(36) NOT NULL,
     event_time DATETIME2(6) NOT NULL,
     order_id BIGINT NOT NULL,
@@ -216,11 +312,35 @@ CREATE TABLE raw.payments (
     batch_id BIGINT NOT NULL,
     loaded_at DATETIME2(6) NOT NULL
 )
-WITH (DISTRIBUTION = HASH(order_id), CLUSTERED COLUMNSTORE INDEX);
+WITH (DISTRIBUTION = HASH(order_id), HEAP);
 
--- Staging twin of raw.payments: COPY INTO lands here, emptied before each batch.
+-- Staging twin of raw.payments for the loader writing stage: COPY INTO lands here, emptied before each batch.
 IF OBJECT_ID('stage.payments') IS NULL
 CREATE TABLE stage.payments (
+    event_id CHAR(36) NOT NULL,
+    event_type NVARCHAR(40) NOT NULL,
+    event_time DATETIME2(6) NOT NULL,
+    payment_id BIGINT NOT NULL,
+    order_id BIGINT NOT NULL,
+    customer_id BIGINT NOT NULL,
+    amount DECIMAL(12,2) NOT NULL,
+    currency NVARCHAR(3) NOT NULL,
+    method NVARCHAR(20) NOT NULL,
+    status NVARCHAR(20) NOT NULL,
+    attempt INT NOT NULL,
+    failure_reason NVARCHAR(100) NULL,
+    kafka_topic NVARCHAR(249) NOT NULL,
+    kafka_partition INT NOT NULL,
+    kafka_offset BIGINT NOT NULL,
+    kafka_timestamp DATETIME2(6) NOT NULL,
+    batch_id BIGINT NOT NULL,
+    loaded_at DATETIME2(6) NOT NULL
+)
+WITH (DISTRIBUTION = ROUND_ROBIN, HEAP);
+
+-- Staging twin of raw.payments for the loader writing stage_dev: COPY INTO lands here, emptied before each batch.
+IF OBJECT_ID('stage_dev.payments') IS NULL
+CREATE TABLE stage_dev.payments (
     event_id CHAR(36) NOT NULL,
     event_type NVARCHAR(40) NOT NULL,
     event_time DATETIME2(6) NOT NULL,
@@ -257,9 +377,24 @@ CREATE TABLE raw.rejected_messages (
 )
 WITH (DISTRIBUTION = ROUND_ROBIN, HEAP);
 
--- Staging twin of raw.rejected_messages: COPY INTO lands here, emptied before each batch.
+-- Staging twin of raw.rejected_messages for the loader writing stage: COPY INTO lands here, emptied before each batch.
 IF OBJECT_ID('stage.rejected_messages') IS NULL
 CREATE TABLE stage.rejected_messages (
+    kafka_topic NVARCHAR(249) NOT NULL,
+    kafka_partition INT NOT NULL,
+    kafka_offset BIGINT NOT NULL,
+    kafka_timestamp DATETIME2(6) NULL,
+    kafka_key VARBINARY(1024) NULL,
+    kafka_value VARBINARY(MAX) NULL,
+    reason NVARCHAR(400) NOT NULL,
+    batch_id BIGINT NOT NULL,
+    loaded_at DATETIME2(6) NOT NULL
+)
+WITH (DISTRIBUTION = ROUND_ROBIN, HEAP);
+
+-- Staging twin of raw.rejected_messages for the loader writing stage_dev: COPY INTO lands here, emptied before each batch.
+IF OBJECT_ID('stage_dev.rejected_messages') IS NULL
+CREATE TABLE stage_dev.rejected_messages (
     kafka_topic NVARCHAR(249) NOT NULL,
     kafka_partition INT NOT NULL,
     kafka_offset BIGINT NOT NULL,
@@ -284,11 +419,25 @@ CREATE TABLE raw.load_log (
     rejected BIGINT NOT NULL,
     loaded_at DATETIME2(6) NOT NULL
 )
-WITH (DISTRIBUTION = ROUND_ROBIN, CLUSTERED COLUMNSTORE INDEX);
+WITH (DISTRIBUTION = ROUND_ROBIN, HEAP);
 
--- Staging twin of raw.load_log: COPY INTO lands here, emptied before each batch.
+-- Staging twin of raw.load_log for the loader writing stage: COPY INTO lands here, emptied before each batch.
 IF OBJECT_ID('stage.load_log') IS NULL
 CREATE TABLE stage.load_log (
+    batch_id BIGINT NOT NULL,
+    kafka_topic NVARCHAR(249) NOT NULL,
+    kafka_partition INT NOT NULL,
+    start_offset BIGINT NOT NULL,
+    end_offset BIGINT NOT NULL,
+    messages BIGINT NOT NULL,
+    rejected BIGINT NOT NULL,
+    loaded_at DATETIME2(6) NOT NULL
+)
+WITH (DISTRIBUTION = ROUND_ROBIN, HEAP);
+
+-- Staging twin of raw.load_log for the loader writing stage_dev: COPY INTO lands here, emptied before each batch.
+IF OBJECT_ID('stage_dev.load_log') IS NULL
+CREATE TABLE stage_dev.load_log (
     batch_id BIGINT NOT NULL,
     kafka_topic NVARCHAR(249) NOT NULL,
     kafka_partition INT NOT NULL,

@@ -112,21 +112,28 @@ def decoded(messages, topics) -> dict[tuple[str, int, int], tuple[str, dict]]:
     return result
 
 
+# PostgreSQL's JDBC driver (Debian's libpostgresql-jdbc-java), on the driver's class path so
+# that DriverManager finds it, as the SQL Server driver is on a Databricks cluster's.
+JDBC_JAR = os.environ.get("PIPELINE_JDBC_JAR", "/usr/share/java/postgresql.jar")
+
+
 @pytest.fixture(scope="session")
 def spark():
     from pyspark.sql import SparkSession
 
     # Python workers run in this interpreter, which has the loader installed.
     os.environ["PYSPARK_PYTHON"] = sys.executable
-    session = (
+    builder = (
         SparkSession.builder.master("local[2]")
         .appName("retail-loader-tests")
         .config("spark.ui.enabled", "false")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.shuffle.partitions", "4")
         .config("spark.sql.parquet.outputTimestampType", "INT96")
-        .getOrCreate()
     )
+    if os.path.exists(JDBC_JAR):
+        builder = builder.config("spark.driver.extraClassPath", JDBC_JAR)
+    session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()

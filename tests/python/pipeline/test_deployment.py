@@ -18,7 +18,7 @@ from conftest import ENTITIES, ROOT
 
 from retail_loader import render
 from retail_loader.job import ConfigError, arguments, event_hubs_bootstrap, kafka_options, parse_topics
-from retail_loader.tables import TABLES
+from retail_loader.tables import STAGE_SCHEMAS, TABLES
 from retail_loader.warehouse import https_url
 
 DATABRICKS = ROOT / "deploy" / "databricks"
@@ -58,7 +58,8 @@ def test_the_bundle_is_complete_and_consistent(bundle):
         "an hourly Quartz expression: second, minute, every hour"
     assert job["max_concurrent_runs"] == 1
 
-    (task,) = job["tasks"]
+    task, dbt_task = job["tasks"]
+    assert task["task_key"] == "load_raw"
     pyproject = tomllib.loads((DATABRICKS / "pyproject.toml").read_text())
     wheel_task = task["python_wheel_task"]
     assert wheel_task["package_name"] == "retail_loader"
@@ -78,6 +79,46 @@ def test_the_bundle_is_complete_and_consistent(bundle):
     args = arguments([fill(p) for p in wheel_task["parameters"]])
     assert args.checkpoint_location.startswith("abfss://") and args.staging_location.startswith("abfss://")
     assert args.checkpoint_location != args.staging_location
+    assert args.stage_schema == defaults["stage_schema"]
+
+
+def test_the_dbt_task_follows_the_load_and_can_run_the_project(bundle):
+    """load → dbt build → source freshness, on a cluster whose environment gives the synapse
+    profile every variable it reads, with the adapter the tests compile with."""
+    job = bundle["resources"]["jobs"]["retail_raw_loader"]
+    _, task = job["tasks"]
+    assert task["depends_on"] == [{"task_key": "load_raw"}]
+    dbt = task["dbt_task"]
+    assert dbt["source"] == "GIT" and job["git_source"]["git_url"] == "${var.git_url}"
+    assert (ROOT / dbt["project_directory"] / "dbt_project.yml").exists()
+    profiles = (ROOT / dbt["profiles_directory"] / "profiles.yml").read_text()
+    assert "synapse:" in profiles
+    assert dbt["commands"] == ["dbt build --target synapse", "dbt source freshness --target synapse"]
+    (library,) = task["libraries"]
+    pinned = (ROOT / "tests" / "python" / "requirements-synapse.txt").read_text().split()
+    assert library["pypi"]["package"] in pinned, "the job runs the adapter version the tests compile with"
+    cluster = next(c for c in job["job_clusters"] if c["job_cluster_key"] == task["job_cluster_key"])
+    environment = cluster["new_cluster"]["spark_env_vars"]
+    synapse_profile = yaml.safe_load(profiles)["retail"]["outputs"]["synapse"]
+    read = set(re.findall(r"env_var\('([A-Z_]+)'", str(synapse_profile))) | {"RETAIL_DBT_TARGET"}
+    assert read <= set(environment), f"the dbt cluster lacks {read - set(environment)}"
+    assert re.fullmatch(r"\{\{secrets/\$\{var\.secret_scope\}/[a-z-]+\}\}", environment["SYNAPSE_CLIENT_SECRET"]), \
+        "the client secret comes from the secret scope, never the bundle"
+
+
+def test_each_target_has_its_stage_schema_and_prod_alerts_on_failure(bundle):
+    from databricks.bundles.jobs import Job
+
+    targets = bundle["targets"]
+    assert targets["dev"]["variables"]["stage_schema"] == "stage_dev"
+    assert targets["prod"]["variables"]["stage_schema"] == "stage"
+    assert set(STAGE_SCHEMAS) == {"stage", "stage_dev"}, "the Synapse DDL creates both"
+    override = targets["prod"]["resources"]["jobs"]["retail_raw_loader"]
+    assert override["email_notifications"]["on_failure"] == "${var.alert_emails}"
+    assert bundle["variables"]["alert_emails"]["type"] == "complex"
+    merged = {**bundle["resources"]["jobs"]["retail_raw_loader"], **override}
+    merged["email_notifications"] = {**override["email_notifications"], "on_failure": ["ops@example.com"]}
+    assert Job.from_dict(merged).as_dict() == merged
 
 
 def test_the_job_refuses_a_password_in_the_jdbc_url(capsys):
@@ -184,7 +225,7 @@ def test_synapse_scripts_keep_tsql_batch_rules():
         for batch in batches(path):
             alone = [s for s in batch if ALONE.match(s)]
             assert not alone or len(batch) == 1, f"{path.name}: {alone[0][:60]} shares its batch with {len(batch) - 1} more"
-    assert [len(b) for b in batches(SYNAPSE / "schemas.sql")] == [1, 1]
+    assert [len(b) for b in batches(SYNAPSE / "schemas.sql")] == [1, 1, 1]
 
 
 def test_the_batch_rule_check_sees_two_schemas_in_one_batch(tmp_path):
@@ -208,11 +249,15 @@ def test_synapse_ddl_is_tsql_with_every_table():
             assert columns[options.group("key")] in ("BIGINT", "INT"), "hash on an integer column"
         created[name] = columns
     for table in TABLES:
-        for schema in ("raw", "stage"):
+        for schema in ("raw", *STAGE_SCHEMAS):
             columns = created[f"{schema}.{table.name}"]
             assert list(columns) == table.column_names
+    schemas = []
     for statement in statements(SYNAPSE / "schemas.sql"):
-        assert isinstance(sqlglot.parse_one(statement, read="tsql"), exp.Create)
+        created_schema = sqlglot.parse_one(statement, read="tsql")
+        assert isinstance(created_schema, exp.Create)
+        schemas.append(created_schema.this.sql("tsql"))
+    assert schemas == ["raw", *STAGE_SCHEMAS]
 
 
 def test_synapse_load_statements_are_tsql():
@@ -225,3 +270,31 @@ def test_synapse_load_statements_are_tsql():
     assert kinds.count("Copy") == 4
     assert kinds[-1] == "Commit" and "Transaction" in kinds
     assert kinds.count("Delete") == kinds.count("Insert") == 5
+
+
+def test_the_maintenance_job_reorganises_every_incremental_mart(bundle):
+    from databricks.bundles.jobs import Job
+
+    from retail_loader.job import INCREMENTAL_MARTS, maintenance_statements
+
+    job = bundle["resources"]["jobs"]["retail_marts_maintenance"]
+    assert Job.from_dict(job).as_dict() == job
+    (task,) = job["tasks"]
+    pyproject = tomllib.loads((DATABRICKS / "pyproject.toml").read_text())
+    assert pyproject["project"]["entry-points"]["packages"][task["python_wheel_task"]["entry_point"]] == \
+        "retail_loader.job:maintain"
+    incremental = {p.stem for p in (ROOT / "deploy" / "dbt" / "models").rglob("*.sql")
+                   if "materialized='incremental'" in p.read_text()}
+    assert set(INCREMENTAL_MARTS) == incremental
+    assert maintenance_statements("analytics_marts") == [
+        f"ALTER INDEX ALL ON analytics_marts.{t} REORGANIZE" for t in INCREMENTAL_MARTS]
+    with pytest.raises(ValueError):
+        maintenance_statements("marts; DROP TABLE raw.orders")
+
+
+def test_raw_tables_are_heaps_and_the_marts_columnstore():
+    """Trickle-loaded raw tables stay heaps (below ~60 million rows a columnstore would be all
+    delta store); the marts are columnstore (dbt_project.yml)."""
+    assert {t.index for t in TABLES} == {"HEAP"}
+    project = yaml.safe_load((ROOT / "deploy" / "dbt" / "dbt_project.yml").read_text())
+    assert project["models"]["retail"]["marts"]["+index"] == "CLUSTERED COLUMNSTORE INDEX"

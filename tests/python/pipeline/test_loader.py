@@ -217,3 +217,44 @@ def test_amounts_and_times_keep_their_exact_values(warehouse):
         "WHERE table_schema = 'raw' AND table_name = 'orders'").fetchall())
     assert types["total"] == "DECIMAL(12,2)" and types["event_time"] == "TIMESTAMP"
     assert minimum.year >= 2020
+
+
+def test_a_stray_file_in_the_staging_folder_changes_nothing(kafka_frame, topics, workdir):
+    """A file beside the ones a batch's write committed (what a failed or speculative task
+    leaves under Databricks' commit protocol) is never loaded: COPY is given the committed
+    files by name, not the folder."""
+    import shutil
+    from pathlib import Path
+
+    strays = []
+
+    class StrayLeavingWarehouse(DuckDBWarehouse):
+        def stage(self, table, files):
+            first = Path(files[0].removeprefix("file://"))
+            stray = first.with_name("part-99999-5f0e0d1c-0000-4000-8000-000000000000-c000.snappy.parquet")
+            shutil.copy(first, stray)  # a whole second copy of committed rows
+            strays.append(stray)
+            super().stage(table, files)
+
+    settings = Settings(topics, str(workdir / "staging-stray"))
+    clean = DuckDBWarehouse(str(workdir / "clean.duckdb"))
+    load_batch(kafka_frame, 0, settings=settings, decoder=FastavroDecoder(), warehouse=clean)
+    with_strays = StrayLeavingWarehouse(str(workdir / "strays.duckdb"))
+    load_batch(kafka_frame, 0, settings=settings, decoder=FastavroDecoder(), warehouse=with_strays)
+    assert len(strays) >= 5, "a stray file sat beside every staged table"
+    assert snapshot(with_strays) == snapshot(clean)
+    clean.close()
+    with_strays.close()
+
+
+def test_the_stage_schema_is_the_targets(kafka_frame, topics, workdir):
+    settings = Settings(topics, str(workdir / "staging-dev"), stage_schema="stage_dev")
+    warehouse = DuckDBWarehouse(str(workdir / "dev.duckdb"), stage_schema="stage_dev")
+    load_batch(kafka_frame, 0, settings=settings, decoder=FastavroDecoder(), warehouse=warehouse)
+    stage_tables = {r[0] for r in warehouse.connection.execute(
+        "SELECT DISTINCT table_schema FROM information_schema.tables WHERE table_schema LIKE 'stage%'").fetchall()}
+    assert stage_tables == {"stage_dev"}
+    assert warehouse.connection.execute("SELECT count(*) FROM raw.orders").fetchone()[0] > 0
+    warehouse.close()
+    with pytest.raises(ValueError, match="not a schema name"):
+        Settings(topics, "x", stage_schema="stage; DROP TABLE raw.orders")

@@ -51,10 +51,16 @@ def query(database, sql):
 
 
 def redeliveries(frame, topics):
-    """Some orders and payments sent again (same key and value, later offsets): what an
-    at-least-once producer does after a lost acknowledgement."""
-    again = frame.where(F.col("topic").isin(topics["orders"], topics["payments"])).where(F.col("offset") % 50 == 7)
-    return again.withColumn("offset", F.col("offset") + F.lit(10_000_000))
+    """Some orders and payments sent again (same key and value, at the next offsets of their
+    partitions): what an at-least-once producer does after a lost acknowledgement."""
+    from pyspark.sql import Window
+
+    last = frame.groupBy("topic", "partition").agg(F.max("offset").alias("last"))
+    again = (frame.where(F.col("topic").isin(topics["orders"], topics["payments"]))
+             .where(F.col("offset") % 50 == 7).join(last, ["topic", "partition"]))
+    order = Window.partitionBy("topic", "partition").orderBy("offset")
+    return (again.withColumn("offset", F.col("last") + F.row_number().over(order))
+            .select(*frame.columns))
 
 
 @pytest.fixture(scope="session")
@@ -223,6 +229,30 @@ def test_the_project_parses_and_compiles_for_synapse(workdir):
         assert isinstance(statement, sqlglot.exp.Query), path.name
 
 
+def test_the_incremental_models_compile_for_synapse_on_their_incremental_path(workdir):
+    """The incremental models as Synapse runs them after the first build: compiled by
+    dbt-synapse in a copy of the project whose test-only macro answers is_incremental() with
+    true (dbt would otherwise ask the warehouse), then read by sqlglot as T-SQL."""
+    executable = synapse_dbt()
+    project = workdir / "dbt-incremental-project"
+    shutil.rmtree(project, ignore_errors=True)
+    shutil.copytree(PROJECT, project, ignore=shutil.ignore_patterns("target", "logs", "dbt_packages", ".user.yml"))
+    (project / "macros" / "test_only_incremental.sql").write_text(
+        "{% macro is_incremental() %}{{ return(true) }}{% endmacro %}\n")
+    command = [executable, "compile", "--no-populate-cache", "--select", "config.materialized:incremental",
+               "--project-dir", str(project), "--profiles-dir", str(project), "--target", "synapse",
+               "--target-path", str(workdir / "dbt-synapse-incremental")]
+    environment = {**os.environ, **SYNAPSE_ENV, "DBT_LOG_PATH": str(workdir / "dbt-logs"),
+                   "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    succeeds(subprocess.run(command, env=environment, capture_output=True, text=True, timeout=600))
+    compiled = workdir / "dbt-synapse-incremental" / "compiled" / "retail" / "models" / "marts"
+    for name in sorted(INCREMENTAL):
+        text = (compiled / f"{name}.sql").read_text()
+        assert "max(source_loaded_at)" in text, f"{name}: not its incremental path"
+        (statement,) = sqlglot.parse(text, read="tsql")
+        assert isinstance(statement, sqlglot.exp.Query), name
+
+
 def test_once_everything_is_loaded_nothing_is_inferred_or_orphaned(models):
     database, runs = models
     assert query(database, "SELECT count(*) FROM analytics_marts.dim_customer WHERE is_inferred = 1") == [(0,)]
@@ -259,3 +289,19 @@ def test_the_marts_reconcile_with_the_simulators_ledger(models):
                   "FROM analytics_marts.fct_payments GROUP BY ALL")}
     assert {d: v[0] for d, v in truth.items() if v[0]} == orders
     assert {d: (v[1], v[2]) for d, v in truth.items() if v[1] or v[2]} == money
+
+
+def test_the_completeness_test_sees_a_gap_between_batches(models, workdir):
+    """Offsets missing between two batches (a batch that never reached raw) fail the build."""
+    database, _ = models
+    gapped = workdir / "gapped.duckdb"
+    shutil.copy(database, gapped)
+    with duckdb.connect(str(gapped)) as connection:
+        # The second batch of one partition as if it had begun five offsets later.
+        connection.execute("""
+            UPDATE raw.load_log SET start_offset = start_offset + 5
+            WHERE batch_id = 1 AND (kafka_topic, kafka_partition) IN (
+                SELECT kafka_topic, kafka_partition FROM raw.load_log WHERE batch_id = 1 LIMIT 1)""")
+    result = dbt(workdir, gapped, "test", "--select", "assert_load_log_offsets_are_contiguous")
+    assert result.returncode != 0
+    assert re.search(r"FAIL 1 assert_load_log_offsets_are_contiguous", result.stdout), result.stdout[-3000:]

@@ -16,7 +16,7 @@ from .avro import SparkAvroDecoder
 from .loader import ON_UNDECODABLE, Settings, load_batch
 from .tables import ENTITIES
 from .transform import FRAMINGS
-from .warehouse import SynapseWarehouse
+from .warehouse import SynapseWarehouse, check_schema, jdbc_connector
 
 JAAS_LOGIN = "kafkashaded.org.apache.kafka.common.security.plain.PlainLoginModule"
 ENDPOINT = re.compile(r"^Endpoint=sb://(?P<host>[A-Za-z0-9.-]+)/?$", re.IGNORECASE)
@@ -103,6 +103,8 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--checkpoint-location", required=True)
     parser.add_argument("--max-offsets-per-trigger", type=int, default=1_000_000)
     parser.add_argument("--on-undecodable", default="quarantine", choices=ON_UNDECODABLE)
+    parser.add_argument("--stage-schema", default="stage",
+                        help="schema of the stage tables, one per target sharing a pool (stage, stage_dev)")
     args = parser.parse_args(argv)
     if "password=" in args.synapse_jdbc_url.lower():
         parser.error("--synapse-jdbc-url must not hold the password: it comes from the secret scope")
@@ -119,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
     args = arguments(argv)
     try:
         topics = parse_topics(args.topics)
-        settings = Settings(topics, args.staging_location, args.framing, args.on_undecodable)
+        settings = Settings(topics, args.staging_location, args.framing, args.on_undecodable, args.stage_schema)
     except ValueError as error:
         sys.exit(f"retail_loader: {error}")
 
@@ -139,14 +141,8 @@ def main(argv: list[str] | None = None) -> None:
     user = secrets.get(args.secret_scope, args.synapse_user_secret)
     password = secrets.get(args.secret_scope, args.synapse_password_secret)
 
-    def connect():
-        jvm = spark.sparkContext._jvm
-        properties = jvm.java.util.Properties()
-        properties.setProperty("user", user)
-        properties.setProperty("password", password)
-        return jvm.java.sql.DriverManager.getConnection(args.synapse_jdbc_url, properties)
-
-    warehouse = SynapseWarehouse(connect)
+    warehouse = SynapseWarehouse(jdbc_connector(spark, args.synapse_jdbc_url, user, password),
+                                 settings.stage_schema)
     decoder = SparkAvroDecoder()
     query = (
         spark.readStream.format("kafka").options(**options).load()
@@ -158,3 +154,39 @@ def main(argv: list[str] | None = None) -> None:
         .start()
     )
     query.awaitTermination()
+
+
+INCREMENTAL_MARTS = ("fct_orders", "fct_sales", "fct_payments")
+"""The columnstore marts dbt changes by delete+insert every run (deploy/dbt)."""
+
+
+def maintenance_statements(marts_schema: str) -> list[str]:
+    """REORGANIZE of the incremental marts' columnstore indexes: it compresses the rowgroups
+    that hourly runs leave open and removes the rows their deletes marked."""
+    check_schema(marts_schema)
+    return [f"ALTER INDEX ALL ON {marts_schema}.{table} REORGANIZE" for table in INCREMENTAL_MARTS]
+
+
+def maintain(argv: list[str] | None = None) -> None:
+    """The weekly maintenance job's entry point: the statements above, one at a time."""
+    from pyspark.dbutils import DBUtils  # Databricks runtime only
+    from pyspark.sql import SparkSession
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(prog="retail_loader maintain", description=maintain.__doc__)
+    parser.add_argument("--secret-scope", required=True)
+    parser.add_argument("--synapse-jdbc-url", required=True)
+    parser.add_argument("--synapse-user-secret", default="synapse-user")
+    parser.add_argument("--synapse-password-secret", default="synapse-password")
+    parser.add_argument("--marts-schema", default="analytics_marts")
+    args = parser.parse_args(argv)
+    try:
+        statements = maintenance_statements(args.marts_schema)
+    except ValueError as error:
+        sys.exit(f"retail_loader: --marts-schema: {error}")
+    spark = SparkSession.builder.getOrCreate()
+    secrets = DBUtils(spark).secrets
+    connect = jdbc_connector(spark, args.synapse_jdbc_url, secrets.get(args.secret_scope, args.synapse_user_secret),
+                             secrets.get(args.secret_scope, args.synapse_password_secret))
+    SynapseWarehouse(connect).run(statements)
+    logging.getLogger("retail_loader").info("reorganised %s", ", ".join(INCREMENTAL_MARTS))

@@ -12,7 +12,7 @@ from pyspark.sql import DataFrame, SparkSession
 from .avro import Decoder
 from .tables import REJECTED, TABLES
 from .transform import FRAMINGS, split
-from .warehouse import Warehouse, check_topic, swap_statements
+from .warehouse import Warehouse, check_schema, check_topic, swap_statements
 
 log = logging.getLogger("retail_loader")
 
@@ -29,8 +29,11 @@ class Settings:
     on_undecodable: str = "quarantine"
     """`quarantine`: undecodable messages go to raw.rejected_messages and the batch loads;
     `fail`: the batch fails, naming them, and loads nothing."""
+    stage_schema: str = "stage"
+    """The schema of the stage tables: one per bundle target (`stage`, `stage_dev`)."""
 
     def __post_init__(self):
+        check_schema(self.stage_schema)
         for topic in self.topics.values():
             check_topic(topic)
         if self.framing not in FRAMINGS:
@@ -106,8 +109,10 @@ def load_batch(
             if count:
                 path = f"{location}/{table.name}"
                 rows.write.mode("overwrite").parquet(path)
-                warehouse.stage(table, path)
-        warehouse.swap(swap_statements(batch.ranges, settings.topics))
+                # The files this write committed, named one by one: never a `*` path, which
+                # would also read what failed or speculative tasks left.
+                warehouse.stage(table, committed_files(spark, path))
+        warehouse.swap(swap_statements(batch.ranges, settings.topics, settings.stage_schema))
         _remove(spark, location)
         log.info(
             "batch %d: %d messages loaded from %d topic partitions; rows %s",
@@ -124,6 +129,15 @@ def load_batch(
         if batch is not None:
             batch.release()
         messages.unpersist()
+
+
+def committed_files(spark: SparkSession, path: str) -> list[str]:
+    """The Parquet files a write to `path` committed: what Spark's reader lists there (on
+    Databricks, under its commit protocol), in a stable order."""
+    files = sorted(spark.read.parquet(path).inputFiles())
+    if not files:
+        raise RuntimeError(f"the write to {path} committed no file")
+    return files
 
 
 def _remove(spark: SparkSession, location: str) -> None:

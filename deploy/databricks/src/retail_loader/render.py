@@ -20,14 +20,17 @@ def example_batch() -> str:
     header = (
         "-- The statements the loader runs in Synapse for one micro-batch: batch 42, which read\n"
         "-- offsets 1200-1850 and 1100-1790 of orders partitions 0 and 1 and 2400-3710 of payments\n"
-        "-- partition 0. Rendered by `python -m retail_loader.render`; a test keeps it current.\n"
+        "-- partition 0. COPY INTO names the files the batch's write committed. The loader runs\n"
+        "-- each statement alone and the swap with autocommit off, committing after its last\n"
+        "-- statement. Rendered by `python -m retail_loader.render`; a test keeps it current.\n"
     )
-    return header + synapse_batch_script(
-        "abfss://loader@retailstaging.dfs.core.windows.net/staging/batch=42",
-        ["orders", "order_items", "payments", "load_log"],
-        EXAMPLE_RANGES,
-        {e: e for e in ENTITIES},
-    )
+    location = "abfss://loader@retailstaging.dfs.core.windows.net/staging/prod/batch=42"
+    staged = {
+        table: [f"{location}/{table}/part-{part:05d}-7d0c1f1e-5b8a-4a47-9d3e-2c6f0a9b8e41-c000.snappy.parquet"
+                for part in range(parts)]
+        for table, parts in (("orders", 2), ("order_items", 2), ("payments", 1), ("load_log", 1))
+    }
+    return header + synapse_batch_script(staged, EXAMPLE_RANGES, {e: e for e in ENTITIES})
 
 
 FILES = {"raw_tables.sql": synapse_ddl, "load_batch.example.sql": example_batch}

@@ -68,6 +68,17 @@ class Table:
         return [c.name for c in self.columns]
 
 
+RAW_INDEX = "HEAP"
+"""The raw tables are heaps. They are trickle-loaded: an hourly batch puts a few thousand rows
+in each of a pool's 60 distributions, and a clustered columnstore compresses a rowgroup only
+once a distribution's delta store holds about a million rows, so below some 60 million rows a
+table would be all delta store, and every per-batch DELETE would leave deleted rows behind in
+it. Microsoft's guidance is a heap under about 60 million rows; at the simulator's default
+rate the largest raw table (orders) grows by about 13 million rows a year. Past that, convert a
+table with CREATE CLUSTERED COLUMNSTORE INDEX (deploy/databricks/README.md); the marts, which
+dbt rebuilds or replaces by order, are columnstore, and the weekly maintenance job reorganises
+the incremental ones."""
+
 # Where each row came from, on every event table.
 LOAD_COLUMNS = (
     Column("kafka_topic", text(249), "topic", doc="Topic the message was read from."),
@@ -103,7 +114,7 @@ CUSTOMERS = Table(
         Column("signup_channel", text(20)),
     ) + LOAD_COLUMNS,
     distribution="HASH(customer_id)",
-    index="CLUSTERED COLUMNSTORE INDEX",
+    index=RAW_INDEX,
     doc="One row per `customers` event (customer signed up).",
 )
 
@@ -120,7 +131,7 @@ PRODUCTS = Table(
         Column("currency", text(3)),
     ) + LOAD_COLUMNS,
     distribution="ROUND_ROBIN",
-    index="CLUSTERED COLUMNSTORE INDEX",
+    index=RAW_INDEX,
     doc="One row per `products` event (product published or repriced).",
 )
 
@@ -141,7 +152,7 @@ ORDERS = Table(
         Column("status", text(20)),
     ) + LOAD_COLUMNS,
     distribution="HASH(order_id)",
-    index="CLUSTERED COLUMNSTORE INDEX",
+    index=RAW_INDEX,
     doc="One row per `orders` event; its lines are in `raw.order_items`.",
 )
 
@@ -161,7 +172,7 @@ ORDER_ITEMS = Table(
         Column("currency", text(3)),
     ) + LOAD_COLUMNS,
     distribution="HASH(order_id)",
-    index="CLUSTERED COLUMNSTORE INDEX",
+    index=RAW_INDEX,
     doc="One row per line of an `orders` event, distributed like `raw.orders`.",
 )
 
@@ -180,7 +191,7 @@ PAYMENTS = Table(
         Column("failure_reason", text(100), nullable=True),
     ) + LOAD_COLUMNS,
     distribution="HASH(order_id)",
-    index="CLUSTERED COLUMNSTORE INDEX",
+    index=RAW_INDEX,
     doc="One row per `payments` event (authorised, captured or declined).",
 )
 
@@ -218,7 +229,7 @@ LOAD_LOG = Table(
         Column("loaded_at", TIMESTAMP, "loaded_at"),
     ),
     distribution="ROUND_ROBIN",
-    index="CLUSTERED COLUMNSTORE INDEX",
+    index=RAW_INDEX,
     doc="One row per topic partition per batch: the offsets loaded and how many were rejected.",
     offset_column="start_offset",
 )
@@ -228,8 +239,13 @@ TABLES = EVENT_TABLES + (REJECTED, LOAD_LOG)
 ENTITIES = ("customers", "products", "orders", "payments")
 
 
-def synapse_ddl() -> str:
-    """The Synapse DDL of the `raw` and `stage` schemas (`deploy/synapse/raw_tables.sql`)."""
+STAGE_SCHEMAS = ("stage", "stage_dev")
+"""The stage schemas the Synapse DDL creates twins in: one per bundle target (prod, dev), so
+that two targets loading one pool never empty or read each other's stage tables."""
+
+
+def synapse_ddl(stage_schemas: tuple[str, ...] = STAGE_SCHEMAS) -> str:
+    """The Synapse DDL of the `raw` tables and their stage twins (`deploy/synapse/raw_tables.sql`)."""
     parts = [
         "-- The loader's tables in the Synapse dedicated SQL pool. Generated from\n"
         "-- deploy/databricks/src/retail_loader/tables.py; a test keeps the two equal.\n"
@@ -238,8 +254,10 @@ def synapse_ddl() -> str:
     for table in TABLES:
         parts.append(f"\n-- {table.doc}")
         parts.append(_create(f"raw.{table.name}", table, table.distribution, table.index))
-        parts.append(f"\n-- Staging twin of raw.{table.name}: COPY INTO lands here, emptied before each batch.")
-        parts.append(_create(f"stage.{table.name}", table, "ROUND_ROBIN", "HEAP"))
+        for stage in stage_schemas:
+            parts.append(f"\n-- Staging twin of raw.{table.name} for the loader writing {stage}: COPY INTO lands "
+                         "here, emptied before each batch.")
+            parts.append(_create(f"{stage}.{table.name}", table, "ROUND_ROBIN", "HEAP"))
     return "\n".join(parts) + "\n"
 
 
@@ -254,10 +272,10 @@ def _create(qualified: str, table: Table, distribution: str, index: str) -> str:
     )
 
 
-def duckdb_ddl() -> list[str]:
+def duckdb_ddl(stage_schema: str = "stage") -> list[str]:
     """The same tables in DuckDB, the local stand-in for Synapse."""
-    statements = ["CREATE SCHEMA IF NOT EXISTS raw", "CREATE SCHEMA IF NOT EXISTS stage"]
-    for schema in ("raw", "stage"):
+    statements = ["CREATE SCHEMA IF NOT EXISTS raw", f"CREATE SCHEMA IF NOT EXISTS {stage_schema}"]
+    for schema in ("raw", stage_schema):
         for table in TABLES:
             columns = ", ".join(
                 f"{c.name} {c.duckdb_type}{'' if c.nullable else ' NOT NULL'}" for c in table.columns
