@@ -40,6 +40,7 @@ fn the_loader_and_models_reproduce_a_simulated_day() {
         .env("PIPELINE_TOPIC_PREFIX", &prefix)
         .env("PIPELINE_WORKDIR", workdir.path())
         .env("PIPELINE_LEDGER", &ledger)
+        .env("PIPELINE_SIMULATOR", env!("CARGO_BIN_EXE_simulator"))
         .status()
         .unwrap();
     assert!(

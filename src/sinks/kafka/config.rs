@@ -4,6 +4,12 @@
 //! server `<namespace>.servicebus.windows.net:9093`, SASL_SSL with PLAIN, user
 //! `$ConnectionString`, and Microsoft's recommended producer settings. The connection string is
 //! a [`Secret`]: it is never printed, logged or put in an error.
+//!
+//! With `kafka.auth = "entra"` and `kafka.namespace`, the producer authenticates with Microsoft
+//! Entra ID instead (SASL_SSL with OAUTHBEARER, tokens for the namespace's
+//! `https://<namespace>/.default` scope): through a managed identity, an AKS workload identity
+//! (its federated token file) or a client secret ([`EntraCredential`]; `super::entra` fetches
+//! the tokens). Nothing secret is in the producer's properties then.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -36,6 +42,31 @@ impl Secret {
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(<redacted>)")
+    }
+}
+
+crate::named! {
+    /// How the producer proves who it is, when not inferred.
+    pub enum KafkaAuth {
+        /// An Event Hubs namespace connection string (shared access key).
+        ConnectionString = "connection_string",
+        /// Microsoft Entra ID: OAUTHBEARER tokens for the namespace.
+        Entra = "entra",
+    }
+}
+
+crate::named! {
+    /// Which Entra ID credential the producer's tokens come from.
+    pub enum EntraCredential {
+        /// A client secret if one is given, else the workload identity if its token file is
+        /// (AZURE_FEDERATED_TOKEN_FILE), else the managed identity.
+        Auto = "auto",
+        /// The managed identity of the VM or node (Azure IMDS).
+        ManagedIdentity = "managed_identity",
+        /// An AKS workload identity: a federated token file exchanged for a token.
+        WorkloadIdentity = "workload_identity",
+        /// An application's client secret.
+        ClientSecret = "client_secret",
     }
 }
 
@@ -256,6 +287,97 @@ impl Parser for Properties {
     }
 }
 
+/// An Event Hubs namespace: its name, or its host name (`<name>.servicebus.windows.net`, or a
+/// sovereign cloud's).
+fn namespace() -> Text<String> {
+    Text::new(
+        "NAMESPACE",
+        "an Event Hubs namespace: <name> or <name>.servicebus.windows.net",
+        |s| {
+            let s = s.trim().trim_end_matches('/').to_ascii_lowercase();
+            let valid = !s.is_empty()
+                && s.split('.').all(|label| {
+                    !label.is_empty()
+                        && !label.starts_with('-')
+                        && label
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                });
+            if !valid {
+                return Err(format!(
+                    "`{s}` is not an Event Hubs namespace: <name> or <name>.servicebus.windows.net"
+                ));
+            }
+            Ok(if s.contains('.') {
+                s
+            } else {
+                format!("{s}.servicebus.windows.net")
+            })
+        },
+        |s| quoted(s),
+    )
+}
+
+/// A secret given inline (an Entra client secret): never echoed, printed as `set (redacted)`.
+struct InlineSecret;
+
+impl Describe for InlineSecret {
+    fn value_name(&self) -> &'static str {
+        "SECRET"
+    }
+    fn allowed(&self) -> String {
+        "a secret".to_owned()
+    }
+}
+
+impl Parser for InlineSecret {
+    type Value = Secret;
+    fn parse(&self, value: &::config::Value) -> Result<Secret, Invalid> {
+        text_of(value).map(Secret::new)
+    }
+    fn print(&self, _: &Secret) -> Printed {
+        Printed::Comment("set (redacted)".to_owned())
+    }
+}
+
+/// An Entra ID identifier (a GUID, or a tenant's domain): one word.
+fn identifier(what: &'static str) -> Text<String> {
+    Text::new(
+        "ID",
+        what,
+        move |s| {
+            let s = s.trim();
+            if s.is_empty()
+                || !s
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+            {
+                Err(format!("`{s}` is not {what}"))
+            } else {
+                Ok(s.to_owned())
+            }
+        },
+        |s| quoted(s),
+    )
+}
+
+/// A path, as given.
+fn path() -> Text<PathBuf> {
+    Text::new(
+        "PATH",
+        "a file path",
+        |s| {
+            let s = s.trim();
+            if s.is_empty() {
+                Err("an empty path".to_owned())
+            } else {
+                Ok(PathBuf::from(s))
+            }
+        },
+        |p| quoted(&p.display().to_string()),
+    )
+}
+
 /// An http:// or https:// URL, without its trailing `/`.
 fn url() -> Text<String> {
     Text::new(
@@ -285,6 +407,26 @@ crate::section! {
         pub connection_string: Option<Secret> = optional(ConnectionString);
         /// A file holding the Event Hubs connection string (a mounted secret).
         pub connection_string_file: Option<SecretFile> = optional(secret_file());
+        /// How the producer authenticates: connection_string or entra (Microsoft Entra ID,
+        /// with kafka.namespace); unset, a connection string is used if given, else none.
+        pub auth: Option<KafkaAuth> = optional(one_of("AUTH", "an authentication", KafkaAuth::names()));
+        /// The Event Hubs namespace, for kafka.auth = "entra": <name> or its host name.
+        pub namespace: Option<String> = optional(namespace());
+        /// The Entra ID credential: auto, managed_identity, workload_identity or client_secret.
+        pub entra_credential: EntraCredential = one_of("CREDENTIAL", "a credential", EntraCredential::names());
+        /// The application (client) id; else AZURE_CLIENT_ID. A managed identity without it is
+        /// the system-assigned one.
+        pub entra_client_id: Option<String> = optional(identifier("an application (client) id"));
+        /// The directory (tenant) id; else AZURE_TENANT_ID (not used by a managed identity).
+        pub entra_tenant_id: Option<String> = optional(identifier("a directory (tenant) id"));
+        /// The client secret (best given in the environment); else AZURE_CLIENT_SECRET. Never
+        /// logged or printed.
+        pub entra_client_secret: Option<Secret> = optional(InlineSecret);
+        /// The federated token file of a workload identity; else AZURE_FEDERATED_TOKEN_FILE.
+        pub entra_token_file: Option<PathBuf> = optional(path());
+        /// Where tokens are asked for: the Entra authority (else AZURE_AUTHORITY_HOST, then
+        /// https://login.microsoftonline.com), or the managed identity endpoint (Azure IMDS).
+        pub entra_endpoint: Option<String> = optional(url());
         /// Message values: raw (the plain Avro datum) or confluent (magic byte, schema id,
         /// datum; needs schema_registry.url).
         pub framing: Framing = one_of("FRAMING", "a framing", Framing::names());
@@ -327,6 +469,28 @@ impl KafkaConfig {
         &self,
         registry: &SchemaRegistryConfig,
     ) -> Result<KafkaSettings, Vec<(&'static str, String)>> {
+        self.resolve_in(registry, &|name| {
+            std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+        })
+    }
+
+    /// [`Self::resolve`], reading the `AZURE_*` environment variables (which the AKS workload
+    /// identity webhook sets) through `env`.
+    pub fn resolve_in(
+        &self,
+        registry: &SchemaRegistryConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<KafkaSettings, Vec<(&'static str, String)>> {
+        if self.namespace.is_some() && self.auth != Some(KafkaAuth::Entra) {
+            return Err(vec![(
+                "kafka.namespace",
+                "used only with kafka.auth = \"entra\" (a connection string names its namespace)"
+                    .into(),
+            )]);
+        }
+        if self.auth == Some(KafkaAuth::Entra) {
+            return self.resolve_entra(registry, env);
+        }
         let connection_string = match (&self.connection_string, &self.connection_string_file) {
             (Some(_), Some(_)) => {
                 return Err(vec![(
@@ -355,6 +519,15 @@ impl KafkaConfig {
                     )]);
                 }
             },
+            (None, Some(_)) if self.auth == Some(KafkaAuth::ConnectionString) => {
+                return Err(vec![(
+                    "kafka.connection_string",
+                    "missing: kafka.auth = \"connection_string\" needs it, in \
+                     SIMULATOR__KAFKA__CONNECTION_STRING or a file named by \
+                     kafka.connection_string_file"
+                        .into(),
+                )]);
+            }
             (None, Some(servers)) => KafkaTarget::Bootstrap(servers.clone()),
             (None, None) => {
                 return Err(vec![(
@@ -366,6 +539,14 @@ impl KafkaConfig {
                 )]);
             }
         };
+        self.settings(target, registry)
+    }
+
+    fn settings(
+        &self,
+        target: KafkaTarget,
+        registry: &SchemaRegistryConfig,
+    ) -> Result<KafkaSettings, Vec<(&'static str, String)>> {
         if self.framing == Framing::Confluent && registry.url.is_none() {
             return Err(vec![(
                 "schema_registry.url",
@@ -378,7 +559,172 @@ impl KafkaConfig {
             schema_registry_url: registry.url.clone(),
         })
     }
+
+    /// `kafka.auth = "entra"`: the namespace and the credential its tokens come from.
+    fn resolve_entra(
+        &self,
+        registry: &SchemaRegistryConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<KafkaSettings, Vec<(&'static str, String)>> {
+        let mut problems = Vec::new();
+        if self.connection_string.is_some() || self.connection_string_file.is_some() {
+            problems.push((
+                "kafka.connection_string",
+                "not used with kafka.auth = \"entra\", which has no shared key: unset it".into(),
+            ));
+        }
+        if self.bootstrap_servers.is_some() {
+            problems.push((
+                "kafka.bootstrap_servers",
+                "not used with kafka.auth = \"entra\": the namespace gives the bootstrap server"
+                    .into(),
+            ));
+        }
+        let Some(host) = self.namespace.clone() else {
+            problems.push((
+                "kafka.namespace",
+                "missing: kafka.auth = \"entra\" needs the Event Hubs namespace".into(),
+            ));
+            return Err(problems);
+        };
+        let client_id = self
+            .entra_client_id
+            .clone()
+            .or_else(|| env("AZURE_CLIENT_ID"));
+        let tenant_id = self
+            .entra_tenant_id
+            .clone()
+            .or_else(|| env("AZURE_TENANT_ID"));
+        let secret = self
+            .entra_client_secret
+            .clone()
+            .or_else(|| env("AZURE_CLIENT_SECRET").map(Secret::new));
+        let token_file = self
+            .entra_token_file
+            .clone()
+            .or_else(|| env("AZURE_FEDERATED_TOKEN_FILE").map(PathBuf::from));
+        let authority = self
+            .entra_endpoint
+            .clone()
+            .or_else(|| env("AZURE_AUTHORITY_HOST"))
+            .unwrap_or_else(|| ENTRA_AUTHORITY.to_owned())
+            .trim_end_matches('/')
+            .to_owned();
+        let kind = match self.entra_credential {
+            EntraCredential::Auto if secret.is_some() => EntraCredential::ClientSecret,
+            EntraCredential::Auto if token_file.is_some() => EntraCredential::WorkloadIdentity,
+            EntraCredential::Auto => EntraCredential::ManagedIdentity,
+            kind => kind,
+        };
+        let mut required =
+            |value: Option<String>, key: &'static str, what: &str, variable: &str| {
+                value.unwrap_or_else(|| {
+                    problems.push((
+                        key,
+                        format!("missing: a {kind} credential needs {what} ({key}, or {variable})"),
+                    ));
+                    String::new()
+                })
+            };
+        let credential = match kind {
+            EntraCredential::ManagedIdentity | EntraCredential::Auto => {
+                EntraSource::ManagedIdentity {
+                    client_id,
+                    endpoint: self
+                        .entra_endpoint
+                        .clone()
+                        .unwrap_or_else(|| MANAGED_IDENTITY_ENDPOINT.to_owned()),
+                }
+            }
+            EntraCredential::WorkloadIdentity => {
+                let client_id = required(
+                    client_id,
+                    "kafka.entra_client_id",
+                    "the application id",
+                    "AZURE_CLIENT_ID",
+                );
+                let tenant_id = required(
+                    tenant_id,
+                    "kafka.entra_tenant_id",
+                    "the tenant id",
+                    "AZURE_TENANT_ID",
+                );
+                match token_file {
+                    Some(file) => {
+                        if let Err(e) = std::fs::metadata(&file) {
+                            problems.push((
+                                "kafka.entra_token_file",
+                                format!(
+                                    "cannot read the federated token file `{}`: {e}",
+                                    file.display()
+                                ),
+                            ));
+                        }
+                        EntraSource::WorkloadIdentity {
+                            client_id,
+                            tenant_id,
+                            token_file: file,
+                            authority,
+                        }
+                    }
+                    None => {
+                        problems.push((
+                            "kafka.entra_token_file",
+                            "missing: a workload_identity credential needs the federated token file \
+                             (kafka.entra_token_file, or AZURE_FEDERATED_TOKEN_FILE, which the \
+                             workload identity webhook sets)"
+                                .into(),
+                        ));
+                        return Err(problems);
+                    }
+                }
+            }
+            EntraCredential::ClientSecret => {
+                let client_id = required(
+                    client_id,
+                    "kafka.entra_client_id",
+                    "the application id",
+                    "AZURE_CLIENT_ID",
+                );
+                let tenant_id = required(
+                    tenant_id,
+                    "kafka.entra_tenant_id",
+                    "the tenant id",
+                    "AZURE_TENANT_ID",
+                );
+                match secret {
+                    Some(secret) => EntraSource::ClientSecret {
+                        client_id,
+                        tenant_id,
+                        secret,
+                        authority,
+                    },
+                    None => {
+                        problems.push((
+                            "kafka.entra_client_secret",
+                            "missing: a client_secret credential needs it, in \
+                             SIMULATOR__KAFKA__ENTRA_CLIENT_SECRET or AZURE_CLIENT_SECRET"
+                                .into(),
+                        ));
+                        return Err(problems);
+                    }
+                }
+            }
+        };
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        self.settings(
+            KafkaTarget::Entra(EntraConnection { host, credential }),
+            registry,
+        )
+    }
 }
+
+/// Microsoft Entra ID's public-cloud authority.
+pub const ENTRA_AUTHORITY: &str = "https://login.microsoftonline.com";
+/// The managed identity endpoint of Azure IMDS.
+pub const MANAGED_IDENTITY_ENDPOINT: &str = "http://169.254.169.254/metadata/identity/oauth2/token";
 
 /// Where the producer connects.
 #[derive(Debug, Clone, PartialEq)]
@@ -387,6 +733,50 @@ pub enum KafkaTarget {
     Bootstrap(String),
     /// An Event Hubs namespace through its Kafka endpoint.
     EventHubs(EventHubsConnection),
+    /// An Event Hubs namespace through its Kafka endpoint, with Entra ID tokens.
+    Entra(EntraConnection),
+}
+
+/// An Event Hubs namespace reached with Microsoft Entra ID.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntraConnection {
+    /// `<namespace>.servicebus.windows.net`.
+    pub host: String,
+    pub credential: EntraSource,
+}
+
+impl EntraConnection {
+    /// The scope of the tokens the Kafka endpoint takes.
+    pub fn scope(&self) -> String {
+        format!("https://{}/.default", self.host)
+    }
+
+    /// The same, as the resource a managed identity asks a token for.
+    pub fn resource(&self) -> String {
+        format!("https://{}", self.host)
+    }
+}
+
+/// Where an Entra ID token comes from, resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EntraSource {
+    ManagedIdentity {
+        /// A user-assigned identity's client id; none for the system-assigned one.
+        client_id: Option<String>,
+        endpoint: String,
+    },
+    WorkloadIdentity {
+        client_id: String,
+        tenant_id: String,
+        token_file: PathBuf,
+        authority: String,
+    },
+    ClientSecret {
+        client_id: String,
+        tenant_id: String,
+        secret: Secret,
+        authority: String,
+    },
 }
 
 impl KafkaTarget {
@@ -395,6 +785,7 @@ impl KafkaTarget {
         match self {
             KafkaTarget::Bootstrap(servers) => servers.clone(),
             KafkaTarget::EventHubs(c) => c.bootstrap_server(),
+            KafkaTarget::Entra(c) => format!("{}:9093", c.host),
         }
     }
 }
@@ -499,8 +890,9 @@ impl KafkaSettings {
             value: PropertyValue::Plain(value.to_owned()),
         };
         let mut properties = vec![plain("bootstrap.servers", &self.target.bootstrap_servers())];
-        if let KafkaTarget::EventHubs(connection) = &self.target {
-            properties.extend([
+        match &self.target {
+            KafkaTarget::Bootstrap(_) => {}
+            KafkaTarget::EventHubs(connection) => properties.extend([
                 plain("security.protocol", "SASL_SSL"),
                 plain("sasl.mechanism", "PLAIN"),
                 plain("sasl.username", "$ConnectionString"),
@@ -508,8 +900,18 @@ impl KafkaSettings {
                     key: "sasl.password".into(),
                     value: PropertyValue::Secret(connection.connection_string.clone()),
                 },
-                // Microsoft's recommendations for producers on the Kafka endpoint. librdkafka
-                // sets connections.max.idle.ms itself only for hosts containing "azure".
+            ]),
+            // The tokens come from the sink's OAUTHBEARER callback (super::entra), not from a
+            // property.
+            KafkaTarget::Entra(_) => properties.extend([
+                plain("security.protocol", "SASL_SSL"),
+                plain("sasl.mechanism", "OAUTHBEARER"),
+            ]),
+        }
+        if !matches!(self.target, KafkaTarget::Bootstrap(_)) {
+            // Microsoft's recommendations for producers on the Kafka endpoint. librdkafka
+            // sets connections.max.idle.ms itself only for hosts containing "azure".
+            properties.extend([
                 plain("socket.keepalive.enable", "true"),
                 plain("metadata.max.age.ms", "180000"),
                 plain("connections.max.idle.ms", "180000"),
@@ -560,6 +962,14 @@ mod tests {
                 bootstrap_servers: None,
                 connection_string: None,
                 connection_string_file: None,
+                auth: None,
+                namespace: None,
+                entra_credential: EntraCredential::Auto,
+                entra_client_id: None,
+                entra_tenant_id: None,
+                entra_client_secret: None,
+                entra_token_file: None,
+                entra_endpoint: None,
                 topics: Topic::ALL.map(|t| t.as_str().to_owned()),
                 framing: Framing::Raw,
                 idempotence: true,
@@ -675,5 +1085,203 @@ mod tests {
         }
         let signature = "Endpoint=sb://ns.servicebus.windows.net;SharedAccessSignature=SharedAccessSignature sr=x&sig=y";
         assert!(EventHubsConnection::parse(&Secret::new(signature)).is_ok());
+    }
+
+    fn entra(
+        config: impl FnOnce(&mut KafkaConfig),
+        env: &[(&str, &str)],
+    ) -> Result<KafkaSettings, Vec<(&'static str, String)>> {
+        let mut kafka = settings(KafkaTarget::Bootstrap(String::new())).config;
+        kafka.auth = Some(KafkaAuth::Entra);
+        kafka.namespace = Some("shop-events.servicebus.windows.net".into());
+        config(&mut kafka);
+        let env: BTreeMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        kafka.resolve_in(&SchemaRegistryConfig { url: None }, &|name| {
+            env.get(name).cloned()
+        })
+    }
+
+    #[test]
+    fn entra_id_yields_oauthbearer_and_no_secret_property() {
+        let kafka = entra(|_| {}, &[]).unwrap();
+        let KafkaTarget::Entra(connection) = &kafka.target else {
+            panic!("{:?}", kafka.target)
+        };
+        assert_eq!(
+            connection.scope(),
+            "https://shop-events.servicebus.windows.net/.default"
+        );
+        assert_eq!(
+            connection.credential,
+            EntraSource::ManagedIdentity {
+                client_id: None,
+                endpoint: MANAGED_IDENTITY_ENDPOINT.into()
+            }
+        );
+        let properties = kafka.producer_properties();
+        let shown: Vec<(&str, &str)> = properties
+            .iter()
+            .take(7)
+            .map(|p| (p.key.as_str(), p.value.expose()))
+            .collect();
+        assert_eq!(
+            shown,
+            vec![
+                (
+                    "bootstrap.servers",
+                    "shop-events.servicebus.windows.net:9093"
+                ),
+                ("security.protocol", "SASL_SSL"),
+                ("sasl.mechanism", "OAUTHBEARER"),
+                ("socket.keepalive.enable", "true"),
+                ("metadata.max.age.ms", "180000"),
+                ("connections.max.idle.ms", "180000"),
+                ("request.timeout.ms", "60000"),
+            ]
+        );
+        assert!(
+            kafka
+                .producer_properties()
+                .iter()
+                .all(|p| matches!(p.value, PropertyValue::Plain(_)))
+        );
+    }
+
+    #[test]
+    fn the_entra_credential_follows_what_is_given() {
+        // A namespace name alone is the public cloud's host.
+        let parsed =
+            crate::settings::Parser::parse(&namespace(), &::config::Value::from("Shop-Events"))
+                .unwrap();
+        assert_eq!(parsed, "shop-events.servicebus.windows.net");
+        // The workload identity webhook's variables.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "eyJ.federated.token").unwrap();
+        let path = file.to_str().unwrap();
+        let workload = entra(
+            |_| {},
+            &[
+                ("AZURE_CLIENT_ID", "app-1"),
+                ("AZURE_TENANT_ID", "tenant-1"),
+                ("AZURE_FEDERATED_TOKEN_FILE", path),
+                ("AZURE_AUTHORITY_HOST", "https://login.example/"),
+            ],
+        )
+        .unwrap();
+        let KafkaTarget::Entra(connection) = workload.target else {
+            unreachable!()
+        };
+        assert_eq!(
+            connection.credential,
+            EntraSource::WorkloadIdentity {
+                client_id: "app-1".into(),
+                tenant_id: "tenant-1".into(),
+                token_file: file.clone(),
+                authority: "https://login.example".into()
+            }
+        );
+        // A client secret wins under auto; settings win over the environment.
+        let with_secret = entra(
+            |k| k.entra_client_id = Some("app-2".into()),
+            &[
+                ("AZURE_CLIENT_ID", "app-1"),
+                ("AZURE_TENANT_ID", "t"),
+                ("AZURE_CLIENT_SECRET", "s3cr3t-value"),
+                ("AZURE_FEDERATED_TOKEN_FILE", path),
+            ],
+        )
+        .unwrap();
+        let KafkaTarget::Entra(connection) = &with_secret.target else {
+            unreachable!()
+        };
+        let EntraSource::ClientSecret {
+            client_id,
+            secret,
+            authority,
+            ..
+        } = &connection.credential
+        else {
+            panic!("{:?}", connection.credential)
+        };
+        assert_eq!(
+            (client_id.as_str(), secret.expose(), authority.as_str()),
+            ("app-2", "s3cr3t-value", ENTRA_AUTHORITY)
+        );
+        assert!(
+            !format!("{with_secret:?}").contains("s3cr3t-value"),
+            "the secret leaked into Debug"
+        );
+    }
+
+    #[test]
+    fn entra_settings_at_fault_are_named() {
+        let problems = |config: fn(&mut KafkaConfig), env: &[(&str, &str)]| {
+            entra(config, env)
+                .unwrap_err()
+                .into_iter()
+                .map(|(k, m)| format!("{k}: {m}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let message = problems(|k| k.namespace = None, &[]);
+        assert!(message.contains("kafka.namespace: missing"), "{message}");
+        let message = problems(|k| k.connection_string = Some(Secret::new("x")), &[]);
+        assert!(
+            message.contains("kafka.connection_string: not used with kafka.auth = \"entra\""),
+            "{message}"
+        );
+        let message = problems(|k| k.bootstrap_servers = Some("h:1".into()), &[]);
+        assert!(
+            message.contains("kafka.bootstrap_servers: not used"),
+            "{message}"
+        );
+        let message = problems(
+            |k| k.entra_credential = EntraCredential::WorkloadIdentity,
+            &[],
+        );
+        assert!(
+            message.contains("kafka.entra_token_file: missing"),
+            "{message}"
+        );
+        let message = problems(
+            |k| k.entra_credential = EntraCredential::WorkloadIdentity,
+            &[("AZURE_FEDERATED_TOKEN_FILE", "/nonexistent/token")],
+        );
+        assert!(
+            message.contains("kafka.entra_client_id: missing")
+                && message.contains("kafka.entra_tenant_id: missing")
+                && message.contains("cannot read the federated token file `/nonexistent/token`"),
+            "{message}"
+        );
+        let message = problems(
+            |k| k.entra_credential = EntraCredential::ClientSecret,
+            &[("AZURE_CLIENT_ID", "a"), ("AZURE_TENANT_ID", "t")],
+        );
+        assert!(
+            message.contains("kafka.entra_client_secret: missing"),
+            "{message}"
+        );
+        let mut plain = settings(KafkaTarget::Bootstrap(String::new())).config;
+        plain.bootstrap_servers = Some("h:1".into());
+        plain.namespace = Some("ns.servicebus.windows.net".into());
+        let message = plain
+            .resolve_in(&SchemaRegistryConfig { url: None }, &|_| None)
+            .unwrap_err()[0]
+            .1
+            .clone();
+        assert!(
+            message.contains("used only with kafka.auth = \"entra\""),
+            "{message}"
+        );
+        for bad in ["", "bad host", "-x.servicebus.windows.net", "a..b"] {
+            assert!(
+                crate::settings::Parser::parse(&namespace(), &::config::Value::from(bad)).is_err(),
+                "{bad}"
+            );
+        }
     }
 }

@@ -23,12 +23,15 @@
 //! lacks, in the log, in `/readyz` and in the final error.
 
 mod config;
+mod entra;
 mod registry;
 
 pub use config::{
-    EventHubsConnection, Framing, KafkaConfig, KafkaSettings, KafkaTarget, Property, PropertyValue,
-    SchemaRegistryConfig, Secret, SecretFile,
+    ENTRA_AUTHORITY, EntraConnection, EntraCredential, EntraSource, EventHubsConnection, Framing,
+    KafkaAuth, KafkaConfig, KafkaSettings, KafkaTarget, MANAGED_IDENTITY_ENDPOINT, Property,
+    PropertyValue, SchemaRegistryConfig, Secret, SecretFile,
 };
+pub use entra::{Token, TokenError, TokenSource};
 pub use registry::{RegistryError, register};
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -239,6 +242,8 @@ struct Shared {
     topics: Vec<String>,
     /// Messages given back by a failed producer, for the next one.
     salvaged: Mutex<Vec<Salvaged>>,
+    /// Where OAUTHBEARER tokens come from (`kafka.auth = "entra"`).
+    tokens: Option<TokenSource>,
 }
 
 /// librdkafka's callbacks (delivery reports, client errors and logs), one per producer.
@@ -278,6 +283,38 @@ impl Shared {
 }
 
 impl ClientContext for Context {
+    // Tokens for SASL OAUTHBEARER come from `generate_oauth_token`; librdkafka asks only when
+    // that is the mechanism.
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn generate_oauth_token(
+        &self,
+        _oauthbearer_config: Option<&str>,
+    ) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
+        let Some(tokens) = &self.tokens else {
+            return Err("no credential for SASL OAUTHBEARER: set kafka.auth = \"entra\"".into());
+        };
+        match tokens.fetch() {
+            Ok(token) => {
+                tracing::info!(
+                    credential = tokens.credential(),
+                    principal = %token.principal,
+                    expires_at_ms = token.expires_at_ms,
+                    "Microsoft Entra ID token obtained for the Kafka endpoint"
+                );
+                Ok(rdkafka::client::OAuthToken {
+                    token: token.value,
+                    principal_name: token.principal,
+                    lifetime_ms: token.expires_at_ms,
+                })
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, "no Microsoft Entra ID token; librdkafka asks again");
+                Err(Box::new(error))
+            }
+        }
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         let code = error.rdkafka_error_code();
         if code == Some(RDKafkaErrorCode::AllBrokersDown) {
@@ -585,6 +622,10 @@ impl KafkaSink {
             last_logged: Mutex::new(BTreeMap::new()),
             topics: topics.iter().map(|t| t.name.clone()).collect(),
             salvaged: Mutex::new(Vec::new()),
+            tokens: match &settings.target {
+                KafkaTarget::Entra(connection) => Some(TokenSource::new(connection.clone())),
+                _ => None,
+            },
         });
         let producer = create_producer(&config, &shared)?;
         Ok(Self {

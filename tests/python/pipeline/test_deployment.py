@@ -298,3 +298,74 @@ def test_raw_tables_are_heaps_and_the_marts_columnstore():
     assert {t.index for t in TABLES} == {"HEAP"}
     project = yaml.safe_load((ROOT / "deploy" / "dbt" / "dbt_project.yml").read_text())
     assert project["models"]["retail"]["marts"]["+index"] == "CLUSTERED COLUMNSTORE INDEX"
+
+
+def apply_json_patch(document: dict, operations: list[dict]) -> dict:
+    """The add and replace operations of RFC 6902 (what the overlay uses), on a copy."""
+    import copy
+
+    result = copy.deepcopy(document)
+    for operation in operations:
+        assert operation["op"] in ("add", "replace"), operation
+        *parents, last = [p.replace("~1", "/").replace("~0", "~") for p in operation["path"].split("/")[1:]]
+        node = result
+        for key in parents:
+            node = node[int(key)] if isinstance(node, list) else node[key]
+        if operation["op"] == "replace":
+            assert last in node, f"{operation['path']} does not exist to replace"
+        node[last] = operation["value"]
+    return result
+
+
+def test_the_entra_overlay_gives_valid_manifests_and_a_configuration_the_simulator_takes(tmp_path):
+    """deploy/kubernetes/entra: its patches applied to the base (as kustomize does), the result
+    valid Kubernetes, the pod labelled for the workload identity webhook, and its simulator.toml
+    accepted by the simulator with the variables the webhook injects."""
+    import os
+
+    kubernetes = ROOT / "deploy" / "kubernetes"
+    overlay = yaml.safe_load((kubernetes / "entra" / "kustomization.yaml").read_text())
+    documents = {}
+    for resource in overlay["resources"]:
+        document = yaml.safe_load((kubernetes / "entra" / resource).read_text())
+        documents[(document["kind"], document["metadata"]["name"])] = document
+    for patch in overlay["patches"]:
+        key = (patch["target"]["kind"], patch["target"]["name"])
+        assert key in documents, f"the patch targets {key}, which no resource is"
+        documents[key] = apply_json_patch(documents[key], yaml.safe_load(patch["patch"]))
+    files = []
+    for (kind, _), document in documents.items():
+        path = tmp_path / f"{kind.lower()}.yaml"
+        path.write_text(yaml.safe_dump(document))
+        files.append(str(path))
+    validate = ROOT / ".venv" / "bin" / "kubernetes-validate"
+    result = subprocess.run([str(validate), "--strict", "--kubernetes-version", "1.30", *files],
+                            capture_output=True, text=True)
+    assert result.returncode == 0 and "ERROR" not in result.stdout + result.stderr, result.stdout + result.stderr
+
+    deployment = documents[("Deployment", "retail-simulator")]
+    pod = deployment["spec"]["template"]
+    assert pod["metadata"]["labels"]["azure.workload.identity/use"] == "true"
+    assert pod["spec"]["serviceAccountName"] == "retail-simulator"
+    account = documents[("ServiceAccount", "retail-simulator")]
+    assert "azure.workload.identity/client-id" in account["metadata"]["annotations"]
+
+    configuration = tmp_path / "simulator.toml"
+    configuration.write_text(documents[("ConfigMap", "retail-simulator")]["data"]["simulator.toml"])
+    token = tmp_path / "azure-identity-token"
+    token.write_text("federated-token")
+    simulator = os.environ.get("PIPELINE_SIMULATOR")
+    assert simulator, "PIPELINE_SIMULATOR (the simulator's binary) is not set: run through cargo test"
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("SIMULATOR__", "AZURE_"))}
+    environment.update({"AZURE_CLIENT_ID": "00000000-0000-4000-8000-000000000001",
+                        "AZURE_TENANT_ID": "00000000-0000-4000-8000-000000000002",
+                        "AZURE_FEDERATED_TOKEN_FILE": str(token)})
+    printed = subprocess.run([simulator, "--config", str(configuration), "--print-config"],
+                             capture_output=True, text=True, env=environment, cwd=tmp_path)
+    assert printed.returncode == 0, printed.stderr
+    assert 'auth = "entra"' in printed.stdout and 'namespace = "retail-simulator.servicebus.windows.net"' in printed.stdout
+    # Without the webhook's variables the same configuration is refused, naming what is missing.
+    refused = subprocess.run([simulator, "--config", str(configuration), "--print-config"], capture_output=True,
+                             text=True, env={k: v for k, v in environment.items() if not k.startswith("AZURE_")},
+                             cwd=tmp_path)
+    assert refused.returncode == 2 and "kafka.entra_token_file: missing" in refused.stderr, refused.stderr
