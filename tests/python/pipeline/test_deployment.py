@@ -148,6 +148,30 @@ def test_event_hubs_options():
     assert kafka_options(topics, bootstrap_servers="k:9092")["kafka.bootstrap.servers"] == "k:9092"
 
 
+def test_a_unity_catalog_service_credential_replaces_the_connection_string(bundle):
+    """Entra ID for the loader (DBR 16.1+): the service credential's name and scope, no JAAS,
+    no secret; selectable per target through the bundle's variables."""
+    topics = {e: f"retail.{e}" for e in ENTITIES}
+    options = kafka_options(topics, service_credential="retail-eventhubs", namespace="retail-ns")
+    assert options["kafka.bootstrap.servers"] == "retail-ns.servicebus.windows.net:9093"
+    assert options["databricks.serviceCredential"] == "retail-eventhubs"
+    assert options["databricks.serviceCredential.scope"] == "https://retail-ns.servicebus.windows.net/.default"
+    assert not any(k.startswith("kafka.sasl") or k == "kafka.security.protocol" for k in options)
+    with pytest.raises(ConfigError, match="--eventhubs-namespace"):
+        kafka_options(topics, service_credential="retail-eventhubs")
+    with pytest.raises(ConfigError, match="not an Event Hubs namespace"):
+        kafka_options(topics, service_credential="c", namespace="bad namespace")
+    # The bundle passes both (empty by default: the connection string), and the job takes them.
+    parameters = bundle["resources"]["jobs"]["retail_raw_loader"]["tasks"][0]["python_wheel_task"]["parameters"]
+    assert "--service-credential" in parameters and "--eventhubs-namespace" in parameters
+    assert bundle["variables"]["service_credential"]["default"] == ""
+    base = ["--secret-scope", "s", "--synapse-jdbc-url", "jdbc:sqlserver://h", "--staging-location", "x",
+            "--checkpoint-location", "y"]
+    assert arguments(base + ["--service-credential", "", "--eventhubs-namespace", ""]).service_credential == ""
+    chosen = arguments(base + ["--service-credential", "retail-eventhubs", "--eventhubs-namespace", "retail-ns"])
+    assert (chosen.service_credential, chosen.eventhubs_namespace) == ("retail-eventhubs", "retail-ns")
+
+
 @pytest.mark.parametrize("bad", [
     "SharedAccessKeyName=listen;SharedAccessKey=c2VjcmV0",
     "Endpoint=sb://retail-ns.servicebus.windows.net/;SharedAccessKey=c2VjcmV0",

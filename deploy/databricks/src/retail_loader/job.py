@@ -41,15 +41,31 @@ def event_hubs_bootstrap(connection_string: str) -> str:
     return f"{endpoint.group('host')}:9093"
 
 
+NAMESPACE = re.compile(r"^[a-z0-9][a-z0-9-]*(\.[a-z0-9-]+)*$")
+
+
+def namespace_host(namespace: str) -> str:
+    """`<name>` or `<name>.servicebus.windows.net` as the namespace's host name."""
+    host = namespace.strip().lower().rstrip("/")
+    if not NAMESPACE.match(host):
+        raise ConfigError(f"--eventhubs-namespace {namespace!r} is not an Event Hubs namespace "
+                          "(<name> or <name>.servicebus.windows.net)")
+    return host if "." in host else f"{host}.servicebus.windows.net"
+
+
 def kafka_options(
     topics: dict[str, str],
     *,
     connection_string: str | None = None,
     bootstrap_servers: str | None = None,
+    service_credential: str | None = None,
+    namespace: str | None = None,
     max_offsets_per_trigger: int = 1_000_000,
 ) -> dict[str, str]:
     """The Kafka source's options: Event Hubs' Kafka endpoint with SASL PLAIN and the
-    connection string, or a plain Kafka cluster's bootstrap servers."""
+    connection string, or with a Unity Catalog service credential (Microsoft Entra ID through
+    the credential's access connector, DBR 16.1+), or a plain Kafka cluster's bootstrap
+    servers."""
     options = {
         "subscribe": ",".join(topics[e] for e in ENTITIES),
         "startingOffsets": "earliest",
@@ -60,7 +76,16 @@ def kafka_options(
         "kafka.request.timeout.ms": "60000",
         "kafka.session.timeout.ms": "30000",
     }
-    if connection_string:
+    if service_credential:
+        if not namespace:
+            raise ConfigError("--service-credential needs --eventhubs-namespace: the namespace it reaches")
+        host = namespace_host(namespace)
+        options.update({
+            "kafka.bootstrap.servers": f"{host}:9093",
+            "databricks.serviceCredential": service_credential,
+            "databricks.serviceCredential.scope": f"https://{host}/.default",
+        })
+    elif connection_string:
         options.update({
             "kafka.bootstrap.servers": event_hubs_bootstrap(connection_string),
             "kafka.security.protocol": "SASL_SSL",
@@ -72,7 +97,7 @@ def kafka_options(
     elif bootstrap_servers:
         options["kafka.bootstrap.servers"] = bootstrap_servers
     else:
-        raise ConfigError("no Kafka cluster: give --eventhubs-secret or --bootstrap-servers")
+        raise ConfigError("no Kafka cluster: give --eventhubs-secret, --service-credential or --bootstrap-servers")
     return options
 
 
@@ -93,6 +118,11 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--eventhubs-secret", default="eventhubs-connection-string",
                         help="key of the Event Hubs namespace connection string (Listen) in the scope")
     parser.add_argument("--bootstrap-servers", help="a plain Kafka cluster instead of Event Hubs")
+    parser.add_argument("--service-credential", default="",
+                        help="a Unity Catalog service credential for Event Hubs (Entra ID; DBR 16.1+) "
+                             "instead of the connection string; empty: the connection string")
+    parser.add_argument("--eventhubs-namespace", default="",
+                        help="the namespace the service credential reaches: <name> or <name>.servicebus.windows.net")
     parser.add_argument("--topics", default="", help="entity=topic pairs, comma-separated (default: entity names)")
     parser.add_argument("--framing", default="raw", choices=FRAMINGS)
     parser.add_argument("--synapse-jdbc-url", required=True,
@@ -130,10 +160,13 @@ def main(argv: list[str] | None = None) -> None:
     # COPY INTO (PolyBase) reads INT96 timestamps over their whole range.
     spark.conf.set("spark.sql.parquet.outputTimestampType", "INT96")
     secrets = DBUtils(spark).secrets
-    connection_string = None if args.bootstrap_servers else secrets.get(args.secret_scope, args.eventhubs_secret)
+    use_secret = not (args.bootstrap_servers or args.service_credential)
+    connection_string = secrets.get(args.secret_scope, args.eventhubs_secret) if use_secret else None
     try:
         options = kafka_options(topics, connection_string=connection_string,
                                 bootstrap_servers=args.bootstrap_servers,
+                                service_credential=args.service_credential or None,
+                                namespace=args.eventhubs_namespace or None,
                                 max_offsets_per_trigger=args.max_offsets_per_trigger)
     except ConfigError as error:
         sys.exit(f"retail_loader: {error}")
