@@ -6,27 +6,7 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
-
 #[test]
 fn the_local_pipeline_turns_the_simulators_files_into_marts_and_dashboards() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let status = Command::new(common::python())
-        .current_dir(root)
-        .args([
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "tests/python/local",
-        ])
-        .env("PIPELINE_SIMULATOR", env!("CARGO_BIN_EXE_simulator"))
-        .status()
-        .unwrap();
-    assert!(
-        status.success(),
-        "the local pipeline suite failed (its report is above)"
-    );
+    common::pytest("tests/python/local", &[]);
 }

@@ -5,9 +5,6 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
-
 use common::{broker, create_topics, topic_env};
 
 #[test]
@@ -25,26 +22,13 @@ fn the_loader_and_models_reproduce_a_simulated_day() {
         .unwrap();
     common::assert_success(&output);
 
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let status = Command::new(common::python())
-        .current_dir(root)
-        .args([
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "tests/python/pipeline",
-        ])
-        .env("PIPELINE_BOOTSTRAP", &broker.bootstrap)
-        .env("PIPELINE_TOPIC_PREFIX", &prefix)
-        .env("PIPELINE_WORKDIR", workdir.path())
-        .env("PIPELINE_LEDGER", &ledger)
-        .env("PIPELINE_SIMULATOR", env!("CARGO_BIN_EXE_simulator"))
-        .status()
-        .unwrap();
-    assert!(
-        status.success(),
-        "the pipeline suite failed (its report is above)"
+    common::pytest(
+        "tests/python/pipeline",
+        &[
+            ("PIPELINE_BOOTSTRAP", broker.bootstrap.as_ref()),
+            ("PIPELINE_TOPIC_PREFIX", prefix.as_ref()),
+            ("PIPELINE_WORKDIR", workdir.path().as_os_str()),
+            ("PIPELINE_LEDGER", ledger.as_os_str()),
+        ],
     );
 }

@@ -130,6 +130,23 @@ pub fn count_types(events: &[Event]) -> HashMap<&'static str, usize> {
 }
 
 /// The Python interpreter of the test virtual environment that `.ci/run` creates.
+/// pytest on one suite of `tests/python/`, from the repository's root, with the simulator's
+/// binary in `PIPELINE_SIMULATOR` and `envs` besides; panics, pointing at pytest's report
+/// above, if any test failed.
+pub fn pytest(suite: &str, envs: &[(&str, &std::ffi::OsStr)]) {
+    let status = Command::new(python())
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", suite])
+        .env("PIPELINE_SIMULATOR", env!("CARGO_BIN_EXE_simulator"))
+        .envs(envs.iter().copied())
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "the suite {suite} failed (its report is above)"
+    );
+}
+
 pub fn python() -> PathBuf {
     if let Some(path) = std::env::var_os("SIMULATOR_TEST_PYTHON") {
         return PathBuf::from(path);

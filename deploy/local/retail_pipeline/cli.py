@@ -69,25 +69,36 @@ def chart_library() -> Path:
     return path
 
 
-def cycle(args, stop: Stop, first: bool) -> bool:
-    """One pass; returns whether anything new was loaded."""
+def cycle(args, stop: Stop, first: bool, reconciled: int) -> int:
+    """One pass: load, then (when something is new, and always on the first pass) model, show
+    and reconcile; when only the ledger has new hours (the simulator closes an hour's ledger
+    beside its files), reconcile again. Returns the number of ledger hours last reconciled."""
     data: Path = args.data
     if not data.is_dir():
         raise PipelineError(f"--data {data}: no such directory (run the simulator first: it writes ./data)")
     files = complete_files(data)
+    started = time.monotonic()
     with opened(args.warehouse) as connection:
-        report = loading.load(connection, data, files, now=lambda: dt.datetime.now(dt.timezone.utc),
-                              progress=lambda line: None)
+        report = loading.load(connection, data, files, now=lambda: dt.datetime.now(dt.timezone.utc))
     rows = report.rows
     if report.files or first:
         say(f"load: {len(report.files)} new file(s), {report.skipped} already loaded; rows "
-            + (" ".join(f"{k}={v}" for k, v in rows.items()) or "none"))
+            + (" ".join(f"{k}={v}" for k, v in rows.items()) or "none")
+            + f" in {time.monotonic() - started:.0f} s")
+    for file_report in report.files:
+        if file_report.replaced:
+            say(f"replaced {file_report.file.relative}: its content changed since it was loaded; "
+                "the rows of the earlier content are gone")
     for file, rejected in report.quarantined:
         say(f"quarantined {file.relative}: {rejected.reason} (kept in raw.rejected_messages)")
-    if not report.files and not first:
-        return False
+    hours = reconcile.hour_count(data)
     if stop.requested:
-        return bool(report.files)
+        return reconciled
+    if not report.files and not first:
+        if hours != reconciled:
+            with opened(args.warehouse, read_only=True) as connection:
+                say(reconcile_line(connection, data))
+        return hours
     state = args.warehouse.with_suffix(".dbt")
     started = time.monotonic()
     build = model.dbt_build(args.warehouse.resolve(), state.resolve(), model.currency_vars(data),
@@ -97,7 +108,7 @@ def cycle(args, stop: Stop, first: bool) -> bool:
         sys.stdout.write(build.output[-4000:])
         raise RuntimeError(f"dbt build failed (log in {state / 'logs'})")
     if stop.requested:
-        return True
+        return reconciled
     with opened(args.warehouse, read_only=True) as connection:
         data_for_page = page.extract(connection)
         written = page.write(args.dashboard, data_for_page, chart_library(),
@@ -109,18 +120,22 @@ def cycle(args, stop: Stop, first: bool) -> bool:
 
             workbook = tableau.write_packaged(args.dashboard, connection)
             say(f"tableau: {workbook}")
-        result = reconcile.reconcile(connection, data)
-    say(result.line() if result else "reconcile: no ledger in the data directory (<data>/_ledger)")
-    return True
+        say(reconcile_line(connection, data))
+    return hours
+
+
+def reconcile_line(connection, data: Path) -> str:
+    result = reconcile.reconcile(connection, data)
+    return result.line() if result else "reconcile: no ledger in the data directory (<data>/_ledger)"
 
 
 def main(argv: list[str] | None = None) -> int:
     args = arguments(argv)
     stop = Stop()
     try:
-        first = True
+        first, reconciled = True, -1
         while True:
-            cycle(args, stop, first)
+            reconciled = cycle(args, stop, first, reconciled)
             first = False
             if not args.watch or stop.requested:
                 break

@@ -119,5 +119,4 @@ DASHBOARDS = (
 
 def columns() -> set[str]:
     """Every column of SOURCE the dashboards use."""
-    used = {f.column for f in FIELDS.values()}
-    return used
+    return {f.column for f in FIELDS.values()}

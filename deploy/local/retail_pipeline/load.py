@@ -10,7 +10,9 @@ from a file instead of a Kafka message. For a row loaded from a file:
 - `batch_id` is the pipeline run that loaded it, `loaded_at` when.
 
 A file is loaded once: `pipeline.loaded_files` keys it on its path and the SHA-256 of its
-content, in the same transaction as its rows (up to 50 files a transaction). A file that does not decode, or the part of one
+content, in the same transaction as its rows (up to 50 files a transaction). A file whose size
+and modification time are those recorded is not read again (complete files are never
+rewritten), so a `--watch` pass reads only what is new. A file that does not decode, or the part of one
 from the first record that does not, goes whole to `raw.rejected_messages` with the reason,
 and costs the other files nothing.
 """
@@ -26,7 +28,7 @@ import uuid
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import fastavro
 import pyarrow as pa
@@ -41,7 +43,8 @@ COMMIT_EVERY = 50
 LOADED_FILES = f"{LOG_SCHEMA}.loaded_files"
 LOADED_FILES_DDL = (
     f"CREATE TABLE IF NOT EXISTS {LOADED_FILES} ("
-    "path VARCHAR PRIMARY KEY, sha256 VARCHAR NOT NULL, bytes BIGINT NOT NULL, topic VARCHAR NOT NULL, "
+    "path VARCHAR PRIMARY KEY, sha256 VARCHAR NOT NULL, bytes BIGINT NOT NULL, modified_ns BIGINT NOT NULL, "
+    "topic VARCHAR NOT NULL, "
     "kafka_partition INTEGER NOT NULL, start_offset BIGINT, end_offset BIGINT, messages BIGINT NOT NULL, "
     "rejected BIGINT NOT NULL, batch_id BIGINT NOT NULL, loaded_at TIMESTAMP NOT NULL)"
 )
@@ -235,15 +238,26 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def load(connection, data: Path, files: list[DataFile], now: Callable[[], dt.datetime],
-         progress: Callable[[str], None] = lambda _: None) -> LoadReport:
+class Prior(NamedTuple):
+    """What the load log holds of a path."""
+
+    sha256: str
+    bytes: int
+    modified_ns: int
+    topic: str
+    partition: int
+    start: int | None
+    end: int | None
+
+
+def load(connection, data: Path, files: list[DataFile], now: Callable[[], dt.datetime]) -> LoadReport:
     """Loads every file of `files` not loaded yet (by path and content) into `connection`'s
     `raw` tables, each with its load-log rows, in transactions of up to COMMIT_EVERY files."""
     connection.execute(f"CREATE SCHEMA IF NOT EXISTS {LOG_SCHEMA}")
     connection.execute(LOADED_FILES_DDL)
-    loaded = {path: (digest, topic, partition, start, end) for path, digest, topic, partition, start, end in
-              connection.execute(f"SELECT path, sha256, topic, kafka_partition, start_offset, end_offset "
-                                 f"FROM {LOADED_FILES}").fetchall()}
+    loaded = {path: Prior(*rest) for path, *rest in connection.execute(
+        f"SELECT path, sha256, bytes, modified_ns, topic, kafka_partition, start_offset, end_offset "
+        f"FROM {LOADED_FILES}").fetchall()}
     (last_batch,) = connection.execute(f"SELECT coalesce(max(batch_id), -1) FROM {LOADED_FILES}").fetchone()
     report = LoadReport(batch_id=last_batch + 1)
     next_offset = {(topic, partition): end + 1 for topic, partition, end in connection.execute(
@@ -253,7 +267,7 @@ def load(connection, data: Path, files: list[DataFile], now: Callable[[], dt.dat
     connection.execute("BEGIN TRANSACTION")
     try:
         for file in files:
-            uncommitted += _load_file(connection, data, file, loaded, report, next_offset, schemas, now, progress)
+            uncommitted += _load_file(connection, data, file, loaded, report, next_offset, schemas, now)
             if uncommitted >= COMMIT_EVERY:
                 connection.execute("COMMIT")
                 connection.execute("BEGIN TRANSACTION")
@@ -265,16 +279,24 @@ def load(connection, data: Path, files: list[DataFile], now: Callable[[], dt.dat
     return report
 
 
-def _load_file(connection, data: Path, file: DataFile, loaded: dict, report: LoadReport, next_offset: dict,
-               schemas: dict, now, progress) -> int:
+def _load_file(connection, data: Path, file: DataFile, loaded: dict[str, Prior], report: LoadReport,
+               next_offset: dict, schemas: dict, now) -> int:
     """Loads one file within the open transaction; returns 1 if it did, 0 if it was loaded."""
+    path = data / file.relative
+    prior = loaded.get(file.relative)
     try:
-        content = (data / file.relative).read_bytes()
+        stat = path.stat()
+        if prior is not None and (prior.bytes, prior.modified_ns) == (stat.st_size, stat.st_mtime_ns):
+            report.skipped += 1
+            return 0
+        content = path.read_bytes()
     except FileNotFoundError:
         return 0  # removed since it was listed
     digest = sha256(content)
-    prior = loaded.get(file.relative)
-    if prior is not None and prior[0] == digest:
+    if prior is not None and prior.sha256 == digest:
+        # The same content, touched: remember the new time, so it is not read again.
+        connection.execute(f"UPDATE {LOADED_FILES} SET modified_ns = ? WHERE path = ?",
+                           [stat.st_mtime_ns, file.relative])
         report.skipped += 1
         return 0
     schema = schemas.get(file.entity) or schemas.setdefault(file.entity, reader_schema(file.entity))
@@ -282,16 +304,15 @@ def _load_file(connection, data: Path, file: DataFile, loaded: dict, report: Loa
     loaded_at = now().astimezone(dt.timezone.utc).replace(tzinfo=None)
     key = (file.topic, file.part)
     start = next_offset.get(key, 0)
-    file_report = _insert(connection, file, items, content, digest, start, report.batch_id, loaded_at, prior)
+    file_report = _insert(connection, file, items, content, stat.st_mtime_ns, digest, start, report.batch_id,
+                          loaded_at, prior)
     next_offset[key] = start + file_report.messages
     report.files.append(file_report)
-    progress(f"loaded {file.relative}: {file_report.messages} messages"
-             + (f", {len(file_report.rejected)} quarantined" if file_report.rejected else ""))
     return 1
 
 
-def _insert(connection, file: DataFile, items: list[dict | Rejected], content: bytes, digest: str, start: int,
-            batch_id: int, loaded_at: dt.datetime, prior) -> FileReport:
+def _insert(connection, file: DataFile, items: list[dict | Rejected], content: bytes, modified_ns: int,
+            digest: str, start: int, batch_id: int, loaded_at: dt.datetime, prior: Prior | None) -> FileReport:
     tables = [t for t in EVENT_TABLES if t.entity == file.entity]
     offsets = range(start, start + len(items))
     events = [item for item in items if not isinstance(item, Rejected)]
@@ -321,7 +342,7 @@ def _insert(connection, file: DataFile, items: list[dict | Rejected], content: b
     except (pa.ArrowException, TypeError, ValueError, OverflowError, KeyError) as error:
         # A value that decodes but does not fit its column: the file goes to quarantine whole.
         item = Rejected(content, f"a value does not fit the raw tables: {error}")
-        return _insert(connection, file, [item], content, digest, start, batch_id, loaded_at, prior)
+        return _insert(connection, file, [item], content, modified_ns, digest, start, batch_id, loaded_at, prior)
 
     # Within the caller's transaction: the rows and the file's entry in the log commit together.
     if prior is not None:
@@ -333,17 +354,17 @@ def _insert(connection, file: DataFile, items: list[dict | Rejected], content: b
         connection.execute(f"INSERT INTO raw.{name} SELECT * FROM file_rows")
         connection.unregister("file_rows")
     connection.execute(
-        f"INSERT INTO {LOADED_FILES} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [file.relative, digest, len(content), file.topic, file.part, start if messages else None,
+        f"INSERT INTO {LOADED_FILES} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [file.relative, digest, len(content), modified_ns, file.topic, file.part, start if messages else None,
          start + messages - 1 if messages else None, messages, len(rejected), batch_id, loaded_at],
     )
     counts = {t.name: arrow[t.name].num_rows for t in tables}
     return FileReport(file, counts, messages, [r for _, r in rejected], replaced=prior is not None)
 
 
-def _forget(connection, file: DataFile, prior) -> None:
+def _forget(connection, file: DataFile, prior: Prior) -> None:
     """Removes what an earlier content of the same path loaded (its offset range)."""
-    _, topic, partition, start, end = prior
+    topic, partition, start, end = prior.topic, prior.partition, prior.start, prior.end
     if start is not None:
         for table in (*[t for t in EVENT_TABLES if t.entity == file.entity], REJECTED, LOAD_LOG):
             connection.execute(

@@ -44,10 +44,18 @@ class Reconciliation:
         return f"reconcile ({self.hours} ledger hours): {verdict}: " + "; ".join(map(str, self.figures))
 
 
+LEDGER_HOURS = "**/date=*/hour=*.json"
+
+
+def hour_count(data: Path) -> int:
+    """How many hours the ledger has closed (its files, not read)."""
+    return sum(1 for _ in (data / "_ledger").glob(LEDGER_HOURS))
+
+
 def ledger_hours(data: Path) -> dict[str, dict]:
     """Every closed hour of the ledger, summed over replicas, by `YYYY-MM-DDTHH`."""
     hours: dict[str, dict] = {}
-    for path in sorted((data / "_ledger").glob("**/date=*/hour=*.json")):
+    for path in sorted((data / "_ledger").glob(LEDGER_HOURS)):
         try:
             hour = json.loads(path.read_text())
             start = hour["hour_start"][:13]

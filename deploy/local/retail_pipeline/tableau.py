@@ -36,8 +36,6 @@ PLACEHOLDERS = {"server": "<workspace>.sql.azuresynapse.net", "database": "<dedi
 
 ET.register_namespace("user", USER_NS)
 
-# Tableau's field names for the aggregations and date parts the sheets use.
-AGGREGATE = {"sum": "sum", "countd": "ctd"}
 CALCULATION = "Calculation_average_order_value"
 
 

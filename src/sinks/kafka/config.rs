@@ -122,29 +122,44 @@ fn check_server(server: &str) -> Result<(), String> {
     }
 }
 
-/// An Event Hubs connection string given inline: never echoed; printed back as the namespace
-/// it names, never as itself.
-struct ConnectionString;
+/// A secret given inline: never echoed; printed back as a comment that `describe` writes
+/// without the value.
+struct SecretText {
+    allowed: &'static str,
+    describe: fn(&Secret) -> String,
+}
 
-impl Describe for ConnectionString {
+/// An Event Hubs connection string: printed back as the namespace it names, never as itself.
+const CONNECTION_STRING: SecretText = SecretText {
+    allowed: "an Event Hubs namespace connection string",
+    describe: |secret| match EventHubsConnection::parse(secret) {
+        Ok(connection) => format!("set (redacted): Event Hubs namespace {}", connection.host),
+        Err(_) => "set (redacted)".to_owned(),
+    },
+};
+
+/// An Entra client secret: printed back as `set (redacted)`.
+const CLIENT_SECRET: SecretText = SecretText {
+    allowed: "a secret",
+    describe: |_| "set (redacted)".to_owned(),
+};
+
+impl Describe for SecretText {
     fn value_name(&self) -> &'static str {
         "SECRET"
     }
     fn allowed(&self) -> String {
-        "an Event Hubs namespace connection string".to_owned()
+        self.allowed.to_owned()
     }
 }
 
-impl Parser for ConnectionString {
+impl Parser for SecretText {
     type Value = Secret;
     fn parse(&self, value: &::config::Value) -> Result<Secret, Invalid> {
         text_of(value).map(Secret::new)
     }
     fn print(&self, secret: &Secret) -> Printed {
-        Printed::Comment(match EventHubsConnection::parse(secret) {
-            Ok(connection) => format!("set (redacted): Event Hubs namespace {}", connection.host),
-            Err(_) => "set (redacted)".to_owned(),
-        })
+        Printed::Comment((self.describe)(secret))
     }
 }
 
@@ -318,28 +333,6 @@ fn namespace() -> Text<String> {
     )
 }
 
-/// A secret given inline (an Entra client secret): never echoed, printed as `set (redacted)`.
-struct InlineSecret;
-
-impl Describe for InlineSecret {
-    fn value_name(&self) -> &'static str {
-        "SECRET"
-    }
-    fn allowed(&self) -> String {
-        "a secret".to_owned()
-    }
-}
-
-impl Parser for InlineSecret {
-    type Value = Secret;
-    fn parse(&self, value: &::config::Value) -> Result<Secret, Invalid> {
-        text_of(value).map(Secret::new)
-    }
-    fn print(&self, _: &Secret) -> Printed {
-        Printed::Comment("set (redacted)".to_owned())
-    }
-}
-
 /// An Entra ID identifier (a GUID, or a tenant's domain): one word.
 fn identifier(what: &'static str) -> Text<String> {
     Text::new(
@@ -404,7 +397,7 @@ crate::section! {
             flag = "--bootstrap-servers";
         /// An Event Hubs namespace connection string (best given in the environment); never
         /// logged or printed.
-        pub connection_string: Option<Secret> = optional(ConnectionString);
+        pub connection_string: Option<Secret> = optional(CONNECTION_STRING);
         /// A file holding the Event Hubs connection string (a mounted secret).
         pub connection_string_file: Option<SecretFile> = optional(secret_file());
         /// How the producer authenticates: connection_string or entra (Microsoft Entra ID,
@@ -421,7 +414,7 @@ crate::section! {
         pub entra_tenant_id: Option<String> = optional(identifier("a directory (tenant) id"));
         /// The client secret (best given in the environment); else AZURE_CLIENT_SECRET. Never
         /// logged or printed.
-        pub entra_client_secret: Option<Secret> = optional(InlineSecret);
+        pub entra_client_secret: Option<Secret> = optional(CLIENT_SECRET);
         /// The federated token file of a workload identity; else AZURE_FEDERATED_TOKEN_FILE.
         pub entra_token_file: Option<PathBuf> = optional(path());
         /// Where tokens are asked for: the Entra authority (else AZURE_AUTHORITY_HOST, then

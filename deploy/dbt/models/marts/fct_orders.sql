@@ -20,10 +20,10 @@ with placed as (
     {% if is_incremental() %}
       and order_id in (
         select order_id from {{ ref('stg_orders') }}
-        where loaded_at > (select max(source_loaded_at) from {{ this }})
+        where loaded_at > {{ watermark() }}
         union
         select order_id from {{ ref('stg_payments') }}
-        where loaded_at > (select max(source_loaded_at) from {{ this }})
+        where loaded_at > {{ watermark() }}
       )
     {% endif %}
 ),

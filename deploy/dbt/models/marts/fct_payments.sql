@@ -28,5 +28,5 @@ select
     loaded_at as source_loaded_at
 from {{ ref('stg_payments') }}
 {% if is_incremental() %}
-where loaded_at > (select max(source_loaded_at) from {{ this }})
+where loaded_at > {{ watermark() }}
 {% endif %}

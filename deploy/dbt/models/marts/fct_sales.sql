@@ -18,7 +18,7 @@ with orders as (
     select *
     from {{ ref('fct_orders') }}
     {% if is_incremental() %}
-    where source_loaded_at > (select max(source_loaded_at) from {{ this }})
+    where source_loaded_at > {{ watermark() }}
     {% endif %}
 ),
 
