@@ -45,7 +45,15 @@ fn parent(path: &Path) -> &Path {
 #[derive(Debug)]
 pub struct DirLock {
     dir: PathBuf,
-    _file: File,
+    file: File,
+}
+
+impl Drop for DirLock {
+    /// Unlocks explicitly rather than by closing: a child process forked meanwhile (by any
+    /// thread, before its exec) shares the descriptor, and the lock would outlive the close.
+    fn drop(&mut self) {
+        let _ = self.file.unlock();
+    }
 }
 
 /// Why a directory cannot be locked.
@@ -84,7 +92,7 @@ impl DirLock {
         match file.try_lock() {
             Ok(()) => Ok(Self {
                 dir: dir.to_owned(),
-                _file: file,
+                file,
             }),
             Err(fs::TryLockError::WouldBlock) => Err(LockError::Held(dir.to_owned())),
             Err(fs::TryLockError::Error(e)) => Err(io(e)),
