@@ -31,7 +31,7 @@ const SPAN: Duration = Duration::from_secs(10 * 60);
 
 fn settings(bootstrap: &str, prefix: &str) -> Settings {
     let flags = [
-        ("sink.kind", "kafka".to_owned()),
+        ("sink.kinds", "kafka".to_owned()),
         ("kafka.bootstrap_servers", bootstrap.to_owned()),
     ];
     support::settings("1000/s", 10_000, &flags, common::topic_env(prefix))

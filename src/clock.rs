@@ -133,6 +133,22 @@ impl Clock {
         }
     }
 
+    /// About how much real time simulated time takes to reach `at`: at its speed for a
+    /// scaled clock; for a virtual one, a second while it races through the past, real time
+    /// once it runs alongside the wall clock.
+    pub fn real_time_until(&self, at: Timestamp) -> Duration {
+        let ahead = (at.as_micros() - self.now().as_micros()).max(0) as f64 / 1e6;
+        match self {
+            Clock::Scaled(c) => Duration::from_secs_f64(ahead / c.speed),
+            Clock::Virtual(c)
+                if c.now().as_micros() + 3_600_000_000 < Self::wall_now().as_micros() =>
+            {
+                Duration::from_secs(1).min(Duration::from_secs_f64(ahead))
+            }
+            Clock::Virtual(_) => Duration::from_secs_f64(ahead),
+        }
+    }
+
     /// Whether this clock runs as fast as possible.
     pub fn is_virtual(&self) -> bool {
         matches!(self, Clock::Virtual(_))

@@ -11,7 +11,7 @@
 //! and `shop` in [`crate::shoppers`]; `sink` in [`crate::sinks`]; `file` in the file sink;
 //! `kafka` and `schema_registry` in [`crate::sinks::kafka`]; `ledger`, `state`, `faults` and
 //! `metrics` in [`crate::ledger`], [`crate::state`], [`crate::faults`] and
-//! [`crate::endpoints`]. The command line, the printed configuration, the run's identity and
+//! [`crate::endpoints`]; `api` in [`crate::api`]. The command line, the printed configuration, the run's identity and
 //! the README's settings table all come from those declarations.
 
 use std::collections::BTreeSet;
@@ -23,6 +23,7 @@ use std::time::Duration;
 use clap::{Arg, ArgAction, Command};
 use config::{Config, Environment, File, FileFormat, Map, Value, ValueKind};
 
+use crate::api::ApiSettings;
 use crate::clock::Speed;
 use crate::endpoints::MetricsSettings;
 use crate::faults::FaultSettings;
@@ -310,6 +311,7 @@ settings! {
     catalogue: CatalogueSettings,
     shop: ShopSettings,
     metrics: MetricsSettings,
+    api: ApiSettings,
     log: LogSettings,
 }
 
@@ -353,6 +355,9 @@ impl fmt::Display for ConfigError {
 pub struct Cli {
     pub config: Option<PathBuf>,
     pub print_config: bool,
+    /// `simulator serve`: serve the output directory's hours over the pull API, without
+    /// simulating.
+    pub serve: bool,
     /// `(key, value)` of each setting given as a flag.
     pub flags: Vec<(&'static str, String)>,
 }
@@ -363,10 +368,15 @@ impl Cli {
         let mut command = Command::new("simulator")
             .version(env!("CARGO_PKG_VERSION"))
             .about(env!("CARGO_PKG_DESCRIPTION"))
+            .subcommand(Command::new("serve").about(
+                "Serve the hours of an output directory (--output-dir) over the pull API on \
+                 --metrics-addr, without simulating.",
+            ))
             .arg(
                 Arg::new("config")
                     .long("config")
                     .value_name("FILE")
+                    .global(true)
                     .value_parser(clap::value_parser!(PathBuf))
                     .help("A TOML file of settings, layered over the shipped defaults."),
             );
@@ -383,6 +393,7 @@ impl Cli {
             );
             let arg = Arg::new(declaration.key)
                 .long(flag.trim_start_matches("--"))
+                .global(true)
                 .help(declaration.help.clone())
                 .long_help(long_help);
             command = command.arg(if declaration.switch {
@@ -395,6 +406,7 @@ impl Cli {
         command.arg(
             Arg::new("print-config")
                 .long("print-config")
+                .global(true)
                 .action(ArgAction::SetTrue)
                 .help("Print the effective configuration and exit."),
         )
@@ -423,6 +435,7 @@ impl Cli {
         Ok(Self {
             config: matches.get_one::<PathBuf>("config").cloned(),
             print_config: matches.get_flag("print-config"),
+            serve: matches.subcommand_matches("serve").is_some(),
             flags,
         })
     }
@@ -586,10 +599,13 @@ impl Settings {
         if let Err(message) = self.traffic.profile() {
             reader.problem("traffic", message);
         }
+        if let Err(message) = self.api.token() {
+            reader.problem("api.token", message);
+        }
         for (key, message) in self.shop.check() {
             reader.problem(&key, message);
         }
-        if self.sink.kind == SinkKind::Kafka
+        if self.sink.kinds.contains(SinkKind::Kafka)
             && let Err(problems) = self.kafka.resolve(&self.schema_registry)
         {
             for (key, message) in problems {
@@ -700,7 +716,7 @@ mod tests {
         let s = load(&[], &[]).unwrap();
         assert_eq!(s.simulation.rate.per_hour(), 500.0);
         assert_eq!(s.simulation.shoppers, 10_000);
-        assert_eq!(s.sink.kind, SinkKind::File);
+        assert_eq!(s.sink.kinds, crate::sinks::SinkKinds::one(SinkKind::File));
         assert_eq!(s.file.output_dir, PathBuf::from("./data"));
         assert_eq!(s.simulation.speed, Speed::Factor(1.0));
         assert_eq!(s.simulation.seed, None);
@@ -831,7 +847,7 @@ mod tests {
             "simulation.start (--start): `yesterday` is not an RFC 3339 instant",
             "simulation.speed (--speed): `0` is not a speed",
             "simulation.shoppers (--shoppers): `0` is not a whole number from 1",
-            "sink.kind (--sink): `kafka2` is not a sink: expected one of file, kafka, stdout, null",
+            "sink.kinds (--sink): `kafka2` is not a sink: expected one of file, kafka, stdout, null",
             "simulation.raet: unknown setting (set by SIMULATOR__SIMULATION__RAET)",
             "shop.currency: `usd` is not an ISO 4217 currency code",
         ] {
@@ -1081,7 +1097,7 @@ mod tests {
         );
         let joined = p.join("\n");
         for needle in [
-            "kafka.connection_string_file: cannot read the connection string from `/nonexistent/cs`",
+            "kafka.connection_string_file: cannot read an Event Hubs connection string from `/nonexistent/cs`",
             "kafka.topics.orders: `bad topic` is not a topic name",
             "kafka.delivery_timeout: `soon` is not a duration",
             "kafka.flushtimeout: unknown setting",

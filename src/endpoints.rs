@@ -1,6 +1,7 @@
 //! The HTTP endpoints operators scrape and probe: `/metrics` (Prometheus text format),
 //! `/healthz` (the process is alive) and `/readyz` (shoppers running and the sink able to
-//! deliver; 503 with the reason otherwise).
+//! deliver; 503 with the reason otherwise); and, when there are files to serve, the pull API
+//! ([`crate::api`]) on the same address.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use prometheus::{Encoder as _, Registry, TextEncoder};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::api::Api;
 use crate::metrics::Health;
 use crate::settings::{Text, quoted};
 
@@ -34,7 +36,8 @@ fn address() -> Text<SocketAddr> {
 crate::section! {
     /// The HTTP endpoints.
     pub struct MetricsSettings in "metrics" {
-        /// Address of the /metrics, /healthz and /readyz endpoints (port 0: any free port).
+        /// Address of the /metrics, /healthz and /readyz endpoints and of the pull API
+        /// (port 0: any free port).
         pub addr: SocketAddr = address(), flag = "--metrics-addr";
     }
 }
@@ -72,18 +75,22 @@ async fn readyz(State(state): State<Endpoints>) -> impl IntoResponse {
     }
 }
 
-/// Serves the endpoints on `listener` until `shutdown`.
+/// Serves the endpoints, and the pull API when there is one, on `listener` until `shutdown`.
 pub async fn serve(
     listener: TcpListener,
     registry: Registry,
     health: Arc<Health>,
+    api: Option<Arc<Api>>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let app = Router::new()
+    let mut app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(Endpoints { registry, health });
+    if let Some(api) = api {
+        app = app.merge(crate::api::router(api));
+    }
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await

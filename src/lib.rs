@@ -14,6 +14,7 @@
 //! - [`sinks`]: where events go: Avro files, Kafka, JSON lines, nowhere, or memory.
 //! - [`pipeline`]: the bounded channel from shoppers to a sink, with its accounting.
 //! - [`metrics`], [`endpoints`]: Prometheus metrics, health, and the HTTP endpoints serving them.
+//! - [`api`]: the pull API, serving each complete hour of the file sink's output over HTTP.
 //! - [`settings`], [`config`]: how a component declares its settings once, and the command
 //!   line and layered configuration built from those declarations.
 //! - [`ledger`], [`faults`]: the ground truth written beside the data, and injected faults.
@@ -33,7 +34,7 @@
 //! | 5 | `shoppers` |
 //! | 4 | `pipeline` |
 //! | 3 | `sinks`, `endpoints`, `ledger` |
-//! | 2 | `metrics`, `state`, `faults` |
+//! | 2 | `metrics`, `state`, `faults`, `api` |
 //! | 1 | `clock`, `control`, `durable`, `encoding`, `settings` |
 //! | 0 | `model` |
 //!
@@ -42,6 +43,7 @@
 //! scheduled instants, so the same seed, start and end give the same events whatever order the
 //! tasks run in.
 
+pub mod api;
 pub mod clock;
 pub mod config;
 pub mod control;

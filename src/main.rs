@@ -59,6 +59,19 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_FAILED);
         }
     };
+    if cli.serve {
+        return match runtime.block_on(simulation::serve(settings, shutdown, &control)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) if e.is_bad_input() => {
+                eprintln!("simulator: {e}");
+                ExitCode::from(EXIT_BAD_INPUT)
+            }
+            Err(e) => {
+                tracing::error!("{e}");
+                ExitCode::from(EXIT_FAILED)
+            }
+        };
+    }
     let outcome = runtime.block_on(simulation::start(settings, shutdown, &control));
     match outcome {
         Ok(Outcome::AlreadyFinished(reached)) => {

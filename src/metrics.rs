@@ -19,6 +19,10 @@ fn per_event_type(vec: &IntCounterVec) -> [IntCounter; EventType::COUNT] {
     EventType::ALL.map(|t| vec.with_label_values(&[t.topic().as_str(), t.as_str()]))
 }
 
+fn per_event_type_of(vec: &IntCounterVec, sink: &str) -> [IntCounter; EventType::COUNT] {
+    EventType::ALL.map(|t| vec.with_label_values(&[sink, t.topic().as_str(), t.as_str()]))
+}
+
 /// What the pipeline sees go by: events generated and the business they represent.
 #[derive(Debug, Clone)]
 pub struct PipelineMetrics {
@@ -153,6 +157,8 @@ impl PipelineMetrics {
 /// What a sink reports about delivery.
 #[derive(Debug, Clone)]
 pub struct DeliveryMetrics {
+    delivered_by_sink: IntCounterVec,
+    /// The counters of the sink these metrics were handed to ([`DeliveryMetrics::for_sink`]).
     delivered: [IntCounter; EventType::COUNT],
     failures: IntCounterVec,
     /// From the event's creation to its delivery report, in seconds.
@@ -177,9 +183,9 @@ impl DeliveryMetrics {
         let delivered = IntCounterVec::new(
             Opts::new(
                 "simulator_events_delivered_total",
-                "Events delivered (acknowledged by the broker, or in a complete file), by topic and event type.",
+                "Events delivered (acknowledged by the broker, or in a complete file), by sink, topic and event type.",
             ),
-            &["topic", "event_type"],
+            &["sink", "topic", "event_type"],
         )?;
         let failures = IntCounterVec::new(
             Opts::new(
@@ -267,7 +273,8 @@ impl DeliveryMetrics {
         registry.register(Box::new(broker_tx_retries.clone()))?;
         registry.register(Box::new(broker_up.clone()))?;
         Ok(Self {
-            delivered: per_event_type(&delivered),
+            delivered: per_event_type_of(&delivered, "none"),
+            delivered_by_sink: delivered,
             failures,
             latency,
             queue_messages,
@@ -286,6 +293,14 @@ impl DeliveryMetrics {
     /// Metrics registered nowhere, for sinks built without a registry.
     pub fn unregistered() -> Self {
         Self::register(&Registry::new()).expect("a fresh registry accepts every metric")
+    }
+
+    /// The same metrics, counting deliveries under `sink` (the sink's name, like `file`).
+    pub fn for_sink(&self, sink: &str) -> Self {
+        Self {
+            delivered: per_event_type_of(&self.delivered_by_sink, sink),
+            ..self.clone()
+        }
     }
 
     /// Counts `count` delivered events of `event_type`.
@@ -331,13 +346,16 @@ impl SimulationMetrics {
 }
 
 /// Registers the process metrics (CPU, memory, file descriptors), `simulator_build_info` and
-/// `simulator_sink_info{sink}` (which sink this process writes to, for alerts that apply to one).
-pub fn register_process(registry: &Registry, sink: &str) -> prometheus::Result<()> {
+/// `simulator_sink_info{sink}` (the sinks this process writes to, one series each, for alerts
+/// that apply to one).
+pub fn register_process(registry: &Registry, sinks: &[&str]) -> prometheus::Result<()> {
     let sink_info = IntGaugeVec::new(
-        Opts::new("simulator_sink_info", "The sink in use; always 1."),
+        Opts::new("simulator_sink_info", "A sink in use; always 1."),
         &["sink"],
     )?;
-    sink_info.with_label_values(&[sink]).set(1);
+    for sink in sinks {
+        sink_info.with_label_values(&[sink]).set(1);
+    }
     registry.register(Box::new(sink_info))?;
     #[cfg(target_os = "linux")]
     registry.register(Box::new(
@@ -359,6 +377,7 @@ pub type SinkProbe = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
 #[derive(Default)]
 pub struct Health {
     shoppers_running: AtomicBool,
+    serving_only: AtomicBool,
     sink_failure: Mutex<Option<String>>,
     probe: Mutex<Option<SinkProbe>>,
 }
@@ -375,6 +394,11 @@ impl Health {
     /// A fresh health record, not ready.
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
+    }
+
+    /// This process only serves files (`simulator serve`): it has no shoppers to wait for.
+    pub fn set_serving_only(&self) {
+        self.serving_only.store(true, Ordering::Relaxed);
     }
 
     /// The shoppers started or stopped.
@@ -401,7 +425,9 @@ impl Health {
         if let Some(probe) = &*self.probe.lock().unwrap_or_else(|e| e.into_inner()) {
             probe()?;
         }
-        if !self.shoppers_running.load(Ordering::Relaxed) {
+        if !self.shoppers_running.load(Ordering::Relaxed)
+            && !self.serving_only.load(Ordering::Relaxed)
+        {
             return Err("shoppers are not running".into());
         }
         Ok(())

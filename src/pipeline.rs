@@ -140,8 +140,10 @@ pub enum OutputError {
 /// How the output fared.
 #[derive(Debug)]
 pub struct Delivery {
-    /// Events delivered, by topic.
+    /// Events delivered (by every sink, when there are several), by topic.
     pub delivered: TopicCounts,
+    /// Events delivered by each sink, by topic.
+    pub by_sink: Vec<(&'static str, TopicCounts)>,
     /// The first failure; after it, events are counted but not written.
     pub error: Option<OutputError>,
 }
@@ -261,6 +263,7 @@ pub fn drain(
     }
     Delivery {
         delivered: output.sink.delivered(),
+        by_sink: output.sink.delivered_by_sink(),
         error,
     }
 }

@@ -374,6 +374,83 @@ pub fn or_word<T: 'static>(word: &'static str, inner: Text<T>) -> Text<Option<T>
     }
 }
 
+/// A value that must never be shown: its `Debug` is redacted and it has no `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// A secret given inline: never echoed; printed back as a comment that `describe` writes
+/// without the value.
+pub struct SecretText {
+    /// What is allowed, in words.
+    pub allowed: &'static str,
+    /// What the printed configuration says instead of the value.
+    pub describe: fn(&Secret) -> String,
+}
+
+impl Describe for SecretText {
+    fn value_name(&self) -> &'static str {
+        "SECRET"
+    }
+    fn allowed(&self) -> String {
+        self.allowed.to_owned()
+    }
+}
+
+impl Parser for SecretText {
+    type Value = Secret;
+    fn parse(&self, value: &Value) -> Result<Secret, Invalid> {
+        text_of(value).map(Secret::new)
+    }
+    fn print(&self, secret: &Secret) -> Printed {
+        Printed::Comment((self.describe)(secret))
+    }
+}
+
+/// A secret read from a file (a mounted secret): the file's path prints, its content never.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecretFile {
+    pub path: PathBuf,
+    pub secret: Secret,
+}
+
+/// A file holding `what` (like "an Event Hubs connection string"), read once, trimmed.
+pub fn secret_file(what: &'static str) -> Text<SecretFile> {
+    Text::new(
+        "FILE",
+        format!("a file holding {what}"),
+        move |path| {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {what} from `{path}`: {e}"))?;
+            if text.trim().is_empty() {
+                return Err(format!("`{path}` is empty: expected {what}"));
+            }
+            Ok(SecretFile {
+                path: PathBuf::from(path),
+                secret: Secret::new(text.trim()),
+            })
+        },
+        |file| quoted(&file.path.display().to_string()),
+    )
+}
+
 /// Where a value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::api::{Api, Layout, Live};
 use crate::clock::{Clock, Speed, Timer};
 use crate::config::Settings;
 use crate::control::ControlPlane;
@@ -35,7 +36,9 @@ use crate::shoppers::{
     Active, Currency, Population, ShopContext, Shopper, raw_activity, run_shopper,
 };
 use crate::sinks::kafka::KafkaSink;
-use crate::sinks::{FileSink, NullSink, Sink, SinkError, SinkKind, StdoutSink, recover_files};
+use crate::sinks::{
+    FanOut, FileSink, NullSink, Sink, SinkError, SinkKind, StdoutSink, recover_files,
+};
 use crate::state::{self, Identity, StateError, StateStore};
 
 /// How often the sink hears the clock's watermark (real time).
@@ -98,10 +101,14 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
-    #[error("sink.kind (--sink): {0}")]
+    #[error("sink.kinds (--sink): {0}")]
     Sink(#[source] SinkError),
     #[error("kafka: {}", .0.iter().map(|(k, m)| format!("{k}: {m}")).collect::<Vec<_>>().join("; "))]
     Kafka(Vec<(&'static str, String)>),
+    #[error("api: {0}")]
+    Api(String),
+    #[error("file.output_dir (--output-dir): {0}")]
+    Serve(String),
     #[error("traffic: {0}")]
     Traffic(String),
     #[error("building the catalogue: {0}")]
@@ -136,7 +143,10 @@ pub struct Summary {
     /// The simulated instant reached.
     pub reached: Timestamp,
     pub generated: TopicCounts,
+    /// Delivered by every sink (the least of their counts), by topic.
     pub delivered: TopicCounts,
+    /// Delivered by each sink, by topic.
+    pub delivered_by_sink: Vec<(&'static str, TopicCounts)>,
     pub sink_error: Option<OutputError>,
 }
 
@@ -155,9 +165,22 @@ impl Summary {
         self.sink_error.is_none() && self.undelivered() == 0
     }
 
-    /// Logs the run's end: what was generated and delivered.
+    /// Logs the run's end: what was generated and delivered (and by each sink, when there
+    /// are several).
     pub fn report(&self) {
         let (generated, delivered) = (total(&self.generated), total(&self.delivered));
+        if self.delivered_by_sink.len() > 1 {
+            for (sink, counts) in &self.delivered_by_sink {
+                let undelivered = generated.saturating_sub(total(counts));
+                tracing::info!(
+                    sink,
+                    delivered = total(counts),
+                    undelivered,
+                    events = %describe(counts),
+                    "delivered by this sink"
+                );
+            }
+        }
         if self.is_complete() {
             tracing::info!(
                 generated,
@@ -272,14 +295,39 @@ pub fn shop_context(settings: &Settings, seed: u64) -> Result<ShopContext, Start
     })
 }
 
-/// Opens the configured sink.
+/// Opens the configured sinks: one, or a [`FanOut`] of several.
+fn open_sinks(
+    settings: &Settings,
+    metrics: &DeliveryMetrics,
+    health: &Health,
+    shutdown: &CancellationToken,
+) -> Result<Box<dyn Sink>, StartError> {
+    let mut sinks = Vec::new();
+    for kind in settings.sink.kinds.iter() {
+        sinks.push(open_sink(
+            settings,
+            kind,
+            metrics.for_sink(kind.as_str()),
+            health,
+            shutdown,
+        )?);
+    }
+    Ok(if sinks.len() == 1 {
+        sinks.remove(0)
+    } else {
+        Box::new(FanOut::new(sinks))
+    })
+}
+
+/// Opens one sink.
 fn open_sink(
     settings: &Settings,
+    kind: SinkKind,
     metrics: DeliveryMetrics,
     health: &Health,
     shutdown: &CancellationToken,
 ) -> Result<Box<dyn Sink>, StartError> {
-    Ok(match settings.sink.kind {
+    Ok(match kind {
         SinkKind::File => {
             let sink = FileSink::new(&settings.file.output_dir, settings.file.codec)
                 .map_err(StartError::Output)?
@@ -315,7 +363,7 @@ fn open_sink(
 /// unfinished files when nothing is saved), and reports what it did.
 fn recover_output(settings: &Settings, restored: Option<&Snapshot>) -> Result<(), StartError> {
     let root = &settings.file.output_dir;
-    if settings.sink.kind != SinkKind::File || !root.exists() {
+    if !settings.sink.kinds.contains(SinkKind::File) || !root.exists() {
         return Ok(());
     }
     // Without a save to go back to, what an earlier process left is kept, in whole blocks.
@@ -431,7 +479,7 @@ pub async fn start(
 
     let registry = Registry::new();
     let health = Health::new();
-    metrics::register_process(&registry, settings.sink.kind.as_str())?;
+    metrics::register_process(&registry, &settings.sink.kinds.names())?;
     let instruments = Instruments::register(&registry, Arc::clone(&health))?;
     let delivery = DeliveryMetrics::register(&registry)?;
     let addr = settings.metrics.addr;
@@ -444,18 +492,35 @@ pub async fn start(
         let _context = control.handle().enter();
         tokio::net::TcpListener::from_std(listener).map_err(listen_error)?
     };
+    // The pull API serves the file sink's hours while the run writes them.
+    let api = if settings.sink.kinds.contains(SinkKind::File) {
+        let token = settings.api.token().map_err(StartError::Api)?;
+        let live = Live {
+            clock: clock.clone(),
+            end,
+        };
+        Some(Api::new(
+            api_layout(&settings),
+            token,
+            Some(live),
+            &registry,
+        )?)
+    } else {
+        None
+    };
     let served = CancellationToken::new();
     let endpoints = control.spawn(endpoints::serve(
         listener,
         registry,
         Arc::clone(&health),
+        api,
         served.clone(),
     ));
 
-    let sink = open_sink(&settings, delivery, &health, &shutdown)?;
+    let sink = open_sinks(&settings, &delivery, &health, &shutdown)?;
     let ledger = Ledger::new(&settings.ledger_dir()).map_err(StartError::Ledger)?;
     // Locked, both; now each must hold this run's output or none.
-    if settings.sink.kind == SinkKind::File {
+    if settings.sink.kinds.contains(SinkKind::File) {
         state::claim(
             &settings.file.output_dir,
             "file.output_dir (--output-dir)",
@@ -497,7 +562,7 @@ pub async fn start(
         seed,
         rate = %settings.simulation.rate,
         shoppers = settings.simulation.shoppers,
-        sink = sink.name(),
+        sink = %settings.sink.kinds,
         start = %start,
         resumed_at = %plan.saving.as_ref().and_then(|s| s.restored.as_ref()).map_or_else(|| "-".to_owned(), |r| r.position().to_string()),
         end = %plan.end.map_or_else(|| "never".to_owned(), |e| e.to_string()),
@@ -520,6 +585,65 @@ pub async fn start(
     served.cancel();
     let _ = endpoints.await;
     Ok(Outcome::Ran(Box::new(summary)))
+}
+
+/// Where the pull API finds the files and the ledger.
+fn api_layout(settings: &Settings) -> Layout {
+    Layout {
+        root: settings.file.output_dir.clone(),
+        ledger: settings.ledger_root(),
+    }
+}
+
+/// `simulator serve`: serves the hours of the output directory over the pull API (with the
+/// metrics and probes) until `shutdown`, simulating nothing.
+pub async fn serve(
+    settings: Settings,
+    shutdown: CancellationToken,
+    control: &ControlPlane,
+) -> Result<(), StartError> {
+    let root = &settings.file.output_dir;
+    if !root.is_dir() {
+        return Err(StartError::Serve(format!(
+            "`{}` is not a directory of the simulator's files",
+            root.display()
+        )));
+    }
+    let token = settings.api.token().map_err(StartError::Api)?;
+    let registry = Registry::new();
+    let health = Health::new();
+    health.set_serving_only();
+    metrics::register_process(&registry, &[])?;
+    let api = Api::new(api_layout(&settings), token, None, &registry)?;
+    let complete = api.check().map_err(|e| StartError::Serve(e.to_string()))?;
+    let addr = settings.metrics.addr;
+    let listen_error = |source| StartError::Listen { addr, source };
+    let listener = std::net::TcpListener::bind(addr).map_err(listen_error)?;
+    listener.set_nonblocking(true).map_err(listen_error)?;
+    let local = listener.local_addr().map_err(listen_error)?;
+    let listener = {
+        let _context = control.handle().enter();
+        tokio::net::TcpListener::from_std(listener).map_err(listen_error)?
+    };
+    tracing::info!(
+        dir = %root.display(),
+        complete_hours = complete,
+        api = %format!("http://{local}/v1/hours"),
+        "serving the output directory"
+    );
+    let served = CancellationToken::new();
+    let endpoints = control.spawn(endpoints::serve(
+        listener,
+        registry,
+        health,
+        Some(api),
+        served.clone(),
+    ));
+    shutdown.cancelled().await;
+    served.cancel();
+    let _ = endpoints.await;
+    tracing::info!("stopped serving");
+    Ok(())
 }
 
 /// Runs `span` of simulated time from the clock's current instant into `sink`, with the
@@ -604,6 +728,7 @@ async fn run(
             reached: start,
             generated: TopicCounts::default(),
             delivered: TopicCounts::default(),
+            delivered_by_sink: Vec::new(),
             sink_error: Some(OutputError::Thread(e)),
         };
     }
@@ -739,8 +864,13 @@ async fn run(
         let _ = context.save(saves + 1, Some(reached), finished).await;
     }
     drop(outbox);
-    let Delivery { delivered, error } = sink_result.await.unwrap_or(Delivery {
+    let Delivery {
+        delivered,
+        by_sink,
+        error,
+    } = sink_result.await.unwrap_or(Delivery {
         delivered: TopicCounts::default(),
+        by_sink: Vec::new(),
         error: Some(OutputError::Vanished),
     });
     Summary {
@@ -748,6 +878,7 @@ async fn run(
         reached,
         generated: generated_since(),
         delivered,
+        delivered_by_sink: by_sink,
         sink_error: error,
     }
 }

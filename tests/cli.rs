@@ -126,7 +126,7 @@ fn bad_input_is_refused_with_exit_code_2_and_no_panic() {
         ),
         (
             vec!["--sink", "s3"],
-            "sink.kind (--sink): `s3` is not a sink",
+            "sink.kinds (--sink): `s3` is not a sink",
         ),
         (
             vec!["--config", "/nonexistent/sim.toml"],

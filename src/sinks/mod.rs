@@ -6,12 +6,14 @@
 //! what was generated, so anything generated and not delivered is reported, never lost
 //! silently.
 
+mod fanout;
 mod file;
 pub mod kafka;
 mod memory;
 mod null;
 mod stdout;
 
+pub use fanout::FanOut;
 pub use file::{FileCodec, FileRecord, FileSettings, FileSink, Recovery, recover as recover_files};
 pub use memory::MemorySink;
 pub use null::NullSink;
@@ -23,7 +25,7 @@ use tokio::time::Instant;
 
 use crate::encoding::EncodingError;
 use crate::model::{Event, Timestamp, TopicCounts};
-use crate::settings::one_of;
+use crate::settings::{Describe, Invalid, Parser, Printed, quoted, text_of};
 
 crate::named! {
     /// Where events go.
@@ -35,12 +37,96 @@ crate::named! {
     }
 }
 
+/// The sinks of a run: one or more, each at most once, in the order given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkKinds(Vec<SinkKind>);
+
+impl SinkKinds {
+    /// Parses `file`, `kafka,file`...: kinds separated by commas, none twice.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut kinds = Vec::new();
+        for name in text.split(',').map(str::trim) {
+            let kind: SinkKind = name.parse().map_err(|_| {
+                format!(
+                    "`{name}` is not a sink: expected one of {} (several separated by commas)",
+                    SinkKind::names()
+                )
+            })?;
+            if kinds.contains(&kind) {
+                return Err(format!("`{name}` is given twice in `{text}`"));
+            }
+            kinds.push(kind);
+        }
+        Ok(Self(kinds))
+    }
+
+    /// One sink.
+    pub fn one(kind: SinkKind) -> Self {
+        Self(vec![kind])
+    }
+
+    /// Whether `kind` is one of them.
+    pub fn contains(&self, kind: SinkKind) -> bool {
+        self.0.contains(&kind)
+    }
+
+    /// Each, in the order given.
+    pub fn iter(&self) -> impl Iterator<Item = SinkKind> + '_ {
+        self.0.iter().copied()
+    }
+
+    /// Their names.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.0.iter().map(|k| k.as_str()).collect()
+    }
+}
+
+impl std::fmt::Display for SinkKinds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.names().join(","))
+    }
+}
+
+/// `sink.kinds`: text like `kafka,file`, or a TOML list of names.
+struct KindsParser;
+
+impl Describe for KindsParser {
+    fn value_name(&self) -> &'static str {
+        "KIND[,KIND]"
+    }
+    fn allowed(&self) -> String {
+        format!(
+            "one or more of {}, separated by commas, none twice",
+            SinkKind::names()
+        )
+    }
+}
+
+impl Parser for KindsParser {
+    type Value = SinkKinds;
+    fn parse(&self, value: &::config::Value) -> Result<SinkKinds, Invalid> {
+        let text = match &value.kind {
+            ::config::ValueKind::Array(items) => items
+                .iter()
+                .map(text_of)
+                .collect::<Result<Vec<_>, _>>()?
+                .join(","),
+            _ => text_of(value)?,
+        };
+        SinkKinds::parse(&text).map_err(|message| vec![(String::new(), message)])
+    }
+    fn print(&self, kinds: &SinkKinds) -> Printed {
+        Printed::Value(quoted(&kinds.to_string()))
+    }
+}
+
 crate::section! {
-    /// Which sink events go to.
+    /// Which sinks events go to.
     pub struct SinkSettings in "sink" {
         /// Where events go: file (Avro files), kafka (Kafka or Event Hubs), stdout (JSON
-        /// lines) or null (encode, discard).
-        pub kind: SinkKind = one_of("KIND", "a sink", SinkKind::names()), flag = "--sink";
+        /// lines) or null (encode, discard); several separated by commas (kafka,file) each
+        /// get every event.
+        pub kinds: SinkKinds = KindsParser, flag = "--sink";
     }
 }
 
@@ -116,6 +202,12 @@ pub trait Sink: Send {
 
     /// Events delivered so far, by topic.
     fn delivered(&self) -> TopicCounts;
+
+    /// Events delivered so far by each sink this one is made of, by name: itself, unless it
+    /// writes to several.
+    fn delivered_by_sink(&self) -> Vec<(&'static str, TopicCounts)> {
+        vec![(self.name(), self.delivered())]
+    }
 }
 
 /// Adds one to `counts` for each event of `events`.

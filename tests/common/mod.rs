@@ -170,7 +170,7 @@ pub fn kafka_settings(
     let cli = Cli::default()
         .with("simulation.rate", rate)
         .with("simulation.shoppers", shoppers.to_string())
-        .with("sink.kind", "kafka")
+        .with("sink.kinds", "kafka")
         .with("kafka.bootstrap_servers", bootstrap);
     Settings::load(
         &cli,

@@ -12,7 +12,6 @@
 //! the tokens). Nothing secret is in the producer's properties then.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -20,30 +19,10 @@ use ::config::ValueKind;
 
 use crate::model::{PerTopic, Topic};
 use crate::settings::{
-    Describe, Invalid, Parser, Printed, Text, boolean, duration, one_of, optional, quoted, text_of,
+    Describe, Invalid, Parser, Printed, SecretText, Text, boolean, duration, one_of, optional,
+    quoted, text_of,
 };
-
-/// A value that must never be shown: its `Debug` is redacted and it has no `Display`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The value itself, for the one place that needs it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
+pub use crate::settings::{Secret, SecretFile};
 
 crate::named! {
     /// How the producer proves who it is, when not inferred.
@@ -122,13 +101,6 @@ fn check_server(server: &str) -> Result<(), String> {
     }
 }
 
-/// A secret given inline: never echoed; printed back as a comment that `describe` writes
-/// without the value.
-struct SecretText {
-    allowed: &'static str,
-    describe: fn(&Secret) -> String,
-}
-
 /// An Event Hubs connection string: printed back as the namespace it names, never as itself.
 const CONNECTION_STRING: SecretText = SecretText {
     allowed: "an Event Hubs namespace connection string",
@@ -144,46 +116,8 @@ const CLIENT_SECRET: SecretText = SecretText {
     describe: |_| "set (redacted)".to_owned(),
 };
 
-impl Describe for SecretText {
-    fn value_name(&self) -> &'static str {
-        "SECRET"
-    }
-    fn allowed(&self) -> String {
-        self.allowed.to_owned()
-    }
-}
-
-impl Parser for SecretText {
-    type Value = Secret;
-    fn parse(&self, value: &::config::Value) -> Result<Secret, Invalid> {
-        text_of(value).map(Secret::new)
-    }
-    fn print(&self, secret: &Secret) -> Printed {
-        Printed::Comment((self.describe)(secret))
-    }
-}
-
-/// A secret read from a file (a mounted secret): the file's path prints, its content never.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SecretFile {
-    pub path: PathBuf,
-    pub secret: Secret,
-}
-
 fn secret_file() -> Text<SecretFile> {
-    Text::new(
-        "FILE",
-        "a file holding an Event Hubs connection string",
-        |path| {
-            std::fs::read_to_string(path)
-                .map(|text| SecretFile {
-                    path: PathBuf::from(path),
-                    secret: Secret::new(text.trim()),
-                })
-                .map_err(|e| format!("cannot read the connection string from `{path}`: {e}"))
-        },
-        |file| quoted(&file.path.display().to_string()),
-    )
+    crate::settings::secret_file("an Event Hubs connection string")
 }
 
 /// A topic name: 1 to 249 letters, digits, `.`, `_` or `-`.

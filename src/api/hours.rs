@@ -1,0 +1,350 @@
+//! Which hours of an output directory are complete, and the files that hold them.
+//!
+//! The file sink writes `<root>/<topic>/date=YYYY-MM-DD/hour=HH/<topic>-YYYYMMDDTHH-NNNNN.avro`
+//! (see `sinks::file`), unfinished files under a hidden `.inprogress` name; the ledger writes
+//! `<ledger>/[shard=I/]date=YYYY-MM-DD/hour=HH.json` once an hour has ended, with the events
+//! the run generated for it. An hour is **complete** when
+//! - no topic's directory of the hour holds an unfinished file,
+//! - every replica of the run (the `N` of `_run.json`'s `simulation.shard`, else 1) has written
+//!   its ledger for that hour or a later one, so none has more to add, and
+//! - the complete files hold exactly the events the ledgers count for it (`events_total` plus
+//!   the injected duplicates): nothing is still held back as a late event, nothing is pending a
+//!   save of the run's state.
+//!
+//! A complete hour never changes again: its files are immutable, so positions in it are
+//! stable, across restarts of whoever serves them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
+use sha2::{Digest, Sha256};
+
+use super::avro::Container;
+use crate::model::{Timestamp, Topic};
+
+/// The record of the run a directory holds (written by `state::claim`).
+const RUN_RECORD: &str = "_run.json";
+
+/// One complete file of an hour.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HourFile {
+    pub topic: Topic,
+    pub part: u32,
+    pub path: PathBuf,
+    pub len: u64,
+    pub events: u64,
+}
+
+/// What is known of one hour.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hour {
+    /// Its start.
+    pub start: Timestamp,
+    /// Its complete files, by topic (in [`Topic::ALL`] order), then part.
+    pub files: Vec<HourFile>,
+    /// Why it is not complete; `None`: complete.
+    pub incomplete: Option<String>,
+}
+
+impl Hour {
+    /// Events in its complete files, by topic.
+    pub fn events(&self) -> BTreeMap<Topic, u64> {
+        let mut events = BTreeMap::new();
+        for file in &self.files {
+            *events.entry(file.topic).or_default() += file.events;
+        }
+        events
+    }
+
+    /// Its files of `topic` (all topics: `None`), in order.
+    pub fn selection(&self, topic: Option<Topic>) -> Vec<HourFile> {
+        self.files
+            .iter()
+            .filter(|f| topic.is_none_or(|t| f.topic == t))
+            .cloned()
+            .collect()
+    }
+
+    /// A digest of its files (names and sizes): what cursors and entity tags are bound to.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        let mut digest = Sha256::new();
+        digest.update(self.start.as_micros().to_be_bytes());
+        for file in &self.files {
+            digest.update(file.path.as_os_str().as_encoded_bytes());
+            digest.update(file.len.to_be_bytes());
+            digest.update(file.events.to_be_bytes());
+        }
+        digest.finalize().into()
+    }
+}
+
+/// The hours of a directory at one instant.
+#[derive(Debug, Clone, Default)]
+pub struct Hours {
+    pub hours: BTreeMap<i64, Hour>,
+}
+
+impl Hours {
+    /// The latest hour such that it and every hour before it with data are complete.
+    pub fn watermark(&self) -> Option<Timestamp> {
+        let mut watermark = None;
+        for hour in self.hours.values() {
+            if hour.incomplete.is_some() {
+                break;
+            }
+            watermark = Some(hour.start);
+        }
+        watermark
+    }
+
+    /// The complete hours, in order.
+    pub fn complete(&self) -> impl Iterator<Item = &Hour> {
+        self.hours.values().filter(|h| h.incomplete.is_none())
+    }
+
+    /// The hour starting at `start`, if it has data.
+    pub fn get(&self, start: Timestamp) -> Option<&Hour> {
+        self.hours.get(&start.as_micros())
+    }
+}
+
+/// Where the data and the ledger are.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub root: PathBuf,
+    pub ledger: PathBuf,
+}
+
+/// A file's identity for the cache of record counts.
+type Stamp = (u64, Option<SystemTime>);
+
+/// Scans a directory's hours, remembering what it counted (files are immutable once
+/// complete; a changed size or time is counted again).
+#[derive(Debug)]
+pub struct Scanner {
+    layout: Layout,
+    counts: HashMap<PathBuf, (Stamp, u64)>,
+}
+
+/// A scan that failed: the path and why.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read `{path}`: {source}")]
+pub struct ScanError {
+    pub path: PathBuf,
+    #[source]
+    pub source: io::Error,
+}
+
+fn scan_error(path: &Path) -> impl FnOnce(io::Error) -> ScanError + '_ {
+    move |source| ScanError {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// The entries of `dir`, by name; none when it does not exist.
+fn entries(dir: &Path) -> Result<Vec<(String, PathBuf)>, ScanError> {
+    let listing = match fs::read_dir(dir) {
+        Ok(listing) => listing,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(scan_error(dir)(e)),
+    };
+    let mut out = Vec::new();
+    for entry in listing {
+        let entry = entry.map_err(scan_error(dir))?;
+        out.push((
+            entry.file_name().to_string_lossy().into_owned(),
+            entry.path(),
+        ));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The start of the hour `date=YYYY-MM-DD` / `hour=HH` name.
+fn hour_of(date: &str, hour: &str) -> Option<Timestamp> {
+    let date = NaiveDate::parse_from_str(date.strip_prefix("date=")?, "%Y-%m-%d").ok()?;
+    let hour: u32 = hour.strip_prefix("hour=")?.parse().ok()?;
+    let time = NaiveTime::from_hms_opt(hour, 0, 0)?;
+    Some(Timestamp::from_datetime(
+        NaiveDateTime::new(date, time).and_utc(),
+    ))
+}
+
+/// How many replicas wrote the run whose `_run.json` is in one of `dirs`.
+fn replicas(dirs: &[&Path]) -> u32 {
+    for dir in dirs {
+        let Ok(bytes) = fs::read(dir.join(RUN_RECORD)) else {
+            continue;
+        };
+        let Ok(record) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+            continue;
+        };
+        let shard = record["settings"].as_array().and_then(|settings| {
+            settings.iter().find_map(|pair| {
+                (pair[0].as_str() == Some("simulation.shard")).then(|| pair[1].as_str())?
+            })
+        });
+        if let Some(count) = shard
+            .and_then(|s| s.split_once('/'))
+            .and_then(|(_, n)| n.parse::<u32>().ok())
+        {
+            return count.max(1);
+        }
+    }
+    1
+}
+
+/// One replica's ledger: events expected per hour, and the latest hour written.
+#[derive(Debug, Default)]
+struct ReplicaLedger {
+    expected: BTreeMap<i64, u64>,
+    latest: Option<i64>,
+}
+
+fn read_ledger(dir: &Path) -> Result<ReplicaLedger, ScanError> {
+    let mut ledger = ReplicaLedger::default();
+    for (date, date_path) in entries(dir)? {
+        if !date.starts_with("date=") {
+            continue;
+        }
+        for (name, path) in entries(&date_path)? {
+            let Some(hour) = name
+                .strip_suffix(".json")
+                .and_then(|hour| hour_of(&date, hour))
+            else {
+                continue;
+            };
+            let text = fs::read(&path).map_err(scan_error(&path))?;
+            let json: serde_json::Value = serde_json::from_slice(&text).map_err(|e| ScanError {
+                path: path.clone(),
+                source: io::Error::new(io::ErrorKind::InvalidData, e),
+            })?;
+            let expected = json["events_total"].as_u64().unwrap_or(0)
+                + json["faults"]["duplicates"].as_u64().unwrap_or(0);
+            let start = hour.as_micros();
+            ledger.expected.insert(start, expected);
+            ledger.latest = ledger.latest.max(Some(start));
+        }
+    }
+    Ok(ledger)
+}
+
+impl Scanner {
+    pub fn new(layout: Layout) -> Self {
+        Self {
+            layout,
+            counts: HashMap::new(),
+        }
+    }
+
+    fn count(&mut self, path: &Path, stamp: Stamp) -> Result<u64, ScanError> {
+        if let Some((known, events)) = self.counts.get(path)
+            && *known == stamp
+        {
+            return Ok(*events);
+        }
+        let events = Container::open(path)
+            .and_then(Container::count)
+            .map_err(scan_error(path))?;
+        self.counts.insert(path.to_owned(), (stamp, events));
+        Ok(events)
+    }
+
+    /// Scans the directory now.
+    pub fn scan(&mut self) -> Result<Hours, ScanError> {
+        let root = self.layout.root.clone();
+        let mut files: BTreeMap<i64, Vec<HourFile>> = BTreeMap::new();
+        let mut unfinished: BTreeMap<i64, usize> = BTreeMap::new();
+        for topic in Topic::ALL {
+            for (date, date_path) in entries(&root.join(topic.as_str()))? {
+                for (hour_name, hour_path) in entries(&date_path)? {
+                    let Some(hour) = hour_of(&date, &hour_name) else {
+                        continue;
+                    };
+                    let start = hour.as_micros();
+                    files.entry(start).or_default();
+                    let prefix = format!("{topic}-{}-", hour.to_datetime().format("%Y%m%dT%H"));
+                    for (name, path) in entries(&hour_path)? {
+                        if name.starts_with('.') && name.ends_with(".inprogress") {
+                            *unfinished.entry(start).or_default() += 1;
+                            continue;
+                        }
+                        let Some(part) = name
+                            .strip_prefix(&prefix)
+                            .and_then(|rest| rest.strip_suffix(".avro"))
+                            .and_then(|n| n.parse::<u32>().ok())
+                        else {
+                            continue;
+                        };
+                        let meta = fs::metadata(&path).map_err(scan_error(&path))?;
+                        let stamp = (meta.len(), meta.modified().ok());
+                        let events = self.count(&path, stamp)?;
+                        files.entry(start).or_default().push(HourFile {
+                            topic,
+                            part,
+                            path,
+                            len: meta.len(),
+                            events,
+                        });
+                    }
+                }
+            }
+        }
+        let replica_count = replicas(&[&root, &self.layout.ledger]);
+        let ledgers: Vec<ReplicaLedger> = if replica_count > 1 {
+            (0..replica_count)
+                .map(|i| read_ledger(&self.layout.ledger.join(format!("shard={i}"))))
+                .collect::<Result<_, _>>()?
+        } else {
+            vec![read_ledger(&self.layout.ledger)?]
+        };
+        for ledger in &ledgers {
+            for start in ledger.expected.keys() {
+                files.entry(*start).or_default();
+            }
+        }
+        let mut hours = BTreeMap::new();
+        for (start, mut hour_files) in files {
+            hour_files.sort_by_key(|f| (f.topic.index(), f.part));
+            let held: u64 = hour_files.iter().map(|f| f.events).sum();
+            let expected: Option<u64> = ledgers
+                .iter()
+                .filter_map(|l| l.expected.get(&start))
+                .copied()
+                .reduce(|a, b| a + b);
+            let behind = ledgers
+                .iter()
+                .filter(|l| l.latest.is_none_or(|latest| latest < start))
+                .count();
+            let incomplete = if let Some(n) = unfinished.get(&start) {
+                Some(format!("{n} of its files are still being written"))
+            } else if behind > 0 {
+                Some(format!(
+                    "{behind} of {replica_count} replicas have not written its ledger yet"
+                ))
+            } else {
+                match expected {
+                    Some(expected) if expected == held => None,
+                    Some(expected) => Some(format!(
+                        "its files hold {held} of the {expected} events its ledger counts"
+                    )),
+                    None => Some("its ledger has not been written".to_owned()),
+                }
+            };
+            hours.insert(
+                start,
+                Hour {
+                    start: Timestamp::from_micros(start),
+                    files: hour_files,
+                    incomplete,
+                },
+            );
+        }
+        Ok(Hours { hours })
+    }
+}
