@@ -393,3 +393,38 @@ def test_the_entra_overlay_gives_valid_manifests_and_a_configuration_the_simulat
                              text=True, env={k: v for k, v in environment.items() if not k.startswith("AZURE_")},
                              cwd=tmp_path)
     assert refused.returncode == 2 and "kafka.entra_token_file: missing" in refused.stderr, refused.stderr
+
+
+def test_the_api_job_pulls_hours_through_the_same_loader(bundle):
+    from databricks.bundles.jobs import Job
+
+    from retail_loader import pull
+
+    job = bundle["resources"]["jobs"]["retail_api_loader"]
+    assert Job.from_dict(job).as_dict() == job
+    assert job["schedule"]["pause_status"] == "PAUSED", "the Kafka path stays the default"
+    assert job["max_concurrent_runs"] == 1
+    (task,) = job["tasks"]
+    pyproject = tomllib.loads((DATABRICKS / "pyproject.toml").read_text())
+    entry = task["python_wheel_task"]["entry_point"]
+    assert pyproject["project"]["entry-points"]["packages"][entry] == "retail_loader.pull:main"
+    assert any(lib.get("pypi", {}).get("package", "").startswith("fastavro==") for lib in task["libraries"])
+    defaults = {name: str(v.get("default") or f"<{name}>") for name, v in bundle["variables"].items()}
+    defaults.update(storage_root="abfss://loader@account.dfs.core.windows.net/retail",
+                    synapse_jdbc_url="jdbc:sqlserver://ws.sql.azuresynapse.net:1433;database=pool",
+                    api_url="https://simulator.example:9464")
+
+    def fill(value: str) -> str:
+        value = re.sub(r"\$\{var\.([a-z_]+)\}", lambda m: defaults[m.group(1)], value)
+        return value.replace("${bundle.target}", "dev")
+
+    args = pull.arguments([fill(p) for p in task["python_wheel_task"]["parameters"]])
+    assert args.api_url == "https://simulator.example:9464" and args.api_token_secret == "api-token"
+    raw_loader = bundle["resources"]["jobs"]["retail_raw_loader"]["tasks"][0]["python_wheel_task"]["parameters"]
+    assert args.checkpoint_location not in [fill(p) for p in raw_loader], "each job has its own checkpoint"
+    with pytest.raises(ValueError, match="not an http"):
+        pull.ApiClient("simulator:9464")
+    assert pull.offset_bases([
+        {"hour": "2026-03-02T00", "events": {"orders": 3, "products": 2}},
+        {"hour": "2026-03-02T01", "events": {"orders": 4}},
+    ])[("2026-03-02T01", "orders")] == 3
