@@ -93,6 +93,74 @@ fn a_simulated_day_arrives_complete_and_correct() {
     assert!(delivered["orders"] > 11_000, "{delivered:?}");
 }
 
+#[test]
+fn kafka_and_files_at_once_each_get_every_event_and_the_ledger_is_written_once() {
+    let broker = broker();
+    let prefix = format!("both{}-", std::process::id());
+    create_topics(&broker.bootstrap, &prefix);
+    let data = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("both-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let output = common::simulated_day(9, "500/h", 300)
+        .args([
+            "--sink",
+            "kafka,file",
+            "--bootstrap-servers",
+            &broker.bootstrap,
+        ])
+        .arg("--output-dir")
+        .arg(&data)
+        .args(["--log-format", "json"])
+        .envs(topic_env(&prefix))
+        .output()
+        .unwrap();
+    common::assert_success(&output);
+    let delivered = delivered_by_topic(&output);
+    let stderr = common::stderr(&output);
+    let per_sink: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter(|l| l.contains("delivered by this sink"))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let sinks: Vec<&str> = per_sink
+        .iter()
+        .map(|v| v["sink"].as_str().unwrap())
+        .collect();
+    assert_eq!(sinks, ["kafka", "file"], "{stderr}");
+    assert!(per_sink.iter().all(|v| v["undelivered"] == 0), "{stderr}");
+    // The broker has every event; so have the files; the ledger counts each once.
+    let summary = consume(&broker.bootstrap, &prefix, &[]);
+    // The files, checked against the schemas and against the one ledger, hour by hour.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let files = Command::new(common::python())
+        .arg(root.join("tests/python/check_avro_files.py"))
+        .arg(&data)
+        .arg(root.join("avro"))
+        .arg(data.join("_ledger"))
+        .output()
+        .unwrap();
+    assert!(
+        files.status.success(),
+        "{}",
+        String::from_utf8_lossy(&files.stderr)
+    );
+    let files: serde_json::Value = serde_json::from_slice(&files.stdout).unwrap();
+    let mut total = 0;
+    for topic in ["products", "customers", "orders", "payments"] {
+        assert_eq!(
+            summary["records"][topic].as_u64(),
+            Some(delivered[topic]),
+            "{topic}: {summary}"
+        );
+        assert_eq!(
+            files["records"][topic].as_u64(),
+            Some(delivered[topic]),
+            "{topic}: {files}"
+        );
+        total += delivered[topic];
+    }
+    assert!(total > 11_000, "{delivered:?}");
+}
+
 /// A minimal Confluent-compatible schema registry: `POST /subjects/{subject}/versions` and
 /// `GET /schemas/ids/{id}`.
 struct RegistryDouble {
