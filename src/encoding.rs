@@ -64,6 +64,11 @@ impl Schemas {
         &self.by_topic[topic.index()]
     }
 
+    /// `topic`'s schema as the header of an Avro file holds it (logical types and docs kept).
+    pub fn header_json(&self, topic: Topic) -> String {
+        serde_json::to_string(self.get(topic)).expect("a parsed schema serialises")
+    }
+
     /// The canonical-form JSON of `topic`'s schema, for readers such as Spark's `from_avro`.
     pub fn canonical_json(&self, topic: Topic) -> String {
         self.get(topic).canonical_form()

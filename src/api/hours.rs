@@ -24,7 +24,7 @@ use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
 use sha2::{Digest, Sha256};
 
 use super::avro::Container;
-use crate::model::{Timestamp, Topic};
+use crate::model::{MICROS_PER_HOUR, Timestamp, Topic};
 
 /// The record of the run a directory holds (written by `state::claim`).
 const RUN_RECORD: &str = "_run.json";
@@ -122,14 +122,19 @@ pub struct Layout {
 /// A file's identity for the cache of record counts.
 type Stamp = (u64, Option<SystemTime>);
 
-/// Scans a directory's hours, remembering what it counted (files are immutable once
-/// complete; a changed size or time is counted again).
+/// Scans a directory's hours. A complete hour never changes, so once seen complete it is
+/// neither listed nor read again (nor is a day all of whose hours are): a scan of a year of
+/// output reads only the directories of the hours still open.
 #[derive(Debug)]
 pub struct Scanner {
     layout: Layout,
+    /// Record counts of files not yet part of a complete hour, by path.
     counts: HashMap<PathBuf, (Stamp, u64)>,
+    /// The last scan.
+    previous: Hours,
+    /// Each replica's ledger as last read.
+    ledgers: Vec<ReplicaLedger>,
 }
-
 /// A scan that failed: the path and why.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot read `{path}`: {source}")]
@@ -200,16 +205,31 @@ fn replicas(dirs: &[&Path]) -> u32 {
 }
 
 /// One replica's ledger: events expected per hour, and the latest hour written.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct ReplicaLedger {
     expected: BTreeMap<i64, u64>,
     latest: Option<i64>,
 }
 
-fn read_ledger(dir: &Path) -> Result<ReplicaLedger, ScanError> {
+/// Reads a replica's ledger under `dir`, keeping from `previous` the hours of the days that
+/// `final_day` says are complete, without reading them again.
+fn read_ledger(
+    dir: &Path,
+    previous: &ReplicaLedger,
+    final_day: &dyn Fn(i64) -> bool,
+    final_hour: &dyn Fn(i64) -> bool,
+) -> Result<ReplicaLedger, ScanError> {
     let mut ledger = ReplicaLedger::default();
     for (date, date_path) in entries(dir)? {
-        if !date.starts_with("date=") {
+        let Some(day) = hour_of(&date, "hour=00") else {
+            continue;
+        };
+        let day = day.as_micros();
+        if final_day(day) {
+            let end = day + 24 * MICROS_PER_HOUR;
+            ledger
+                .expected
+                .extend(previous.expected.range(day..end).map(|(k, v)| (*k, *v)));
             continue;
         }
         for (name, path) in entries(&date_path)? {
@@ -219,6 +239,13 @@ fn read_ledger(dir: &Path) -> Result<ReplicaLedger, ScanError> {
             else {
                 continue;
             };
+            let start = hour.as_micros();
+            if final_hour(start)
+                && let Some(known) = previous.expected.get(&start)
+            {
+                ledger.expected.insert(start, *known);
+                continue;
+            }
             let text = fs::read(&path).map_err(scan_error(&path))?;
             let json: serde_json::Value = serde_json::from_slice(&text).map_err(|e| ScanError {
                 path: path.clone(),
@@ -226,11 +253,10 @@ fn read_ledger(dir: &Path) -> Result<ReplicaLedger, ScanError> {
             })?;
             let expected = json["events_total"].as_u64().unwrap_or(0)
                 + json["faults"]["duplicates"].as_u64().unwrap_or(0);
-            let start = hour.as_micros();
             ledger.expected.insert(start, expected);
-            ledger.latest = ledger.latest.max(Some(start));
         }
     }
+    ledger.latest = ledger.expected.keys().next_back().copied();
     Ok(ledger)
 }
 
@@ -239,6 +265,8 @@ impl Scanner {
         Self {
             layout,
             counts: HashMap::new(),
+            previous: Hours::default(),
+            ledgers: Vec::new(),
         }
     }
 
@@ -258,15 +286,32 @@ impl Scanner {
     /// Scans the directory now.
     pub fn scan(&mut self) -> Result<Hours, ScanError> {
         let root = self.layout.root.clone();
+        let previous = std::mem::take(&mut self.previous);
+        let final_hour = |start: i64| {
+            previous
+                .hours
+                .get(&start)
+                .is_some_and(|h| h.incomplete.is_none())
+        };
+        let final_day = |day: i64| (0..24).all(|h| final_hour(day + h * MICROS_PER_HOUR));
         let mut files: BTreeMap<i64, Vec<HourFile>> = BTreeMap::new();
         let mut unfinished: BTreeMap<i64, usize> = BTreeMap::new();
         for topic in Topic::ALL {
             for (date, date_path) in entries(&root.join(topic.as_str()))? {
+                let Some(day) = hour_of(&date, "hour=00") else {
+                    continue;
+                };
+                if final_day(day.as_micros()) {
+                    continue;
+                }
                 for (hour_name, hour_path) in entries(&date_path)? {
                     let Some(hour) = hour_of(&date, &hour_name) else {
                         continue;
                     };
                     let start = hour.as_micros();
+                    if final_hour(start) {
+                        continue;
+                    }
                     files.entry(start).or_default();
                     let prefix = format!("{topic}-{}-", hour.to_datetime().format("%Y%m%dT%H"));
                     for (name, path) in entries(&hour_path)? {
@@ -296,19 +341,38 @@ impl Scanner {
             }
         }
         let replica_count = replicas(&[&root, &self.layout.ledger]);
-        let ledgers: Vec<ReplicaLedger> = if replica_count > 1 {
+        let dirs: Vec<PathBuf> = if replica_count > 1 {
             (0..replica_count)
-                .map(|i| read_ledger(&self.layout.ledger.join(format!("shard={i}"))))
-                .collect::<Result<_, _>>()?
+                .map(|i| self.layout.ledger.join(format!("shard={i}")))
+                .collect()
         } else {
-            vec![read_ledger(&self.layout.ledger)?]
+            vec![self.layout.ledger.clone()]
         };
+        let empty = ReplicaLedger::default();
+        let ledgers: Vec<ReplicaLedger> = dirs
+            .iter()
+            .enumerate()
+            .map(|(i, dir)| {
+                read_ledger(
+                    dir,
+                    self.ledgers.get(i).unwrap_or(&empty),
+                    &final_day,
+                    &final_hour,
+                )
+            })
+            .collect::<Result<_, _>>()?;
         for ledger in &ledgers {
             for start in ledger.expected.keys() {
-                files.entry(*start).or_default();
+                if !final_hour(*start) {
+                    files.entry(*start).or_default();
+                }
             }
         }
-        let mut hours = BTreeMap::new();
+        let mut hours: BTreeMap<i64, Hour> = previous
+            .hours
+            .into_iter()
+            .filter(|(_, h)| h.incomplete.is_none())
+            .collect();
         for (start, mut hour_files) in files {
             hour_files.sort_by_key(|f| (f.topic.index(), f.part));
             let held: u64 = hour_files.iter().map(|f| f.events).sum();
@@ -336,6 +400,12 @@ impl Scanner {
                     None => Some("its ledger has not been written".to_owned()),
                 }
             };
+            if incomplete.is_none() {
+                // Final: its files' counts live in the hour from now on.
+                for file in &hour_files {
+                    self.counts.remove(&file.path);
+                }
+            }
             hours.insert(
                 start,
                 Hour {
@@ -345,6 +415,138 @@ impl Scanner {
                 },
             );
         }
-        Ok(Hours { hours })
+        let hours = Hours { hours };
+        self.previous = hours.clone();
+        self.ledgers = ledgers;
+        Ok(hours)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use apache_avro::types::Value;
+    use apache_avro::{Schema, Writer};
+
+    const HOUR: &str = "2026-03-02T13:00:00Z";
+
+    fn start() -> Timestamp {
+        Timestamp::from_datetime(HOUR.parse().unwrap())
+    }
+
+    fn hour_dir(root: &Path, topic: &str) -> PathBuf {
+        root.join(topic).join("date=2026-03-02").join("hour=13")
+    }
+
+    /// A file of `events` records (of a one-field schema: the scanner only counts).
+    fn write(root: &Path, topic: &str, part: u32, events: i64) -> PathBuf {
+        let dir = hour_dir(root, topic);
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{topic}-20260302T13-{part:05}.avro"));
+        let schema = Schema::parse_str(
+            r#"{"type":"record","name":"E","fields":[{"name":"n","type":"long"}]}"#,
+        )
+        .unwrap();
+        let mut writer = Writer::new(&schema, fs::File::create(&path).unwrap());
+        for n in 0..events {
+            writer
+                .append(Value::Record(vec![("n".into(), Value::Long(n))]))
+                .unwrap();
+        }
+        writer.into_inner().unwrap();
+        path
+    }
+
+    fn ledger(dir: &Path, hour: &str, events: u64, duplicates: u64) {
+        let dir = dir.join("date=2026-03-02");
+        fs::create_dir_all(&dir).unwrap();
+        let json =
+            serde_json::json!({"events_total": events, "faults": {"duplicates": duplicates}});
+        fs::write(dir.join(format!("hour={hour}.json")), json.to_string()).unwrap();
+    }
+
+    fn scanner(root: &Path) -> Scanner {
+        Scanner::new(Layout {
+            root: root.to_owned(),
+            ledger: root.join("_ledger"),
+        })
+    }
+
+    fn state(hours: &Hours) -> Option<String> {
+        hours.get(start()).unwrap().incomplete.clone()
+    }
+
+    #[test]
+    fn an_hour_is_complete_once_its_files_hold_what_its_ledger_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let mut scanner = scanner(root);
+        write(root, "orders", 0, 5);
+        let unfinished =
+            hour_dir(root, "payments").join(".payments-20260302T13-00000.avro.inprogress");
+        fs::create_dir_all(unfinished.parent().unwrap()).unwrap();
+        fs::write(&unfinished, b"").unwrap();
+        let hours = scanner.scan().unwrap();
+        assert!(state(&hours).unwrap().contains("still being written"));
+        assert_eq!(hours.watermark(), None);
+
+        fs::remove_file(&unfinished).unwrap();
+        write(root, "payments", 0, 3);
+        assert!(state(&scanner.scan().unwrap()).unwrap().contains("ledger"));
+        // 8 events and 1 duplicate: the files must hold 9.
+        ledger(&root.join("_ledger"), "13", 8, 1);
+        assert!(
+            state(&scanner.scan().unwrap())
+                .unwrap()
+                .contains("hold 8 of the 9")
+        );
+        write(root, "orders", 1, 1);
+        let hours = scanner.scan().unwrap();
+        assert_eq!(state(&hours), None);
+        assert_eq!(hours.watermark(), Some(start()));
+        let hour = hours.get(start()).unwrap();
+        assert_eq!(
+            hour.files
+                .iter()
+                .map(|f| (f.topic, f.part, f.events))
+                .collect::<Vec<_>>(),
+            [
+                (Topic::Orders, 0, 5),
+                (Topic::Orders, 1, 1),
+                (Topic::Payments, 0, 3)
+            ]
+        );
+        assert_eq!(hour.events()[&Topic::Orders], 6);
+
+        // Final: not read again, even if its files go.
+        let fingerprint = hour.fingerprint();
+        fs::remove_dir_all(root.join("orders")).unwrap();
+        let again = scanner.scan().unwrap();
+        assert_eq!(again.get(start()).unwrap().fingerprint(), fingerprint);
+    }
+
+    #[test]
+    fn every_replica_must_have_passed_the_hour() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let record = serde_json::json!({"settings": [["simulation.seed", "1"], ["simulation.shard", "*/2"]]});
+        fs::write(root.join(RUN_RECORD), record.to_string()).unwrap();
+        write(root, "orders", 0, 4);
+        ledger(&root.join("_ledger/shard=0"), "13", 4, 0);
+        let mut scanner = scanner(root);
+        assert!(
+            state(&scanner.scan().unwrap())
+                .unwrap()
+                .contains("1 of 2 replicas")
+        );
+        // Replica 1 had nothing in 13:00 but has written a later hour: it has passed it.
+        ledger(&root.join("_ledger/shard=1"), "14", 2, 0);
+        let hours = scanner.scan().unwrap();
+        assert_eq!(state(&hours), None);
+        // Its 14:00 has a ledger and no files yet: not complete, and the watermark stays.
+        let later = Timestamp::from_micros(start().as_micros() + MICROS_PER_HOUR);
+        assert!(hours.get(later).unwrap().incomplete.is_some());
+        assert_eq!(hours.watermark(), Some(start()));
+        assert_eq!(hours.complete().count(), 1);
     }
 }

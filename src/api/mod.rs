@@ -209,11 +209,7 @@ impl Api {
     fn absent(&self, hour: Timestamp) -> Problem {
         let due = Timestamp::from_micros(hour.as_micros() + MICROS_PER_HOUR + GRACE_MICROS);
         match &self.live {
-            Some(live)
-                if live.clock.now() < due
-                    && live.end.is_none_or(|end| hour < end)
-                    && hour.as_micros() + MICROS_PER_HOUR > run_floor(live) =>
-            {
+            Some(live) if live.clock.now() < due && live.end.is_none_or(|end| hour < end) => {
                 Problem::not_yet(
                     hour,
                     "the simulation has not finished this hour yet".into(),
@@ -228,12 +224,6 @@ impl Api {
             ),
         }
     }
-}
-
-/// The earliest instant a live run can still write: its clock's start is not known here, so
-/// any hour before the clock's current one counts as reached.
-fn run_floor(live: &Live) -> i64 {
-    live.clock.now().hour_floor().as_micros() - MICROS_PER_HOUR
 }
 
 /// Seconds to wait before asking again for an hour due at `due` (simulated).
@@ -530,14 +520,14 @@ impl Format {
 }
 
 /// The parameters of a `/v1/transactions` request, checked.
-struct Request_ {
+struct TransactionsRequest {
     hour: Timestamp,
     topic: Option<Topic>,
     limit: u64,
     cursor: Option<Cursor>,
 }
 
-fn parse_query(pairs: Vec<(String, String)>) -> Result<Request_, Problem> {
+fn parse_query(pairs: Vec<(String, String)>) -> Result<TransactionsRequest, Problem> {
     let mut seen: BTreeMap<&str, String> = BTreeMap::new();
     for (key, value) in pairs {
         let key: &'static str = match key.as_str() {
@@ -599,7 +589,7 @@ fn parse_query(pairs: Vec<(String, String)>) -> Result<Request_, Problem> {
                 .map_err(|why| Problem::bad("cursor", format!("`cursor` {why}")))?,
         ),
     };
-    Ok(Request_ {
+    Ok(TransactionsRequest {
         hour,
         topic,
         limit,
@@ -863,7 +853,7 @@ impl Page {
                     Some(file) => avro::Container::open(&file.path)?.schema_text,
                     None => crate::encoding::schemas()
                         .map_err(std::io::Error::other)?
-                        .canonical_json(self.topic.expect("checked: Avro names a topic")),
+                        .header_json(self.topic.expect("checked: Avro names a topic")),
                 };
                 let (writer, header) = avro::ContainerWriter::start(&schema_text, self.sync);
                 out.extend(header);
