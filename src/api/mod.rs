@@ -996,7 +996,12 @@ pub fn router(api: Arc<Api>) -> Router {
             Arc::clone(&api),
             require_token,
         ))
-        .layer(tower_http::compression::CompressionLayer::new())
+        // The fastest level: about three times the speed of the default for a little more size,
+        // which suits bulk data over a network that is rarely the bound.
+        .layer(
+            tower_http::compression::CompressionLayer::new()
+                .quality(tower_http::CompressionLevel::Fastest),
+        )
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&api),
             count_requests,
