@@ -712,6 +712,45 @@ mod tests {
     }
 
     #[test]
+    fn several_sinks_are_given_by_flag_list_or_toml_array_each_once() {
+        use crate::sinks::SinkKinds;
+        let kinds = |args: &[&str]| load(args, &[]).map(|s| s.sink.kinds);
+        assert_eq!(
+            kinds(&["--sink", "kafka, file", "--bootstrap-servers", "a:1"])
+                .unwrap()
+                .names(),
+            ["kafka", "file"]
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("s.toml");
+        std::fs::write(&file, "[sink]\nkinds = [\"file\", \"null\"]\n").unwrap();
+        let from_file = kinds(&["--config", file.to_str().unwrap()]).unwrap();
+        assert_eq!(from_file.to_string(), "file,null");
+        assert!(from_file.contains(SinkKind::Null) && !from_file.contains(SinkKind::Kafka));
+        let twice = problems(&["--sink", "file,file"], &[]).join("\n");
+        assert!(
+            twice.contains("sink.kinds (--sink): `file` is given twice"),
+            "{twice}"
+        );
+        assert_eq!(
+            load(&["--sink", "file,null", "--print-config"], &[])
+                .unwrap()
+                .to_toml()
+                .lines()
+                .find(|l| l.starts_with("kinds"))
+                .unwrap(),
+            "kinds = \"file,null\""
+        );
+        assert_eq!(
+            SinkKinds::parse("null").unwrap(),
+            SinkKinds::one(SinkKind::Null)
+        );
+        // Kafka among several still needs its cluster.
+        let no_cluster = problems(&["--sink", "file,kafka"], &[]).join("\n");
+        assert!(no_cluster.contains("kafka"), "{no_cluster}");
+    }
+
+    #[test]
     fn defaults_are_valid() {
         let s = load(&[], &[]).unwrap();
         assert_eq!(s.simulation.rate.per_hour(), 500.0);
