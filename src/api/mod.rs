@@ -807,8 +807,13 @@ impl Page {
     /// response with an error, so a client never takes a cut page for a whole one.
     fn stream(self, bytes: prometheus::IntCounter) -> Body {
         let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = self.produce(&tx, &bytes) {
+        tokio::task::spawn_blocking(move || match self.produce(&tx, &bytes) {
+            Ok(()) => {}
+            // The client closed the connection (or asked with HEAD): nothing to report.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                tracing::debug!("a client of the pull API left before the end of its page");
+            }
+            Err(e) => {
                 tracing::error!(error = %e, "a page of the pull API failed part-way");
                 let _ = tx.blocking_send(Err(e));
             }
@@ -827,7 +832,7 @@ impl Page {
         tx: &tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
         bytes: &prometheus::IntCounter,
     ) -> std::io::Result<()> {
-        let gone = || std::io::Error::other("the client went away");
+        let gone = || std::io::Error::from(std::io::ErrorKind::BrokenPipe);
         let send = |chunk: Vec<u8>| -> std::io::Result<()> {
             if chunk.is_empty() {
                 return Ok(());

@@ -318,3 +318,17 @@ def test_a_large_hour_streams_in_bounded_memory(workdir):
     assert count == sum(len(read_hour(data, "2026-03-02T00", t)) for t in TOPICS) > 500_000
     assert served > 200 * 1024 * 1024
     assert peak_kb < 64 * 1024, f"peak {peak_kb} kB while serving {served} bytes"
+
+
+def test_a_client_that_leaves_early_is_no_error(server, hours):
+    hour = hours["hours"][0]["hour"]
+    with requests.get(f"{server.url}/v1/transactions", params={"hour": hour, "limit": 100000}, stream=True,
+                      timeout=30) as response:
+        next(response.iter_content(1024))
+    head = requests.head(f"{server.url}/v1/transactions", params={"hour": hour}, timeout=30)
+    assert head.status_code == 200 and head.headers["ETag"]
+    # The server still answers, and logged no failure.
+    assert requests.get(f"{server.url}/v1/hours", timeout=30).status_code == 200
+    import time
+    time.sleep(0.5)
+    assert "failed part-way" not in server.log.read_text()
