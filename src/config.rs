@@ -599,7 +599,7 @@ impl Settings {
         if let Err(message) = self.traffic.profile() {
             reader.problem("traffic", message);
         }
-        if let Err(message) = self.api.token() {
+        if let Err(message) = self.api.check() {
             reader.problem("api.token", message);
         }
         for (key, message) in self.shop.check() {

@@ -62,14 +62,7 @@ fn main() -> ExitCode {
     if cli.serve {
         return match runtime.block_on(simulation::serve(settings, shutdown, &control)) {
             Ok(()) => ExitCode::SUCCESS,
-            Err(e) if e.is_bad_input() => {
-                eprintln!("simulator: {e}");
-                ExitCode::from(EXIT_BAD_INPUT)
-            }
-            Err(e) => {
-                tracing::error!("{e}");
-                ExitCode::from(EXIT_FAILED)
-            }
+            Err(e) => start_failed(&e),
         };
     }
     let outcome = runtime.block_on(simulation::start(settings, shutdown, &control));
@@ -86,14 +79,19 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_FAILED)
             }
         }
-        Err(e) if e.is_bad_input() => {
-            eprintln!("simulator: {e}");
-            ExitCode::from(EXIT_BAD_INPUT)
-        }
-        Err(e) => {
-            tracing::error!("{e}");
-            ExitCode::from(EXIT_FAILED)
-        }
+        Err(e) => start_failed(&e),
+    }
+}
+
+/// Reports why a run (or `serve`) could not start: bad input on standard error with exit 2,
+/// anything else in the log with exit 1.
+fn start_failed(e: &simulation::StartError) -> ExitCode {
+    if e.is_bad_input() {
+        eprintln!("simulator: {e}");
+        ExitCode::from(EXIT_BAD_INPUT)
+    } else {
+        tracing::error!("{e}");
+        ExitCode::from(EXIT_FAILED)
     }
 }
 

@@ -105,8 +105,6 @@ pub enum StartError {
     Sink(#[source] SinkError),
     #[error("kafka: {}", .0.iter().map(|(k, m)| format!("{k}: {m}")).collect::<Vec<_>>().join("; "))]
     Kafka(Vec<(&'static str, String)>),
-    #[error("api: {0}")]
-    Api(String),
     #[error("file.output_dir (--output-dir): {0}")]
     Serve(String),
     #[error("traffic: {0}")]
@@ -482,19 +480,11 @@ pub async fn start(
     metrics::register_process(&registry, &settings.sink.kinds.names())?;
     let instruments = Instruments::register(&registry, Arc::clone(&health))?;
     let delivery = DeliveryMetrics::register(&registry)?;
-    let addr = settings.metrics.addr;
-    let listen_error = |source| StartError::Listen { addr, source };
     // The endpoints answer from the control plane, whatever the shoppers do.
-    let listener = std::net::TcpListener::bind(addr).map_err(listen_error)?;
-    listener.set_nonblocking(true).map_err(listen_error)?;
-    let endpoints_addr = listener.local_addr().map_err(listen_error)?;
-    let listener = {
-        let _context = control.handle().enter();
-        tokio::net::TcpListener::from_std(listener).map_err(listen_error)?
-    };
+    let (listener, endpoints_addr) = listen(settings.metrics.addr, control)?;
     // The pull API serves the file sink's hours while the run writes them.
     let api = if settings.sink.kinds.contains(SinkKind::File) {
-        let token = settings.api.token().map_err(StartError::Api)?;
+        let token = settings.api.token();
         let live = Live {
             clock: clock.clone(),
             end,
@@ -587,6 +577,21 @@ pub async fn start(
     Ok(Outcome::Ran(Box::new(summary)))
 }
 
+/// Binds the endpoints' address (`metrics.addr`) for the control plane's runtime; returns the
+/// listener and the address bound (port 0 picks one).
+fn listen(
+    addr: std::net::SocketAddr,
+    control: &ControlPlane,
+) -> Result<(tokio::net::TcpListener, std::net::SocketAddr), StartError> {
+    let listen_error = |source| StartError::Listen { addr, source };
+    let listener = std::net::TcpListener::bind(addr).map_err(listen_error)?;
+    listener.set_nonblocking(true).map_err(listen_error)?;
+    let local = listener.local_addr().map_err(listen_error)?;
+    let _context = control.handle().enter();
+    let listener = tokio::net::TcpListener::from_std(listener).map_err(listen_error)?;
+    Ok((listener, local))
+}
+
 /// Where the pull API finds the files and the ledger.
 fn api_layout(settings: &Settings) -> Layout {
     Layout {
@@ -609,22 +614,14 @@ pub async fn serve(
             root.display()
         )));
     }
-    let token = settings.api.token().map_err(StartError::Api)?;
+    let token = settings.api.token();
     let registry = Registry::new();
     let health = Health::new();
     health.set_serving_only();
     metrics::register_process(&registry, &[])?;
     let api = Api::new(api_layout(&settings), token, None, &registry)?;
     let complete = api.check().map_err(|e| StartError::Serve(e.to_string()))?;
-    let addr = settings.metrics.addr;
-    let listen_error = |source| StartError::Listen { addr, source };
-    let listener = std::net::TcpListener::bind(addr).map_err(listen_error)?;
-    listener.set_nonblocking(true).map_err(listen_error)?;
-    let local = listener.local_addr().map_err(listen_error)?;
-    let listener = {
-        let _context = control.handle().enter();
-        tokio::net::TcpListener::from_std(listener).map_err(listen_error)?
-    };
+    let (listener, local) = listen(settings.metrics.addr, control)?;
     tracing::info!(
         dir = %root.display(),
         complete_hours = complete,

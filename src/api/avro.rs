@@ -252,9 +252,9 @@ impl Container {
     }
 
     /// Calls `each` with `take` records from record `skip` on (fewer if the file ends first),
-    /// each as its encoded bytes and its decoded value (`decode` false: no value is decoded,
-    /// [`Value::Null`] is passed). Stops early when `each` returns false; returns the records
-    /// passed.
+    /// each as its encoded bytes and its decoded value (`decode` false: [`Value::Null`] is
+    /// passed; a record is still decoded to find where it ends). Whole blocks before `skip` are
+    /// skipped unread. Stops early when `each` returns false; returns the records passed.
     pub fn scan(
         mut self,
         mut skip: u64,

@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
@@ -82,10 +83,11 @@ impl Hour {
     }
 }
 
-/// The hours of a directory at one instant.
+/// The hours of a directory at one instant. Hours are shared between scans: a complete one is
+/// carried from each scan to the next as it is.
 #[derive(Debug, Clone, Default)]
 pub struct Hours {
-    pub hours: BTreeMap<i64, Hour>,
+    pub hours: BTreeMap<i64, Arc<Hour>>,
 }
 
 impl Hours {
@@ -103,11 +105,14 @@ impl Hours {
 
     /// The complete hours, in order.
     pub fn complete(&self) -> impl Iterator<Item = &Hour> {
-        self.hours.values().filter(|h| h.incomplete.is_none())
+        self.hours
+            .values()
+            .map(|h| h.as_ref())
+            .filter(|h| h.incomplete.is_none())
     }
 
     /// The hour starting at `start`, if it has data.
-    pub fn get(&self, start: Timestamp) -> Option<&Hour> {
+    pub fn get(&self, start: Timestamp) -> Option<&Arc<Hour>> {
         self.hours.get(&start.as_micros())
     }
 }
@@ -368,7 +373,7 @@ impl Scanner {
                 }
             }
         }
-        let mut hours: BTreeMap<i64, Hour> = previous
+        let mut hours: BTreeMap<i64, Arc<Hour>> = previous
             .hours
             .into_iter()
             .filter(|(_, h)| h.incomplete.is_none())
@@ -408,11 +413,11 @@ impl Scanner {
             }
             hours.insert(
                 start,
-                Hour {
+                Arc::new(Hour {
                     start: Timestamp::from_micros(start),
                     files: hour_files,
                     incomplete,
-                },
+                }),
             );
         }
         let hours = Hours { hours };

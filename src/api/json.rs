@@ -18,18 +18,31 @@ pub fn write_record(out: &mut Vec<u8>, topic: &str, schema: &Schema, record: &Va
     };
     out.extend_from_slice(b"{\"topic\":");
     write_string(out, topic);
+    write_fields(out, schema, fields, true);
+    out.push(b'}');
+}
+
+/// Writes a record's fields as `"name":value` pairs separated by commas (with one before the
+/// first when `after_another`).
+fn write_fields(
+    out: &mut Vec<u8>,
+    schema: &Schema,
+    fields: &[(String, Value)],
+    after_another: bool,
+) {
     let field_schemas = match schema {
         Schema::Record(r) => Some(&r.fields),
         _ => None,
     };
     for (index, (name, value)) in fields.iter().enumerate() {
-        out.push(b',');
+        if after_another || index > 0 {
+            out.push(b',');
+        }
         write_string(out, name);
         out.push(b':');
         let field_schema = field_schemas.and_then(|f| f.get(index)).map(|f| &f.schema);
         write_value(out, field_schema.unwrap_or(&Schema::Null), value);
     }
-    out.push(b'}');
 }
 
 fn write_string(out: &mut Vec<u8>, text: &str) {
@@ -97,20 +110,8 @@ fn write_value(out: &mut Vec<u8>, schema: &Schema, value: &Value) {
             out.push(b']');
         }
         Value::Record(fields) => {
-            let field_schemas = match schema {
-                Schema::Record(r) => Some(&r.fields),
-                _ => None,
-            };
             out.push(b'{');
-            for (index, (name, value)) in fields.iter().enumerate() {
-                if index > 0 {
-                    out.push(b',');
-                }
-                write_string(out, name);
-                out.push(b':');
-                let field_schema = field_schemas.and_then(|f| f.get(index)).map(|f| &f.schema);
-                write_value(out, field_schema.unwrap_or(&Schema::Null), value);
-            }
+            write_fields(out, schema, fields, false);
             out.push(b'}');
         }
         Value::Map(entries) => {

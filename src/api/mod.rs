@@ -83,16 +83,21 @@ crate::section! {
 }
 
 impl ApiSettings {
-    /// The token in force, or why the settings are wrong (both forms given).
-    pub fn token(&self) -> Result<Option<Secret>, String> {
+    /// Why the settings are wrong, if they are: both forms of the token given.
+    pub fn check(&self) -> Result<(), String> {
         match (&self.token, &self.token_file) {
             (Some(_), Some(_)) => {
                 Err("api.token and api.token_file (--api-token-file) are both set: give one".into())
             }
-            (Some(token), None) => Ok(Some(token.clone())),
-            (None, Some(file)) => Ok(Some(file.secret.clone())),
-            (None, None) => Ok(None),
+            _ => Ok(()),
         }
+    }
+
+    /// The token in force (checked settings hold at most one form).
+    pub fn token(&self) -> Option<Secret> {
+        self.token
+            .clone()
+            .or_else(|| self.token_file.as_ref().map(|f| f.secret.clone()))
     }
 }
 
@@ -197,11 +202,14 @@ impl Api {
         })
     }
 
-    /// Scans the directory once, to report a directory that cannot be read before serving.
+    /// Scans the directory now, to report one that cannot be read before serving; the scan
+    /// answers the first requests. Returns the complete hours found.
     pub fn check(&self) -> Result<usize, ScanError> {
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        let hours = cache.scanner.scan()?;
-        Ok(hours.complete().count())
+        let hours = Arc::new(cache.scanner.scan()?);
+        let complete = hours.complete().count();
+        cache.last = Some((tokio::time::Instant::now(), hours));
+        Ok(complete)
     }
 
     /// Why `hour`, which has no data, is not served: not complete yet (a live run has not
@@ -651,7 +659,7 @@ async fn transactions(
         ));
     }
     let hours = api.hours().await?;
-    let hour: Hour = match hours.get(request.hour) {
+    let hour: Arc<Hour> = match hours.get(request.hour) {
         None => return Err(api.absent(request.hour)),
         Some(hour) => match &hour.incomplete {
             Some(why) => {
@@ -664,7 +672,7 @@ async fn transactions(
                     retry_after(api.live.as_ref(), due),
                 ));
             }
-            None => hour.clone(),
+            None => Arc::clone(hour),
         },
     };
     let fingerprint = hour.fingerprint();

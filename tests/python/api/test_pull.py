@@ -3,8 +3,6 @@ every event of every complete hour lands in the raw tables once, and a rerun cha
 
 from __future__ import annotations
 
-import os
-import sys
 from collections import Counter
 
 import pytest
@@ -15,19 +13,9 @@ from conftest import TOPICS, read_hour, serve
 
 @pytest.fixture(scope="module")
 def spark():
-    from pyspark.sql import SparkSession
+    from retail_loader.session import local_session
 
-    os.environ["PYSPARK_PYTHON"] = sys.executable
-    session = (
-        SparkSession.builder.master("local[2]")
-        .appName("retail-pull-tests")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.shuffle.partitions", "4")
-        .config("spark.sql.parquet.outputTimestampType", "INT96")
-        .getOrCreate()
-    )
-    session.sparkContext.setLogLevel("ERROR")
+    session = local_session("retail-pull-tests")
     yield session
     session.stop()
 

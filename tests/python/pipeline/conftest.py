@@ -13,7 +13,6 @@ import io
 import json
 import os
 import pathlib
-import sys
 from dataclasses import dataclass
 
 import fastavro
@@ -119,22 +118,9 @@ JDBC_JAR = os.environ.get("PIPELINE_JDBC_JAR", "/usr/share/java/postgresql.jar")
 
 @pytest.fixture(scope="session")
 def spark():
-    from pyspark.sql import SparkSession
+    from retail_loader.session import local_session
 
-    # Python workers run in this interpreter, which has the loader installed.
-    os.environ["PYSPARK_PYTHON"] = sys.executable
-    builder = (
-        SparkSession.builder.master("local[2]")
-        .appName("retail-loader-tests")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.shuffle.partitions", "4")
-        .config("spark.sql.parquet.outputTimestampType", "INT96")
-    )
-    if os.path.exists(JDBC_JAR):
-        builder = builder.config("spark.driver.extraClassPath", JDBC_JAR)
-    session = builder.getOrCreate()
-    session.sparkContext.setLogLevel("ERROR")
+    session = local_session("retail-loader-tests", JDBC_JAR if os.path.exists(JDBC_JAR) else None)
     yield session
     session.stop()
 
@@ -144,25 +130,12 @@ def kafka_frame(spark, messages):
     """The messages as the Kafka source would hand them to foreachBatch."""
     from datetime import datetime, timezone
 
-    from pyspark.sql import types as T
+    from retail_loader.transform import kafka_source_schema
 
-    schema = T.StructType([
-        T.StructField("key", T.BinaryType()),
-        T.StructField("value", T.BinaryType()),
-        T.StructField("topic", T.StringType()),
-        T.StructField("partition", T.IntegerType()),
-        T.StructField("offset", T.LongType()),
-        T.StructField("timestamp", T.TimestampType()),
-        T.StructField("timestampType", T.IntegerType()),
-        T.StructField("headers", T.ArrayType(T.StructType([
-            T.StructField("key", T.StringType()),
-            T.StructField("value", T.BinaryType()),
-        ]))),
-    ])
     rows = [
         (m.key, m.value, m.topic, m.partition, m.offset,
          datetime.fromtimestamp(m.timestamp_ms / 1000, timezone.utc), m.timestamp_type,
          [(k, v) for k, v in m.headers])
         for m in messages
     ]
-    return spark.createDataFrame(rows, schema).repartition(2).persist()
+    return spark.createDataFrame(rows, kafka_source_schema()).repartition(2).persist()

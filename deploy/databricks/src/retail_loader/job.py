@@ -14,6 +14,7 @@ import sys
 
 from .avro import SparkAvroDecoder
 from .loader import ON_UNDECODABLE, Settings, load_batch
+from .session import configure
 from .tables import ENTITIES
 from .transform import FRAMINGS
 from .warehouse import SynapseWarehouse, check_schema, jdbc_connector
@@ -156,9 +157,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"retail_loader: {error}")
 
     spark = SparkSession.builder.getOrCreate()
-    spark.conf.set("spark.sql.session.timeZone", "UTC")
-    # COPY INTO (PolyBase) reads INT96 timestamps over their whole range.
-    spark.conf.set("spark.sql.parquet.outputTimestampType", "INT96")
+    configure(spark)
     secrets = DBUtils(spark).secrets
     use_secret = not (args.bootstrap_servers or args.service_credential)
     connection_string = secrets.get(args.secret_scope, args.eventhubs_secret) if use_secret else None

@@ -28,7 +28,9 @@ from datetime import datetime, timezone
 from typing import Iterator
 
 from .loader import Report, Settings, load_batch
+from .session import configure
 from .tables import ENTITIES
+from .transform import kafka_source_schema
 
 log = logging.getLogger("retail_loader.pull")
 
@@ -110,24 +112,6 @@ def offset_bases(hours: list[dict]) -> dict[tuple[str, str], int]:
     return bases
 
 
-def kafka_schema():
-    from pyspark.sql import types as T
-
-    return T.StructType([
-        T.StructField("key", T.BinaryType()),
-        T.StructField("value", T.BinaryType()),
-        T.StructField("topic", T.StringType()),
-        T.StructField("partition", T.IntegerType()),
-        T.StructField("offset", T.LongType()),
-        T.StructField("timestamp", T.TimestampType()),
-        T.StructField("timestampType", T.IntegerType()),
-        T.StructField("headers", T.ArrayType(T.StructType([
-            T.StructField("key", T.StringType()),
-            T.StructField("value", T.BinaryType()),
-        ]))),
-    ])
-
-
 def hour_messages(spark, client: ApiClient, hour: str, bases: dict, topics: dict[str, str]):
     """One hour's events as the Kafka source's columns."""
     at = parse_hour(hour)
@@ -136,7 +120,7 @@ def hour_messages(spark, client: ApiClient, hour: str, bases: dict, topics: dict
         base = bases[(hour, topic)]
         for position, datum in enumerate(client.datums(hour, topic)):
             rows.append((None, datum, topics[topic], 0, base + position, at, 0, []))
-    return spark.createDataFrame(rows, kafka_schema())
+    return spark.createDataFrame(rows, kafka_source_schema())
 
 
 @dataclass
@@ -234,8 +218,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = arguments(argv)
     spark = SparkSession.builder.getOrCreate()
-    spark.conf.set("spark.sql.session.timeZone", "UTC")
-    spark.conf.set("spark.sql.parquet.outputTimestampType", "INT96")
+    configure(spark)
     secrets = DBUtils(spark).secrets
     try:
         settings = Settings(parse_topics(args.topics), args.staging_location, stage_schema=args.stage_schema)

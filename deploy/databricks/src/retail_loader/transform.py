@@ -31,6 +31,25 @@ class Batch:
             frame.unpersist()
 
 
+def kafka_source_schema():
+    """The columns of the Kafka source, which `split` reads: what a micro-batch holds."""
+    from pyspark.sql import types as T
+
+    return T.StructType([
+        T.StructField("key", T.BinaryType()),
+        T.StructField("value", T.BinaryType()),
+        T.StructField("topic", T.StringType()),
+        T.StructField("partition", T.IntegerType()),
+        T.StructField("offset", T.LongType()),
+        T.StructField("timestamp", T.TimestampType()),
+        T.StructField("timestampType", T.IntegerType()),
+        T.StructField("headers", T.ArrayType(T.StructType([
+            T.StructField("key", T.StringType()),
+            T.StructField("value", T.BinaryType()),
+        ]))),
+    ])
+
+
 def payload(value: Column, framing: str) -> Column:
     """The Avro datum inside a message value: the value itself, or after the Confluent prefix
     (null when the prefix is missing)."""
