@@ -140,7 +140,6 @@ pub fn run_shopper(
 ) -> impl Future<Output = ()> + Send {
     async move {
         let _active = active;
-        let mut events = Vec::new();
         loop {
             // Between two steps, with no permit held.
             tokio::task::coop::consume_budget().await;
@@ -159,12 +158,14 @@ pub fn run_shopper(
                 Ok(permit) => permit,
                 Err(_) => Box::pin(population.step_permit()).await,
             };
+            let mut events = outbox.buffer();
             population.shopper(index).step(at, &ctx, &mut events);
             if events.is_empty() {
                 // A customer left; the slot's next one has not come yet.
+                outbox.recycle(events);
                 continue;
             }
-            match outbox.try_send(Batch::now(std::mem::take(&mut events))) {
+            match outbox.try_send(Batch::now(events)) {
                 Ok(()) => {}
                 Err(TrySend::Full(batch)) => {
                     if Box::pin(outbox.send(batch)).await.is_err() {

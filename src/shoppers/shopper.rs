@@ -209,8 +209,28 @@ pub struct Shopper {
     preferred_method: u8,
     /// The customer's currency: 0 for the shop's, i for `currencies[i - 1]`.
     currency: u8,
-    /// Pending follow-ups, kept sorted by time (rarely more than two).
+    /// Pending follow-ups, latest first: the next one is popped from the back. A busy
+    /// customer's deliveries and returns, days ahead, wait behind the payments due in seconds,
+    /// so most follow-ups are scheduled near the back and leave from it, moving few others.
+    /// Saved earliest first.
+    #[serde(with = "latest_first")]
     pending: Vec<FollowUp>,
+}
+
+/// A latest-first list of follow-ups, saved earliest first.
+mod latest_first {
+    use super::FollowUp;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(pending: &[FollowUp], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(pending.iter().rev())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<FollowUp>, D::Error> {
+        let mut pending = Vec::<FollowUp>::deserialize(d)?;
+        pending.reverse();
+        Ok(pending)
+    }
 }
 
 /// A shopper's activity before normalisation: a gamma variate of mean 1 drawn from
@@ -354,7 +374,7 @@ impl Shopper {
 
     /// When the shopper next has something to do.
     pub fn next_wake(&self) -> Timestamp {
-        match self.pending.first() {
+        match self.pending.last() {
             Some(f) if f.at < self.next_session => f.at,
             _ => self.next_session,
         }
@@ -366,10 +386,10 @@ impl Shopper {
         loop {
             let due_follow_up = self
                 .pending
-                .first()
+                .last()
                 .filter(|f| f.at <= now && f.at < self.next_session);
             if let Some(&follow_up) = due_follow_up {
-                self.pending.remove(0);
+                self.pending.pop();
                 self.follow_up(follow_up, ctx, out);
             } else if self.next_session <= now {
                 let at = self.next_session;
@@ -385,7 +405,8 @@ impl Shopper {
     }
 
     fn schedule(&mut self, follow_up: FollowUp) {
-        let index = self.pending.partition_point(|f| f.at <= follow_up.at);
+        // Before (further from the back than) those due at the same instant: they go first.
+        let index = self.pending.partition_point(|f| f.at > follow_up.at);
         self.pending.insert(index, follow_up);
     }
 
