@@ -3,8 +3,8 @@
 //! Two clocks share one interface:
 //! - a **scaled** clock maps simulated time onto tokio's clock: simulated time starts at a given
 //!   instant and runs `speed` times as fast as real time (speed 1 from "now" is plain real time).
-//!   Because it sleeps with tokio's timers, tests pause and advance tokio's clock instead of
-//!   sleeping.
+//!   One driver task sleeps with a tokio timer until the earliest wake-up and wakes the sleepers
+//!   due by then, so tests pause and advance tokio's clock instead of sleeping.
 //! - a **virtual** clock runs as fast as the machine can go (`--speed max`). It is a
 //!   discrete-event scheduler: simulated time stands still while any participant is busy, and
 //!   when every participant is asleep it jumps to the earliest wake-up and wakes the batch of
@@ -13,8 +13,16 @@
 //!   produce does not depend on batching or task order; batching only lets events of different
 //!   shoppers interleave out of time order by less than [`MAX_SKEW`].
 //!
+//! Both keep their sleepers in one [`Schedule`]: a heap of deadlines and a slot per timer for
+//! its waker. A million idle shoppers cost a slot and a heap entry each (40 bytes), not a
+//! timer of the runtime's, and a sleep allocates nothing.
+//!
+//! A clock can be stopped ([`Clock::stop`]): every sleeper wakes at once, and every sleep from
+//! then on, to learn that the run is over. That is how shoppers hear of a shutdown, without
+//! listening for it on every step.
+//!
 //! Sleeps go to absolute deadlines, so rates do not drift. The wall clock is read in exactly one
-//! place, [`Clock::real`].
+//! place, [`Clock::wall_now`].
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -25,6 +33,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::model::Timestamp;
@@ -71,6 +80,11 @@ impl std::str::FromStr for Speed {
     }
 }
 
+/// The clock was stopped: the sleep ended early, and the run is over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the clock was stopped")]
+pub struct Stopped;
+
 /// A handle on the simulation's clock; cheap to clone.
 #[derive(Clone, Debug)]
 pub enum Clock {
@@ -79,16 +93,16 @@ pub enum Clock {
 }
 
 impl Clock {
-    /// Real time: now, at speed 1. The only place the wall clock is read.
-    #[allow(clippy::disallowed_methods)]
+    /// Real time: now, at speed 1.
     pub fn real() -> Self {
-        let now = DateTime::<Utc>::from(SystemTime::now());
-        Self::scaled(Timestamp::from_datetime(now), 1.0)
+        Self::scaled(Self::wall_now(), 1.0)
     }
 
-    /// The wall-clock instant, for the default start of a simulation.
+    /// The wall-clock instant, for the default start of a simulation. The only place the wall
+    /// clock is read.
+    #[allow(clippy::disallowed_methods)]
     pub fn wall_now() -> Timestamp {
-        Self::real().now()
+        Timestamp::from_datetime(DateTime::<Utc>::from(SystemTime::now()))
     }
 
     /// Simulated time starting at `start` (at tokio's current instant) and running `speed`
@@ -98,6 +112,8 @@ impl Clock {
             origin: start,
             origin_instant: Instant::now(),
             speed,
+            state: Mutex::new(ScaledState::default()),
+            retarget: Notify::new(),
         }))
     }
 
@@ -127,10 +143,40 @@ impl Clock {
     /// simulated time does not move on while the task is busy, so create it before the task
     /// starts and keep it until the task ends.
     pub fn timer(&self) -> Timer {
-        match self {
-            Clock::Scaled(c) => Timer::Scaled(c.clone()),
-            Clock::Virtual(c) => Timer::Virtual(c.join()),
+        let slot = match self {
+            Clock::Scaled(c) => lock(&c.state).schedule.join(),
+            Clock::Virtual(c) => {
+                let mut state = lock(&c.state);
+                state.active += 1;
+                state.schedule.join()
+            }
+        };
+        Timer {
+            clock: self.clone(),
+            slot,
         }
+    }
+
+    /// Stops the clock: every sleeper wakes with [`Stopped`] now, and every later sleep at
+    /// once. Simulated time stands still for a virtual clock; a scaled one goes on telling
+    /// the time.
+    pub fn stop(&self) {
+        let woken = match self {
+            Clock::Scaled(c) => {
+                let woken = lock(&c.state).schedule.stop();
+                // The driver finds nobody left, and ends.
+                c.retarget.notify_one();
+                woken
+            }
+            Clock::Virtual(c) => {
+                let mut state = lock(&c.state);
+                let woken = state.schedule.stop();
+                // Woken sleepers run again, until they see the clock stopped and leave.
+                state.active += woken.len();
+                woken
+            }
+        };
+        woken.into_iter().for_each(Waker::wake);
     }
 
     /// About how much real time simulated time takes to reach `at`: at its speed for a
@@ -155,12 +201,132 @@ impl Clock {
     }
 }
 
+/// Locks a clock's state. The state stays consistent even if a holder panicked: every update
+/// is complete before any call that could panic.
+fn lock<T>(state: &Mutex<T>) -> MutexGuard<'_, T> {
+    state
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The sleepers of a clock: a slot per timer, holding its waker while it sleeps, and the
+/// deadlines of the sleeps in a heap.
+#[derive(Debug, Default)]
+struct Schedule {
+    /// Sleeps by deadline: `(deadline, slot, generation)`; an entry whose slot has moved on to
+    /// another generation, or has no waker, is stale.
+    sleepers: BinaryHeap<Reverse<(i64, u32, u32)>>,
+    slots: Vec<Slot>,
+    /// Slots of timers that were dropped, for the next timers.
+    free: Vec<u32>,
+    /// Set by [`Clock::stop`].
+    stopped: bool,
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    /// Present while the slot's timer sleeps.
+    waker: Option<Waker>,
+    /// Bumped at every sleep, so a heap entry of an abandoned sleep is recognised as stale.
+    generation: u32,
+}
+
+impl Schedule {
+    /// A slot for a new timer.
+    fn join(&mut self) -> u32 {
+        self.free.pop().unwrap_or_else(|| {
+            self.slots.push(Slot::default());
+            (self.slots.len() - 1) as u32
+        })
+    }
+
+    /// Frees the slot of a dropped timer (which cannot be asleep: its sleep borrows it).
+    fn leave(&mut self, slot: u32) {
+        self.free.push(slot);
+    }
+
+    /// Puts `slot` to sleep until `deadline`.
+    fn sleep(&mut self, slot: u32, deadline: i64, waker: &Waker) {
+        let entry = &mut self.slots[slot as usize];
+        entry.generation = entry.generation.wrapping_add(1);
+        entry.waker = Some(waker.clone());
+        self.sleepers
+            .push(Reverse((deadline, slot, entry.generation)));
+    }
+
+    /// The poll of a sleep that registered: `Some` once it was woken (by its deadline or by a
+    /// stop), `None` while it still sleeps (its waker is brought up to date).
+    fn woken(&mut self, slot: u32, waker: &Waker) -> Option<Result<(), Stopped>> {
+        match &mut self.slots[slot as usize].waker {
+            None if self.stopped => Some(Err(Stopped)),
+            None => Some(Ok(())),
+            Some(current) => {
+                current.clone_from(waker);
+                None
+            }
+        }
+    }
+
+    /// A registered sleep given up before it was woken: whether it was still asleep.
+    fn abandon(&mut self, slot: u32) -> bool {
+        let entry = &mut self.slots[slot as usize];
+        let asleep = entry.waker.take().is_some();
+        if asleep {
+            entry.generation = entry.generation.wrapping_add(1);
+        }
+        asleep
+    }
+
+    /// The earliest deadline of a sleeper, dropping stale entries on the way.
+    fn earliest(&mut self) -> Option<i64> {
+        while let Some(&Reverse((deadline, slot, generation))) = self.sleepers.peek() {
+            let entry = &self.slots[slot as usize];
+            if entry.generation == generation && entry.waker.is_some() {
+                return Some(deadline);
+            }
+            self.sleepers.pop();
+        }
+        None
+    }
+
+    /// Wakes the earliest sleeper (call after [`Schedule::earliest`] said there is one).
+    fn pop(&mut self) -> Waker {
+        let Reverse((_, slot, _)) = self.sleepers.pop().expect("a sleeper");
+        self.slots[slot as usize]
+            .waker
+            .take()
+            .expect("a live entry")
+    }
+
+    /// Marks the schedule stopped and takes every sleeper's waker.
+    fn stop(&mut self) -> Vec<Waker> {
+        self.stopped = true;
+        self.sleepers.clear();
+        self.slots
+            .iter_mut()
+            .filter_map(|slot| slot.waker.take())
+            .collect()
+    }
+}
+
 /// Simulated time as an affine function of tokio's clock.
 #[derive(Debug)]
 pub struct ScaledClock {
     origin: Timestamp,
     origin_instant: Instant,
     speed: f64,
+    state: Mutex<ScaledState>,
+    /// Tells the driver that a sleep earlier than its target came, or that the clock stopped.
+    retarget: Notify,
+}
+
+#[derive(Debug, Default)]
+struct ScaledState {
+    schedule: Schedule,
+    /// Whether a driver task runs.
+    driving: bool,
+    /// The deadline the driver sleeps until, if it sleeps.
+    target: Option<i64>,
 }
 
 impl ScaledClock {
@@ -169,50 +335,178 @@ impl ScaledClock {
         self.origin.add_micros_f64(elapsed)
     }
 
-    fn instant_for(&self, at: Timestamp) -> Instant {
-        let micros = at.micros_since(self.origin).max(0) as f64 / self.speed;
+    fn instant_for(&self, micros: i64) -> Instant {
+        let micros = (micros - self.origin.as_micros()).max(0) as f64 / self.speed;
         // Far-future deadlines are capped at about 30 years of real time.
         let micros = micros.min(1e15);
         self.origin_instant + Duration::from_micros(micros as u64)
     }
-}
 
-/// A task's way to wait for a simulated instant.
-#[derive(Debug)]
-pub enum Timer {
-    Scaled(Arc<ScaledClock>),
-    Virtual(Participant),
-}
-
-impl Timer {
-    /// Waits until simulated time reaches `at`.
-    pub fn sleep_until(&mut self, at: Timestamp) -> Sleep<'_> {
-        match self {
-            Timer::Scaled(c) => {
-                Sleep::Scaled(Box::pin(tokio::time::sleep_until(c.instant_for(at))))
+    /// Takes the wakers of the sleepers due now, and sets the driver's next target: the
+    /// earliest deadline left, or none, which ends the driver (under the same lock, so that
+    /// the next sleep starts another).
+    fn wake_due(&self, woken: &mut Vec<Waker>) -> Option<i64> {
+        let mut state = lock(&self.state);
+        let now = Instant::now();
+        let target = loop {
+            match state.schedule.earliest() {
+                Some(deadline) if self.instant_for(deadline) <= now => {
+                    woken.push(state.schedule.pop());
+                }
+                next => break next,
             }
-            Timer::Virtual(p) => Sleep::Virtual(VirtualSleep {
-                participant: p,
-                deadline: at.as_micros(),
-                registered: false,
-            }),
+        };
+        state.target = target;
+        state.driving = target.is_some();
+        target
+    }
+
+    fn poll_sleep(
+        self: &Arc<Self>,
+        sleep: &mut SleepState,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), Stopped>> {
+        let mut state = lock(&self.state);
+        if sleep.registered {
+            return match state.schedule.woken(sleep.slot, cx.waker()) {
+                Some(result) => {
+                    sleep.registered = false;
+                    Poll::Ready(result)
+                }
+                None => Poll::Pending,
+            };
+        }
+        if state.schedule.stopped {
+            return Poll::Ready(Err(Stopped));
+        }
+        if self.instant_for(sleep.deadline) <= Instant::now() {
+            return Poll::Ready(Ok(()));
+        }
+        state.schedule.sleep(sleep.slot, sleep.deadline, cx.waker());
+        sleep.registered = true;
+        if !state.driving {
+            state.driving = true;
+            drop(state);
+            tokio::spawn(drive(Arc::clone(self)));
+        } else if state.target.is_none_or(|target| sleep.deadline < target) {
+            drop(state);
+            self.retarget.notify_one();
+        }
+        Poll::Pending
+    }
+}
+
+/// Ends a scaled clock's driver: the next sleep starts another.
+struct Driving<'a>(&'a ScaledClock);
+
+impl Drop for Driving<'_> {
+    fn drop(&mut self) {
+        let mut state = lock(&self.0.state);
+        state.driving = false;
+        state.target = None;
+    }
+}
+
+/// A scaled clock's driver: wakes the sleepers as their deadlines pass, and ends when nobody
+/// sleeps.
+async fn drive(clock: Arc<ScaledClock>) {
+    // Should the task be dropped (its runtime shutting down), the next sleep starts another.
+    let driving = Driving(&clock);
+    let mut woken = Vec::new();
+    loop {
+        let target = clock.wake_due(&mut woken);
+        woken.drain(..).for_each(Waker::wake);
+        let Some(target) = target else {
+            // Ended under the lock already.
+            std::mem::forget(driving);
+            return;
+        };
+        tokio::select! {
+            biased;
+            () = clock.retarget.notified() => {}
+            () = tokio::time::sleep_until(clock.instant_for(target)) => {}
         }
     }
 }
 
-/// The future of [`Timer::sleep_until`].
-pub enum Sleep<'a> {
-    Scaled(Pin<Box<tokio::time::Sleep>>),
-    Virtual(VirtualSleep<'a>),
+/// A task's way to wait for a simulated instant; its slot in the clock's schedule is freed
+/// when it is dropped (and with a virtual clock, the task stops taking part).
+#[derive(Debug)]
+pub struct Timer {
+    clock: Clock,
+    slot: u32,
+}
+
+impl Timer {
+    /// Waits until simulated time reaches `at`; [`Stopped`] if the clock is stopped first.
+    pub fn sleep_until(&mut self, at: Timestamp) -> Sleep<'_> {
+        Sleep {
+            state: SleepState {
+                slot: self.slot,
+                deadline: at.as_micros(),
+                registered: false,
+            },
+            clock: &self.clock,
+        }
+    }
+}
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        match &self.clock {
+            Clock::Scaled(c) => lock(&c.state).schedule.leave(self.slot),
+            Clock::Virtual(c) => {
+                let mut state = lock(&c.state);
+                state.active -= 1;
+                state.schedule.leave(self.slot);
+                VirtualState::wake_batch_if_idle(state);
+            }
+        }
+    }
+}
+
+/// The future of [`Timer::sleep_until`]; it borrows its timer, which therefore cannot be
+/// dropped while it sleeps.
+pub struct Sleep<'a> {
+    state: SleepState,
+    clock: &'a Clock,
+}
+
+struct SleepState {
+    slot: u32,
+    deadline: i64,
+    /// Whether the sleep is in the schedule (it was not due when first polled).
+    registered: bool,
 }
 
 impl Future for Sleep<'_> {
-    type Output = ();
+    type Output = Result<(), Stopped>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        match self.get_mut() {
-            Sleep::Scaled(sleep) => sleep.as_mut().poll(cx),
-            Sleep::Virtual(sleep) => Pin::new(sleep).poll(cx),
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        match this.clock {
+            Clock::Scaled(c) => c.poll_sleep(&mut this.state, cx),
+            Clock::Virtual(c) => c.poll_sleep(&mut this.state, cx),
+        }
+    }
+}
+
+impl Drop for Sleep<'_> {
+    fn drop(&mut self) {
+        if !self.state.registered {
+            return;
+        }
+        match self.clock {
+            Clock::Scaled(c) => {
+                lock(&c.state).schedule.abandon(self.state.slot);
+            }
+            Clock::Virtual(c) => {
+                let mut state = lock(&c.state);
+                if state.schedule.abandon(self.state.slot) {
+                    // Abandoned while asleep: the participant is running again.
+                    state.active += 1;
+                }
+            }
         }
     }
 }
@@ -229,18 +523,7 @@ struct VirtualState {
     now: i64,
     /// Participants that are not asleep.
     active: usize,
-    /// Sleepers by deadline: `(deadline, slot, generation)`.
-    sleepers: BinaryHeap<Reverse<(i64, u32, u32)>>,
-    slots: Vec<Slot>,
-    free: Vec<u32>,
-}
-
-#[derive(Debug, Default)]
-struct Slot {
-    /// Present while the slot's participant sleeps.
-    waker: Option<Waker>,
-    /// Bumped at every sleep, so a heap entry of an abandoned sleep is recognised as stale.
-    generation: u32,
+    schedule: Schedule,
 }
 
 impl VirtualClock {
@@ -249,39 +532,52 @@ impl VirtualClock {
             state: Mutex::new(VirtualState {
                 now: start.as_micros(),
                 active: 0,
-                sleepers: BinaryHeap::new(),
-                slots: Vec::new(),
-                free: Vec::new(),
+                schedule: Schedule::default(),
             }),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, VirtualState> {
-        // The state stays consistent even if a holder panicked: every update is complete
-        // before any call that could panic.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     fn now(&self) -> Timestamp {
-        Timestamp::from_micros(self.lock().now)
+        Timestamp::from_micros(lock(&self.state).now)
     }
 
-    fn join(self: &Arc<Self>) -> Participant {
-        let mut state = self.lock();
-        state.active += 1;
-        let slot = match state.free.pop() {
-            Some(slot) => slot,
-            None => {
-                state.slots.push(Slot::default());
-                (state.slots.len() - 1) as u32
-            }
-        };
-        Participant {
-            clock: Arc::clone(self),
-            slot,
+    fn poll_sleep(
+        &self,
+        sleep: &mut SleepState,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), Stopped>> {
+        let mut state = lock(&self.state);
+        if sleep.registered {
+            // Woken by `advance` or `stop`, which counted us active again.
+            return match state.schedule.woken(sleep.slot, cx.waker()) {
+                Some(result) => {
+                    sleep.registered = false;
+                    Poll::Ready(result)
+                }
+                None => Poll::Pending,
+            };
         }
+        if state.schedule.stopped {
+            return Poll::Ready(Err(Stopped));
+        }
+        if sleep.deadline <= state.now {
+            return Poll::Ready(Ok(()));
+        }
+        state.schedule.sleep(sleep.slot, sleep.deadline, cx.waker());
+        state.active -= 1;
+        sleep.registered = true;
+        if state.active == 0 {
+            let woken = state.advance();
+            let ready = state.schedule.slots[sleep.slot as usize].waker.is_none();
+            drop(state);
+            // Our own waker may be among them; waking it is harmless.
+            woken.into_iter().for_each(Waker::wake);
+            if ready {
+                sleep.registered = false;
+                return Poll::Ready(Ok(()));
+            }
+        }
+        Poll::Pending
     }
 }
 
@@ -290,20 +586,15 @@ impl VirtualState {
     /// returns the wakers of the batch due from there.
     fn advance(&mut self) -> Vec<Waker> {
         let mut woken = Vec::new();
-        let mut horizon = None;
-        while let Some(&Reverse((deadline, slot, generation))) = self.sleepers.peek() {
-            let entry = &mut self.slots[slot as usize];
-            if entry.generation != generation || entry.waker.is_none() {
-                self.sleepers.pop();
-                continue;
-            }
-            let limit =
-                *horizon.get_or_insert(deadline.saturating_add(MAX_SKEW.as_micros() as i64));
+        let Some(first) = self.schedule.earliest() else {
+            return woken;
+        };
+        let limit = first.saturating_add(MAX_SKEW.as_micros() as i64);
+        while let Some(deadline) = self.schedule.earliest() {
             if deadline > limit || woken.len() >= MAX_BATCH {
                 break;
             }
-            self.sleepers.pop();
-            woken.push(entry.waker.take().expect("checked above"));
+            woken.push(self.schedule.pop());
             self.now = self.now.max(deadline);
             self.active += 1;
         }
@@ -315,91 +606,6 @@ impl VirtualState {
             let woken = guard.advance();
             drop(guard);
             woken.into_iter().for_each(Waker::wake);
-        }
-    }
-}
-
-/// A task taking part in a virtual clock; it leaves when dropped.
-#[derive(Debug)]
-pub struct Participant {
-    clock: Arc<VirtualClock>,
-    slot: u32,
-}
-
-impl Drop for Participant {
-    fn drop(&mut self) {
-        let mut state = self.clock.lock();
-        state.active -= 1;
-        state.free.push(self.slot);
-        VirtualState::wake_batch_if_idle(state);
-    }
-}
-
-/// A sleep on the virtual clock.
-pub struct VirtualSleep<'a> {
-    participant: &'a mut Participant,
-    deadline: i64,
-    registered: bool,
-}
-
-impl Future for VirtualSleep<'_> {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let this = &mut *self;
-        let slot = this.participant.slot as usize;
-        let mut state = this.participant.clock.lock();
-        if this.registered {
-            match &mut state.slots[slot].waker {
-                // Woken by `advance`, which counted us active again.
-                None => {
-                    this.registered = false;
-                    return Poll::Ready(());
-                }
-                Some(waker) => {
-                    waker.clone_from(cx.waker());
-                    return Poll::Pending;
-                }
-            }
-        }
-        if this.deadline <= state.now {
-            return Poll::Ready(());
-        }
-        let entry = &mut state.slots[slot];
-        entry.generation = entry.generation.wrapping_add(1);
-        entry.waker = Some(cx.waker().clone());
-        let generation = entry.generation;
-        state
-            .sleepers
-            .push(Reverse((this.deadline, slot as u32, generation)));
-        state.active -= 1;
-        this.registered = true;
-        if state.active == 0 {
-            let woken = state.advance();
-            let ready = state.slots[slot].waker.is_none();
-            drop(state);
-            // Our own waker may be among them; waking it is harmless.
-            woken.into_iter().for_each(Waker::wake);
-            if ready {
-                this.registered = false;
-                return Poll::Ready(());
-            }
-        }
-        Poll::Pending
-    }
-}
-
-impl Drop for VirtualSleep<'_> {
-    fn drop(&mut self) {
-        if !self.registered {
-            return;
-        }
-        let mut state = self.participant.clock.lock();
-        let entry = &mut state.slots[self.participant.slot as usize];
-        if entry.waker.take().is_some() {
-            // Abandoned while asleep: the participant is running again.
-            entry.generation = entry.generation.wrapping_add(1);
-            state.active += 1;
         }
     }
 }
@@ -417,7 +623,7 @@ mod tests {
     async fn scaled_clock_runs_faster_than_real_time() {
         let clock = Clock::scaled(at(1_000), 60.0);
         let mut timer = clock.timer();
-        timer.sleep_until(at(1_000 + 3_600)).await;
+        timer.sleep_until(at(1_000 + 3_600)).await.unwrap();
         // One simulated hour at 60x is one real minute.
         assert_eq!(clock.now(), at(1_000 + 3_600));
         let Clock::Scaled(inner) = &clock else {
@@ -439,7 +645,7 @@ mod tests {
                 for step in 1..=5i64 {
                     // Deadlines far apart (more than MAX_SKEW) are woken strictly in order.
                     let deadline = at(step * 1_000 + id * 10);
-                    timer.sleep_until(deadline).await;
+                    timer.sleep_until(deadline).await.unwrap();
                     assert!(clock.now() >= deadline);
                     log.lock().unwrap().push(deadline);
                 }
@@ -469,7 +675,8 @@ mod tests {
                 // All due within the same simulated second: one batch.
                 timer
                     .sleep_until(Timestamp::from_micros(10_000_000 + id as i64))
-                    .await;
+                    .await
+                    .unwrap();
                 let now = running.fetch_add(1, Ordering::SeqCst) + 1;
                 max_parallel.fetch_max(now, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -492,7 +699,7 @@ mod tests {
         let mut quitter = clock.timer();
         let mut stayer = clock.timer();
         let staying = tokio::spawn(async move {
-            stayer.sleep_until(at(50)).await;
+            stayer.sleep_until(at(50)).await.unwrap();
         });
         // The quitter gives up on a long sleep: it must count as running again, then leave.
         tokio::select! {
@@ -502,5 +709,105 @@ mod tests {
         drop(quitter);
         staying.await.unwrap();
         assert_eq!(clock.now(), at(50));
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn scaled_clock_wakes_each_sleeper_at_its_deadline() {
+        let clock = Clock::scaled(at(0), 10.0);
+        let woke = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        // Started latest first: every new sleep is earlier than the driver's target.
+        for secs in [900i64, 500, 100, 300, 700] {
+            let mut timer = clock.timer();
+            let (clock, woke) = (clock.clone(), Arc::clone(&woke));
+            tasks.push(tokio::spawn(async move {
+                timer.sleep_until(at(secs)).await.unwrap();
+                let Clock::Scaled(inner) = &clock else {
+                    unreachable!()
+                };
+                // Ten simulated seconds per real second, to the runtime's millisecond.
+                let real = inner.origin_instant.elapsed().as_millis() as i64;
+                woke.lock().unwrap().push((secs, real));
+            }));
+            tokio::task::yield_now().await;
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let woke = woke.lock().unwrap().clone();
+        let order: Vec<i64> = woke.iter().map(|&(secs, _)| secs).collect();
+        assert_eq!(order, [100, 300, 500, 700, 900]);
+        for &(secs, real) in woke.iter() {
+            assert!(
+                (secs * 100..=secs * 100 + 1).contains(&real),
+                "{secs} s woke at {real} ms"
+            );
+        }
+        let Clock::Scaled(inner) = &clock else {
+            unreachable!()
+        };
+        // Nobody sleeps: the driver has ended.
+        tokio::task::yield_now().await;
+        assert!(!lock(&inner.state).driving);
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn a_stopped_scaled_clock_wakes_its_sleepers() {
+        let clock = Clock::scaled(at(0), 1.0);
+        let mut tasks = Vec::new();
+        for _ in 0..3 {
+            let mut timer = clock.timer();
+            tasks.push(tokio::spawn(async move {
+                let woke = timer.sleep_until(at(3_600)).await;
+                // And from then on, at once.
+                (woke, timer.sleep_until(at(7_200)).await)
+            }));
+        }
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        clock.stop();
+        for task in tasks {
+            assert_eq!(task.await.unwrap(), (Err(Stopped), Err(Stopped)));
+        }
+        // A minute of real time passed, not an hour.
+        assert!(clock.now() < at(61));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stopped_virtual_clock_wakes_its_sleepers_and_stands_still() {
+        let clock = Clock::virtual_at(at(0));
+        let hold = clock.timer();
+        let mut tasks = Vec::new();
+        for id in 0..4i64 {
+            let mut timer = clock.timer();
+            tasks.push(tokio::spawn(async move {
+                timer.sleep_until(at(10 + id)).await.unwrap();
+                // Far ahead: nobody else sleeps, but the holder keeps time still.
+                timer.sleep_until(at(1_000_000)).await
+            }));
+        }
+        // Let the first sleeps pass: the holder sleeps past them, and wakes first after.
+        let mut holder = hold;
+        holder.sleep_until(at(100)).await.unwrap();
+        clock.stop();
+        for task in tasks {
+            assert_eq!(task.await.unwrap(), Err(Stopped));
+        }
+        assert_eq!(holder.sleep_until(at(200)).await, Err(Stopped));
+        assert_eq!(clock.now(), at(100));
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn an_abandoned_scaled_sleep_wakes_nobody() {
+        let clock = Clock::scaled(at(0), 1.0);
+        let mut quitter = clock.timer();
+        tokio::select! {
+            _ = quitter.sleep_until(at(10)) => panic!("woke too early"),
+            () = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+        // Its slot is reused; the stale entry does not wake the new sleep early.
+        drop(quitter);
+        let mut next = clock.timer();
+        next.sleep_until(at(20)).await.unwrap();
+        assert!(clock.now() >= at(20));
     }
 }

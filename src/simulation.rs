@@ -46,12 +46,14 @@ const WATERMARK_INTERVAL: Duration = Duration::from_millis(500);
 /// How often progress is logged (real time).
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
 
-/// The async runtime a simulation runs on: one worker thread per core but one, which is left
-/// to the sink's thread and the Kafka client's threads (at least one worker).
+/// The async runtime a simulation runs on: one worker thread per core. The sink's thread and
+/// the Kafka client's threads share the cores with them: when the sink is the slower side,
+/// the shoppers wait on the full pipeline and leave it the cores (with a worker fewer, the
+/// shoppers alone were the bound: 762,000 against 964,000 events/s on two cores).
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cores.saturating_sub(1).max(1))
+        .worker_threads(cores)
         .thread_name("shoppers")
         .enable_all()
         .build()
@@ -777,7 +779,6 @@ async fn run(
             clock.timer(),
             plan.end,
             outbox.clone(),
-            shutdown.clone(),
             Active::new(&metrics.shoppers_active),
         ));
     }
@@ -788,7 +789,6 @@ async fn run(
             clock.timer(),
             plan.end,
             outbox.clone(),
-            shutdown.clone(),
         ));
     }
     if plan.pace_to_wall_clock && clock.is_virtual() {
@@ -799,6 +799,14 @@ async fn run(
             services.clone(),
         ));
     }
+    // The shoppers and the price reviews hear of the end, however it comes, from the clock.
+    background.spawn({
+        let (clock, services) = (clock.clone(), services.clone());
+        async move {
+            services.cancelled().await;
+            clock.stop();
+        }
+    });
     drop(hold);
     shoppers.close();
     health.set_shoppers_running(true);
@@ -954,7 +962,7 @@ async fn save_periodically(
 }
 
 /// Publishes the catalogue's price changes, each at its review instant, after the population's
-/// `repriced_through` until `end` (exclusive) or shutdown. A participant of the clock like a
+/// `repriced_through` until `end` (exclusive) or the clock stops. A participant of the clock like a
 /// shopper, and like a shopper it publishes under a step permit.
 async fn reprice(
     ctx: Arc<ShopContext>,
@@ -962,18 +970,12 @@ async fn reprice(
     mut timer: Timer,
     end: Option<Timestamp>,
     outbox: Outbox,
-    shutdown: CancellationToken,
 ) {
     let mut at = population.repriced_through();
     loop {
         at = ctx.catalogue.next_review(at);
-        if end.is_some_and(|end| at >= end) || shutdown.is_cancelled() {
+        if end.is_some_and(|end| at >= end) || timer.sleep_until(at).await.is_err() {
             return;
-        }
-        tokio::select! {
-            biased;
-            () = shutdown.cancelled() => return,
-            () = timer.sleep_until(at) => {}
         }
         let _permit = population.step_permit().await;
         let events: Vec<Event> = ctx
@@ -1015,7 +1017,7 @@ async fn pace(clock: Clock, mut timer: Timer, end: Option<Timestamp>, stop: Canc
             }
             tokio::select! {
                 () = stop.cancelled() => return,
-                () = timer.sleep_until(target) => {}
+                slept = timer.sleep_until(target) => if slept.is_err() { return },
             }
             continue;
         }
@@ -1034,7 +1036,7 @@ async fn pace(clock: Clock, mut timer: Timer, end: Option<Timestamp>, stop: Canc
         );
         tokio::select! {
             () = stop.cancelled() => return,
-            () = timer.sleep_until(target) => {}
+            slept = timer.sleep_until(target) => if slept.is_err() { return },
         }
     }
 }

@@ -22,6 +22,9 @@
 //! at and returns the events of that instant, and [`Shopper::next_wake`] says when it next has
 //! something to do. The actor around it ([`super::run_shopper`]) only sleeps until then.
 
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
 use fake::Fake;
 use fake::faker::address::en::{
     BuildingNumber, CityName, StateAbbr, StreetName, StreetSuffix, ZipCode,
@@ -209,26 +212,107 @@ pub struct Shopper {
     preferred_method: u8,
     /// The customer's currency: 0 for the shop's, i for `currencies[i - 1]`.
     currency: u8,
-    /// Pending follow-ups, latest first: the next one is popped from the back. A busy
-    /// customer's deliveries and returns, days ahead, wait behind the payments due in seconds,
-    /// so most follow-ups are scheduled near the back and leave from it, moving few others.
-    /// Saved earliest first.
-    #[serde(with = "latest_first")]
-    pending: Vec<FollowUp>,
+    /// Pending follow-ups, in the order they fall due.
+    pending: FollowUps,
 }
 
-/// A latest-first list of follow-ups, saved earliest first.
-mod latest_first {
-    use super::FollowUp;
-    use serde::{Deserialize, Deserializer, Serializer};
+/// A shopper's pending follow-ups in time order, first scheduled first among those due at the
+/// same instant. A heap: a busy customer has dozens pending (payments due in seconds,
+/// deliveries and returns days ahead), and a sorted list moved most of them at every
+/// insertion. Saved as the list of them, earliest first.
+#[derive(Debug, Clone, Default)]
+struct FollowUps {
+    heap: BinaryHeap<Queued>,
+    /// The number the next follow-up is scheduled under.
+    next: u32,
+}
 
-    pub fn serialize<S: Serializer>(pending: &[FollowUp], s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(pending.iter().rev())
+/// A follow-up in the heap, numbered in the order it was scheduled.
+#[derive(Debug, Clone, Copy)]
+struct Queued {
+    follow_up: FollowUp,
+    number: u32,
+}
+
+impl Queued {
+    fn key(&self) -> (Timestamp, u32) {
+        (self.follow_up.at, self.number)
+    }
+}
+
+impl Ord for Queued {
+    /// The follow-up due first is the greatest: at the top of the (max-)heap.
+    fn cmp(&self, other: &Self) -> Ordering {
+        other.key().cmp(&self.key())
+    }
+}
+
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for Queued {}
+
+impl FollowUps {
+    /// The follow-up due first.
+    fn first(&self) -> Option<&FollowUp> {
+        self.heap.peek().map(|queued| &queued.follow_up)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<FollowUp>, D::Error> {
-        let mut pending = Vec::<FollowUp>::deserialize(d)?;
-        pending.reverse();
+    fn pop(&mut self) -> Option<FollowUp> {
+        self.heap.pop().map(|queued| queued.follow_up)
+    }
+
+    /// Schedules `follow_up` after every one already due at the same instant.
+    fn push(&mut self, follow_up: FollowUp) {
+        if self.next == u32::MAX {
+            // Numbered afresh, in the same order, before the numbers run out.
+            let in_order = self.in_order();
+            self.heap.clear();
+            self.next = 0;
+            in_order.into_iter().for_each(|f| self.push(f));
+        }
+        self.heap.push(Queued {
+            follow_up,
+            number: self.next,
+        });
+        self.next += 1;
+    }
+
+    /// Every pending follow-up, earliest first.
+    fn in_order(&self) -> Vec<FollowUp> {
+        let mut queued: Vec<Queued> = self.heap.iter().copied().collect();
+        queued.sort_unstable_by(|a, b| b.cmp(a));
+        queued.into_iter().map(|queued| queued.follow_up).collect()
+    }
+}
+
+impl PartialEq for FollowUps {
+    fn eq(&self, other: &Self) -> bool {
+        self.in_order() == other.in_order()
+    }
+}
+
+impl Serialize for FollowUps {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.in_order())
+    }
+}
+
+impl<'de> Deserialize<'de> for FollowUps {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut pending = Self::default();
+        for follow_up in Vec::<FollowUp>::deserialize(d)? {
+            pending.push(follow_up);
+        }
         Ok(pending)
     }
 }
@@ -290,7 +374,7 @@ impl Shopper {
     /// Shopper `id` (its future customer id, from 1), whose first session follows `start` by an
     /// exponential gap. Its generator is seeded from `(seed, id)` alone.
     pub fn new(seed: u64, id: CustomerId, start: Timestamp, ctx: &ShopContext) -> Self {
-        Self::prospect(seed, id, start, ctx, Vec::new())
+        Self::prospect(seed, id, start, ctx, FollowUps::default())
     }
 
     /// Prospective customer `id`, not signed up yet, who takes the slot at `at` and inherits
@@ -300,7 +384,7 @@ impl Shopper {
         id: CustomerId,
         at: Timestamp,
         ctx: &ShopContext,
-        pending: Vec<FollowUp>,
+        pending: FollowUps,
     ) -> Self {
         let lo = mix(seed, id as u64);
         let hi = mix(lo, 0x5EED);
@@ -374,7 +458,7 @@ impl Shopper {
 
     /// When the shopper next has something to do.
     pub fn next_wake(&self) -> Timestamp {
-        match self.pending.last() {
+        match self.pending.first() {
             Some(f) if f.at < self.next_session => f.at,
             _ => self.next_session,
         }
@@ -386,7 +470,7 @@ impl Shopper {
         loop {
             let due_follow_up = self
                 .pending
-                .last()
+                .first()
                 .filter(|f| f.at <= now && f.at < self.next_session);
             if let Some(&follow_up) = due_follow_up {
                 self.pending.pop();
@@ -405,9 +489,7 @@ impl Shopper {
     }
 
     fn schedule(&mut self, follow_up: FollowUp) {
-        // Before (further from the back than) those due at the same instant: they go first.
-        let index = self.pending.partition_point(|f| f.at > follow_up.at);
-        self.pending.insert(index, follow_up);
+        self.pending.push(follow_up);
     }
 
     fn session(&mut self, at: Timestamp, ctx: &ShopContext, out: &mut Vec<Event>) {
@@ -725,6 +807,70 @@ fn log_normal<R: rand::Rng + ?Sized>(rng: &mut R, median_secs: f64, sigma: f64) 
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    fn follow_up(at: i64, order: u64) -> FollowUp {
+        FollowUp {
+            at: Timestamp::from_micros(at),
+            order: order as OrderId,
+            totals: OrderTotals {
+                subtotal: Money::ZERO,
+                discount: Money::ZERO,
+                tax: Money::ZERO,
+                shipping: Money::ZERO,
+                total: Money::ZERO,
+            },
+            channel: 0,
+            method: 0,
+            currency: 0,
+            action: Action::Authorize { attempt: 1 },
+        }
+    }
+
+    proptest! {
+        /// The heap gives follow-ups back as a list kept sorted by time would, first scheduled
+        /// first among equal instants (the order the golden output depends on), and a save
+        /// and its restore change nothing.
+        #[test]
+        fn follow_ups_come_due_in_time_order_first_come_first_served(
+            ops in proptest::collection::vec(proptest::option::of(0i64..8), 1..200),
+        ) {
+            let mut heap = FollowUps::default();
+            let mut sorted: Vec<FollowUp> = Vec::new();
+            for (order, op) in ops.into_iter().enumerate() {
+                match op {
+                    Some(at) => {
+                        let f = follow_up(at, order as u64);
+                        heap.push(f);
+                        let index = sorted.partition_point(|g| g.at <= f.at);
+                        sorted.insert(index, f);
+                    }
+                    None => {
+                        let expected = (!sorted.is_empty()).then(|| sorted.remove(0));
+                        prop_assert_eq!(heap.pop(), expected);
+                    }
+                }
+                prop_assert_eq!(heap.first(), sorted.first());
+                let saved = serde_json::to_string(&heap).unwrap();
+                prop_assert_eq!(&saved, &serde_json::to_string(&sorted).unwrap());
+                let restored: FollowUps = serde_json::from_str(&saved).unwrap();
+                prop_assert_eq!(restored.in_order(), heap.in_order());
+            }
+        }
+    }
+
+    #[test]
+    fn follow_ups_are_renumbered_before_their_numbers_run_out() {
+        let mut heap = FollowUps {
+            next: u32::MAX - 1,
+            ..FollowUps::default()
+        };
+        for order in 0..4 {
+            heap.push(follow_up(5, order));
+        }
+        assert!(heap.next < 10, "renumbered from 0");
+        let orders: Vec<OrderId> = std::iter::from_fn(|| heap.pop()).map(|f| f.order).collect();
+        assert_eq!(orders, [0, 1, 2, 3]);
+    }
 
     fn context(mean_gap_secs: f64) -> ShopContext {
         ShopContext {
