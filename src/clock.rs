@@ -254,15 +254,30 @@ impl Schedule {
             .push(Reverse((deadline, slot, entry.generation)));
     }
 
-    /// The poll of a sleep that registered: `Some` once it was woken (by its deadline or by a
-    /// stop), `None` while it still sleeps (its waker is brought up to date).
-    fn woken(&mut self, slot: u32, waker: &Waker) -> Option<Result<(), Stopped>> {
-        match &mut self.slots[slot as usize].waker {
-            None if self.stopped => Some(Err(Stopped)),
-            None => Some(Ok(())),
+    /// The poll of a sleep that the schedule answers: once registered, ready when it was
+    /// woken (by its deadline or by a stop) and pending while it sleeps (its waker brought up
+    /// to date); not registered, ready with [`Stopped`] once the clock is stopped. `None`: the
+    /// clock decides (the deadline may have passed, or the sleep must register).
+    fn answer(
+        &mut self,
+        sleep: &mut SleepState,
+        waker: &Waker,
+    ) -> Option<Poll<Result<(), Stopped>>> {
+        if !sleep.registered {
+            return self.stopped.then_some(Poll::Ready(Err(Stopped)));
+        }
+        match &mut self.slots[sleep.slot as usize].waker {
             Some(current) => {
                 current.clone_from(waker);
-                None
+                Some(Poll::Pending)
+            }
+            None => {
+                sleep.registered = false;
+                Some(Poll::Ready(if self.stopped {
+                    Err(Stopped)
+                } else {
+                    Ok(())
+                }))
             }
         }
     }
@@ -367,17 +382,8 @@ impl ScaledClock {
         cx: &mut Context<'_>,
     ) -> Poll<Result<(), Stopped>> {
         let mut state = lock(&self.state);
-        if sleep.registered {
-            return match state.schedule.woken(sleep.slot, cx.waker()) {
-                Some(result) => {
-                    sleep.registered = false;
-                    Poll::Ready(result)
-                }
-                None => Poll::Pending,
-            };
-        }
-        if state.schedule.stopped {
-            return Poll::Ready(Err(Stopped));
+        if let Some(answer) = state.schedule.answer(sleep, cx.waker()) {
+            return answer;
         }
         if self.instant_for(sleep.deadline) <= Instant::now() {
             return Poll::Ready(Ok(()));
@@ -547,18 +553,9 @@ impl VirtualClock {
         cx: &mut Context<'_>,
     ) -> Poll<Result<(), Stopped>> {
         let mut state = lock(&self.state);
-        if sleep.registered {
+        if let Some(answer) = state.schedule.answer(sleep, cx.waker()) {
             // Woken by `advance` or `stop`, which counted us active again.
-            return match state.schedule.woken(sleep.slot, cx.waker()) {
-                Some(result) => {
-                    sleep.registered = false;
-                    Poll::Ready(result)
-                }
-                None => Poll::Pending,
-            };
-        }
-        if state.schedule.stopped {
-            return Poll::Ready(Err(Stopped));
+            return answer;
         }
         if sleep.deadline <= state.now {
             return Poll::Ready(Ok(()));
