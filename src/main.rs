@@ -52,7 +52,11 @@ fn main() -> ExitCode {
     };
     let shutdown = CancellationToken::new();
     control.listen_for_signals(shutdown.clone());
-    let runtime = match simulation::runtime() {
+    let runtime = match if cli.serve {
+        simulation::runtime()
+    } else {
+        simulation::runtime_for(&settings)
+    } {
         Ok(runtime) => runtime,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the async runtime");

@@ -51,9 +51,37 @@ const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
 /// the shoppers wait on the full pipeline and leave it the cores (with a worker fewer, the
 /// shoppers alone were the bound: 762,000 against 964,000 events/s on two cores).
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    runtime_with(std::thread::available_parallelism().map_or(1, usize::from))
+}
+
+/// Orders per real second from which a run gets a worker per core; below, one worker makes
+/// them with room to spare (a core makes some 200,000 a second), and a second would only cost
+/// memory (its stack and its allocator's heap) and wake-ups.
+pub const ONE_WORKER_BELOW: f64 = 10_000.0;
+
+/// The runtime for a run of `settings`: a worker per core at `--speed max` or a pace of
+/// [`ONE_WORKER_BELOW`] orders per real second and above, else one.
+pub fn runtime_for(settings: &Settings) -> std::io::Result<tokio::runtime::Runtime> {
+    match workers(&settings.simulation) {
+        Some(workers) => runtime_with(workers),
+        None => runtime(),
+    }
+}
+
+/// The workers a run needs when fewer than a core each: `Some(1)` for a run paced below
+/// [`ONE_WORKER_BELOW`] orders per real second, `None` (a worker per core) otherwise.
+fn workers(simulation: &crate::config::SimulationSettings) -> Option<usize> {
+    match simulation.speed {
+        Speed::Factor(factor) if simulation.rate.per_second() * factor < ONE_WORKER_BELOW => {
+            Some(1)
+        }
+        _ => None,
+    }
+}
+
+fn runtime_with(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cores)
+        .worker_threads(workers)
         .thread_name("shoppers")
         .enable_all()
         .build()
@@ -1094,5 +1122,31 @@ async fn tick(
             "progress"
         );
         (last_total, last_report) = (total, tokio::time::Instant::now());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Cli;
+
+    fn workers_for(args: &[&str]) -> Option<usize> {
+        let cli =
+            Cli::try_parse_from(std::iter::once("simulator").chain(args.iter().copied())).unwrap();
+        workers(&Settings::load(&cli, std::iter::empty()).unwrap().simulation)
+    }
+
+    #[test]
+    fn a_run_paced_below_ten_thousand_orders_a_second_gets_one_worker() {
+        assert_eq!(
+            workers_for(&[]),
+            Some(1),
+            "the defaults: 500/h in real time"
+        );
+        assert_eq!(workers_for(&["--rate", "9999/s"]), Some(1));
+        assert_eq!(workers_for(&["--rate", "100/s", "--speed", "60"]), Some(1));
+        assert_eq!(workers_for(&["--rate", "10000/s"]), None);
+        assert_eq!(workers_for(&["--rate", "500/h", "--speed", "100000"]), None);
+        assert_eq!(workers_for(&["--speed", "max"]), None);
     }
 }

@@ -14,12 +14,7 @@ use std::path::Path;
 use apache_avro::Schema;
 use apache_avro::types::Value;
 
-use crate::encoding::varint::write_long;
-
-const MAGIC: &[u8; 4] = b"Obj\x01";
-/// Uncompressed bytes per block written, at most (a record larger than this gets a block of
-/// its own).
-pub const BLOCK_SIZE: usize = 64 * 1024;
+use crate::encoding::container::{self, BLOCK_SIZE, Blocks, Codec, MAGIC};
 /// The largest block or metadata value read: a file that claims more is corrupt.
 const MAX_BLOCK: u64 = 256 * 1024 * 1024;
 
@@ -74,14 +69,6 @@ fn read_bytes(input: &mut impl Read, path: &Path, what: &str) -> io::Result<Vec<
     Ok(bytes)
 }
 
-/// How a container's blocks are compressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Codec {
-    Null,
-    Deflate,
-    Snappy,
-}
-
 /// An open container file, positioned at its first block.
 pub struct Container {
     path: std::path::PathBuf,
@@ -131,20 +118,13 @@ impl Container {
                         );
                     }
                     b"avro.codec" => {
-                        codec = match value.as_slice() {
-                            b"null" | b"" => Codec::Null,
-                            b"deflate" => Codec::Deflate,
-                            b"snappy" => Codec::Snappy,
-                            other => {
-                                return Err(corrupt(
-                                    path,
-                                    format!(
-                                        "the codec `{}`, not null, deflate or snappy",
-                                        String::from_utf8_lossy(other)
-                                    ),
-                                ));
-                            }
-                        }
+                        let name = String::from_utf8_lossy(&value);
+                        codec = match name.as_ref() {
+                            "" => Codec::Null,
+                            name => name.parse().map_err(|_| {
+                                corrupt(path, format!("the codec `{name}`, not {}", Codec::names()))
+                            })?,
+                        };
                     }
                     _ => {}
                 }
@@ -296,53 +276,28 @@ impl Container {
 
 /// Writes an Avro container of one schema, block by block, into chunks of bytes.
 pub struct ContainerWriter {
-    sync: [u8; 16],
-    block: Vec<u8>,
-    records: i64,
+    blocks: Blocks,
 }
 
 impl ContainerWriter {
     /// A writer with `sync` as its marker; returns it and the header's bytes.
     pub fn start(schema_text: &str, sync: [u8; 16]) -> (Self, Vec<u8>) {
-        let mut header = MAGIC.to_vec();
-        write_long(&mut header, 2);
-        for (key, value) in [
-            (&b"avro.schema"[..], schema_text.as_bytes()),
-            (&b"avro.codec"[..], &b"null"[..]),
-        ] {
-            write_long(&mut header, key.len() as i64);
-            header.extend_from_slice(key);
-            write_long(&mut header, value.len() as i64);
-            header.extend_from_slice(value);
-        }
-        write_long(&mut header, 0);
-        header.extend_from_slice(&sync);
-        let writer = Self {
-            sync,
-            block: Vec::with_capacity(BLOCK_SIZE),
-            records: 0,
-        };
-        (writer, header)
+        let header = container::header(schema_text, Codec::Null, sync);
+        let blocks = Blocks::new(Codec::Null, sync);
+        (Self { blocks }, header)
     }
 
     /// Adds one encoded record; returns a finished block's bytes once the block is full.
     pub fn append(&mut self, record: &[u8]) -> Option<Vec<u8>> {
-        self.block.extend_from_slice(record);
-        self.records += 1;
-        (self.block.len() >= BLOCK_SIZE).then(|| self.flush())
+        self.blocks.append(record).then(|| self.flush())
     }
 
     /// The bytes of the block in progress (nothing when it is empty).
     pub fn flush(&mut self) -> Vec<u8> {
-        if self.records == 0 {
-            return Vec::new();
-        }
-        let mut out = Vec::with_capacity(self.block.len() + 32);
-        write_long(&mut out, self.records);
-        write_long(&mut out, self.block.len() as i64);
-        out.append(&mut self.block);
-        out.extend_from_slice(&self.sync);
-        self.records = 0;
+        let mut out = Vec::new();
+        self.blocks
+            .write_block(&mut out)
+            .expect("writing to memory does not fail");
         out
     }
 }

@@ -17,53 +17,30 @@
 //! that died keep their complete blocks, under their final names.
 use std::collections::HashMap;
 use std::fs::{self, File};
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use apache_avro::{Codec, DeflateSettings, Writer};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::{Sink, SinkCheckpoint, SinkError};
 use crate::durable::{self, DirLock};
-use crate::encoding::{Schemas, schemas, varint};
+use crate::encoding::container::{self, Blocks};
+use crate::encoding::{Encoder, Schemas, schemas, varint};
 use crate::metrics::DeliveryMetrics;
 use crate::model::{Event, EventType, MICROS_PER_HOUR, Timestamp, Topic, TopicCounts};
 use crate::settings::{one_of, path};
 
 /// How long after an hour ends its files are completed, in simulated time.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(60);
-/// Uncompressed bytes per Avro block.
-const BLOCK_SIZE: usize = 64 * 1024;
 /// Suffix of files being written.
 const IN_PROGRESS: &str = ".inprogress";
 /// The output directory's lock (hidden, like unfinished files).
 const LOCK_FILE: &str = ".simulator.lock";
 
-crate::named! {
-    /// Compression of the Avro blocks.
-    #[derive(Default)]
-    pub enum FileCodec {
-        /// No compression: the fastest, read by every Avro reader.
-        #[default]
-        Null = "null",
-        /// Deflate (RFC 1951), part of the Avro specification.
-        Deflate = "deflate",
-        /// Snappy with a CRC32 per block.
-        Snappy = "snappy",
-    }
-}
-
-impl FileCodec {
-    fn avro(self) -> Codec {
-        match self {
-            FileCodec::Null => Codec::Null,
-            FileCodec::Deflate => Codec::Deflate(DeflateSettings::default()),
-            FileCodec::Snappy => Codec::Snappy,
-        }
-    }
-}
+/// Compression of the Avro blocks.
+pub use container::Codec as FileCodec;
 
 crate::section! {
     /// The Avro files.
@@ -90,12 +67,28 @@ pub struct FileRecord {
 }
 
 struct OpenFile {
-    writer: Writer<'static, BufWriter<File>>,
+    file: File,
+    /// The block in progress.
+    blocks: Blocks,
+    /// Bytes in the file: its header and whole blocks.
+    length: u64,
     temp: PathBuf,
     path: PathBuf,
     events: u64,
     /// Events by type, for the delivery metrics.
     by_type: [u64; EventType::COUNT],
+}
+
+impl OpenFile {
+    /// Writes the block in progress, if any, to the file.
+    fn write_block(&mut self) -> Result<(), SinkError> {
+        let written = self
+            .blocks
+            .write_block(&mut self.file)
+            .map_err(io_error(&self.temp))?;
+        self.length += written as u64;
+        Ok(())
+    }
 }
 
 /// A complete file waiting for the next save to be renamed into place.
@@ -113,6 +106,7 @@ pub struct FileSink {
     root: PathBuf,
     codec: FileCodec,
     schemas: &'static Schemas,
+    encoder: Encoder,
     /// Files being written, by (topic, start of hour in microseconds).
     open: HashMap<(Topic, i64), OpenFile>,
     /// The next part number of each (topic, hour) this sink has written.
@@ -157,6 +151,7 @@ impl FileSink {
             root,
             codec,
             schemas: schemas()?,
+            encoder: Encoder::new()?,
             open: HashMap::new(),
             next_part: HashMap::new(),
             latest: Timestamp::default(),
@@ -240,19 +235,19 @@ impl FileSink {
         let name = format!("{prefix}{part:05}.avro");
         let path = dir.join(&name);
         let temp = dir.join(format!(".{name}{IN_PROGRESS}"));
-        let file = File::options()
+        let mut file = File::options()
             .write(true)
             .create_new(true)
             .open(&temp)
             .map_err(io_error(&temp))?;
-        let writer = Writer::builder()
-            .schema(self.schemas.get(topic))
-            .writer(BufWriter::with_capacity(BLOCK_SIZE, file))
-            .codec(self.codec.avro())
-            .block_size(BLOCK_SIZE)
-            .build();
+        // The marker follows from the file's name, so a seed fixes the file's bytes.
+        let sync = container::sync_marker(&self.relative(&path).to_string_lossy());
+        let header = container::header(&self.schemas.header_json(topic), self.codec, sync);
+        file.write_all(&header).map_err(io_error(&temp))?;
         Ok(OpenFile {
-            writer,
+            file,
+            blocks: Blocks::new(self.codec, sync),
+            length: header.len() as u64,
             temp,
             path,
             events: 0,
@@ -261,22 +256,14 @@ impl FileSink {
     }
 
     /// Completes a file: flushes, syncs and renames it into place.
-    fn finish(&mut self, topic: Topic, file: OpenFile) -> Result<(), SinkError> {
-        let avro_error = |source| SinkError::Avro {
-            path: file.temp.clone(),
-            source: Box::new(source),
-        };
-        let buffered = file.writer.into_inner().map_err(avro_error)?;
-        let handle = buffered
-            .into_inner()
-            .map_err(|e| io_error(&file.temp)(e.into_error()))?;
-        handle.sync_all().map_err(io_error(&file.temp))?;
-        let length = handle.metadata().map_err(io_error(&file.temp))?.len();
+    fn finish(&mut self, topic: Topic, mut file: OpenFile) -> Result<(), SinkError> {
+        file.write_block()?;
+        file.file.sync_all().map_err(io_error(&file.temp))?;
         let done = Pending {
             topic,
             temp: file.temp,
             path: file.path,
-            length,
+            length: file.length,
             events: file.events,
             by_type: file.by_type,
         };
@@ -321,12 +308,10 @@ impl Sink for FileSink {
                     self.open.entry((topic, hour)).or_insert(file)
                 }
             };
-            file.writer
-                .append_ser(event)
-                .map_err(|source| SinkError::Avro {
-                    path: file.temp.clone(),
-                    source: Box::new(source),
-                })?;
+            self.encoder.encode_into(event, file.blocks.records());
+            if file.blocks.added() {
+                file.write_block()?;
+            }
             file.events += 1;
             file.by_type[event.event_type().index()] += 1;
             self.latest = self.latest.max(event.event_time());
@@ -342,18 +327,12 @@ impl Sink for FileSink {
     fn checkpoint(&mut self) -> Result<SinkCheckpoint, SinkError> {
         let mut files = Vec::with_capacity(self.open.len() + self.pending.len());
         for file in self.open.values_mut() {
-            let avro_error = |source| SinkError::Avro {
-                path: file.temp.clone(),
-                source: Box::new(source),
-            };
-            file.writer.flush().map_err(avro_error)?;
-            let handle = file.writer.get_ref().get_ref();
-            handle.sync_data().map_err(io_error(&file.temp))?;
-            let length = handle.metadata().map_err(io_error(&file.temp))?.len();
+            file.write_block()?;
+            file.file.sync_data().map_err(io_error(&file.temp))?;
             files.push(FileRecord {
                 temp: file.temp.clone(),
                 path: file.path.clone(),
-                length,
+                length: file.length,
                 events: file.events,
             });
         }
@@ -413,8 +392,8 @@ impl Sink for FileSink {
 impl Drop for FileSink {
     fn drop(&mut self) {
         // Unfinished files keep their temporary names: readers never take them for complete.
-        for (_, file) in self.open.drain() {
-            let _ = file.writer.into_inner().map(|mut w| w.flush());
+        for (_, mut file) in self.open.drain() {
+            let _ = file.write_block();
         }
     }
 }

@@ -139,12 +139,6 @@ pub enum SinkError {
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot write an Avro file `{path}`: {source}")]
-    Avro {
-        path: PathBuf,
-        #[source]
-        source: Box<apache_avro::Error>,
-    },
     #[error(transparent)]
     Encoding(#[from] EncodingError),
     #[error("cannot write to standard output: {0}")]

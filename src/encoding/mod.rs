@@ -4,11 +4,14 @@
 //! for them at start-up, so a broken schema stops it before anything runs).
 //!
 //! Two encoders produce the same bytes. [`Encoder`] writes each record type's fields directly,
-//! in schema order: it is on the hot path of the `kafka` and `null` sinks, where apache-avro's
-//! schema-driven serde serialiser (a field lookup by name and a namespace copy per field) cost
-//! as much as the rest of the pipeline. [`Encoder::encode_with_schema`] is that serialiser, used
-//! by the file sink's container writer; a property test checks that the two agree byte for byte
-//! on generated events, and other tests decode the output with apache-avro and fastavro.
+//! in schema order: it is on the hot path of every sink, where apache-avro's schema-driven
+//! serde serialiser (a field lookup by name and a namespace copy per field) cost as much as the
+//! rest of the pipeline. [`Encoder::encode_with_schema`] is that serialiser, kept as the
+//! reference: a property test checks that the two agree byte for byte on generated events, and
+//! other tests decode the output with apache-avro and fastavro. [`container`] writes the
+//! datums into Avro object container files.
+
+pub mod container;
 
 use std::sync::OnceLock;
 
@@ -18,10 +21,10 @@ use crate::model::{Event, Topic};
 
 /// The `.avsc` text of each topic, as shipped in `avro/`.
 pub const SCHEMA_TEXTS: [(Topic, &str); 4] = [
-    (Topic::Products, include_str!("../avro/products.avsc")),
-    (Topic::Customers, include_str!("../avro/customers.avsc")),
-    (Topic::Orders, include_str!("../avro/orders.avsc")),
-    (Topic::Payments, include_str!("../avro/payments.avsc")),
+    (Topic::Products, include_str!("../../avro/products.avsc")),
+    (Topic::Customers, include_str!("../../avro/customers.avsc")),
+    (Topic::Orders, include_str!("../../avro/orders.avsc")),
+    (Topic::Payments, include_str!("../../avro/payments.avsc")),
 ];
 
 /// Encoding failures.
