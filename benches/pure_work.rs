@@ -42,7 +42,7 @@ fn settings(profile: &str) -> Settings {
 /// Steps every shopper up to an hour after the start, each at its own wake-up, earliest first,
 /// and encodes every event; returns the events made and their encoded bytes.
 fn pure_work(settings: &Settings) -> (u64, u64) {
-    let ctx = shop_context(settings, SEED).expect("valid settings");
+    let ctx = shop_context(settings, SEED, start()).expect("valid settings");
     let start = start();
     let end = start.as_micros() + MICROS_PER_HOUR;
     let mut shoppers: Vec<Shopper> = shopper_ids(settings)

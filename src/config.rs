@@ -7,8 +7,8 @@
 //! setting's name, its flag, what was given, what is allowed and where the value came from;
 //! all problems are collected and reported together before anything runs.
 //!
-//! The sections, and who declares them: `simulation` and `log` here; `traffic`, `catalogue`
-//! and `shop` in [`crate::shoppers`]; `sink` in [`crate::sinks`]; `file` in the file sink;
+//! The sections, and who declares them: `simulation` and `log` here; `traffic`, `catalogue`,
+//! `customers` and `shop` in [`crate::shoppers`]; `sink` in [`crate::sinks`]; `file` in the file sink;
 //! `kafka` and `schema_registry` in [`crate::sinks::kafka`]; `ledger`, `state`, `faults` and
 //! `metrics` in [`crate::ledger`], [`crate::state`], [`crate::faults`] and
 //! [`crate::endpoints`]; `api` in [`crate::api`]. The command line, the printed configuration, the run's identity and
@@ -33,7 +33,7 @@ use crate::settings::{
     self, Declaration, Origin, Origins, Printer, Problem, Reader, Section, Text, boolean, duration,
     one_of, optional, parsed, quoted,
 };
-use crate::shoppers::{CatalogueSettings, ShopSettings, TrafficSettings};
+use crate::shoppers::{CatalogueSettings, CustomerSettings, ShopSettings, TrafficSettings};
 use crate::sinks::kafka::{KafkaConfig, SchemaRegistryConfig};
 use crate::sinks::{FileSettings, SinkKind, SinkSettings};
 use crate::state::{Identity, StateSettings};
@@ -309,6 +309,7 @@ settings! {
     kafka: KafkaConfig,
     schema_registry: SchemaRegistryConfig,
     catalogue: CatalogueSettings,
+    customers: CustomerSettings,
     shop: ShopSettings,
     metrics: MetricsSettings,
     api: ApiSettings,

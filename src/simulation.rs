@@ -33,7 +33,7 @@ use crate::model::{
 };
 use crate::pipeline::{self, Batch, Delivery, Outbox, Output, OutputError, OutputState};
 use crate::shoppers::{
-    Active, Currency, Population, ShopContext, Shopper, raw_activity, run_shopper,
+    Active, Currency, CustomerChanges, Population, ShopContext, Shopper, raw_activity, run_shopper,
 };
 use crate::sinks::kafka::KafkaSink;
 use crate::sinks::{
@@ -273,15 +273,22 @@ pub fn shopper_ids(settings: &Settings) -> impl Iterator<Item = i64> + use<> {
     (0..i64::from(settings.simulation.shoppers)).map(move |k| 1 + index + k * count)
 }
 
-/// The shared state of all shoppers, built from the settings.
-pub fn shop_context(settings: &Settings, seed: u64) -> Result<ShopContext, StartError> {
+/// The shared state of all shoppers of a run that starts at `start`, built from the settings.
+pub fn shop_context(
+    settings: &Settings,
+    seed: u64,
+    start: Timestamp,
+) -> Result<ShopContext, StartError> {
     let (simulation, traffic, shop) = (&settings.simulation, &settings.traffic, &settings.shop);
     let catalogue = Catalogue::generate(
         seed,
         settings.catalogue.products,
         settings.catalogue.popularity_exponent,
+        start,
     )?
-    .with_repricing(settings.catalogue.reprice_probability)?;
+    .with_repricing(settings.catalogue.reprice_probability)?
+    .with_discontinuation(settings.catalogue.discontinue_rate)?;
+    let customers = &settings.customers;
     let rules = ShopRules {
         currency: shop.currency,
         tax_rate: shop.tax_rate,
@@ -320,6 +327,12 @@ pub fn shop_context(settings: &Settings, seed: u64) -> Result<ShopContext, Start
         seed,
         mean_lifetime_micros: traffic.customer_lifetime.map(|d| d.as_micros() as f64),
         customer_id_stride: i64::from(simulation.shoppers) * i64::from(simulation.shard.count),
+        changes: CustomerChanges {
+            moves: customers.move_rate,
+            contact_changes: customers.contact_change_rate,
+            consent_changes: customers.consent_change_rate,
+            erasures: customers.erasure_rate,
+        },
     })
 }
 
@@ -503,7 +516,7 @@ pub async fn start(
     // With --speed max from the past: a backfill, then live (or a stop at the present).
     let backfill = speed == Speed::Max && from < Clock::wall_now();
     let stop_at_present = settings.simulation.stop_at_present;
-    let ctx = shop_context(&settings, seed)?;
+    let ctx = shop_context(&settings, seed, start)?;
 
     let registry = Registry::new();
     let health = Health::new();
@@ -689,7 +702,7 @@ pub async fn simulate(
         pace_to_wall_clock: false,
         saving: None,
     };
-    let ctx = shop_context(settings, seed)?;
+    let ctx = shop_context(settings, seed, clock.now())?;
     let output = Output {
         sink,
         recorder: None,
@@ -810,7 +823,10 @@ async fn run(
             Active::new(&metrics.shoppers_active),
         ));
     }
-    if shard.index == 0 && settings.catalogue.reprice_probability > 0.0 {
+    if shard.index == 0
+        && (settings.catalogue.reprice_probability > 0.0
+            || settings.catalogue.discontinue_rate > 0.0)
+    {
         shoppers.spawn(reprice(
             Arc::clone(&ctx),
             Arc::clone(&population),
@@ -989,7 +1005,8 @@ async fn save_periodically(
     }
 }
 
-/// Publishes the catalogue's price changes, each at its review instant, after the population's
+/// Publishes the catalogue's changes (prices, and products discontinued and replaced), each at
+/// its review instant, after the population's
 /// `repriced_through` until `end` (exclusive) or the clock stops. A participant of the clock like a
 /// shopper, and like a shopper it publishes under a step permit.
 async fn reprice(
@@ -1008,7 +1025,7 @@ async fn reprice(
         let _permit = population.step_permit().await;
         let events: Vec<Event> = ctx
             .catalogue
-            .repriced_at(at, ctx.rules.currency)
+            .changes_at(at, ctx.rules.currency)
             .into_iter()
             .map(Event::Product)
             .collect();

@@ -31,7 +31,7 @@ use crate::durable::{self, DirLock, LockError};
 use crate::settings::{duration, optional, path};
 
 /// The format of the state file; another version is refused.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 const MAGIC: &[u8; 8] = b"RETAILST";
 const HEADER_LEN: usize = 8 + 4 + 8 + 4;
 /// The state file's name within the state directory.

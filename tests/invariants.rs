@@ -1,35 +1,94 @@
 //! Over a long simulated run: money adds up, every key refers to an earlier event, payment flows
-//! are valid, and the same seed gives the same events.
+//! are valid, customers change and are erased as the model says, discontinued products are
+//! sold no more, and the same seed gives the same events.
 
 mod common;
 
 use std::collections::{HashMap, HashSet};
 
 use common::{count_types, run_in_memory, settings};
-use simulator::model::{Event, Money, OrderId, PaymentId, Timestamp};
+use simulator::config::{Cli, Settings};
+use simulator::model::{CustomerEvent, Event, EventType, Money, OrderId, PaymentId, Timestamp};
 use simulator::shoppers::MAX_PAYMENT_ATTEMPTS;
+
+/// A shop of 3,000 customers at 2,000 orders an hour whose customers and products change
+/// often, so that a week holds hundreds of each change.
+fn changing_shop() -> Settings {
+    let cli = Cli::default()
+        .with("simulation.rate", "2000/h")
+        .with("simulation.shoppers", "3000")
+        .with("traffic.profile", "flat")
+        .with("customers.move_rate", "4")
+        .with("customers.contact_change_rate", "4")
+        .with("customers.consent_change_rate", "4")
+        .with("customers.erasure_rate", "2")
+        .with("catalogue.discontinue_rate", "4");
+    Settings::load(&cli, std::iter::empty()).unwrap()
+}
+
+/// A customer's personal fields, by name, as text (`None` when erased).
+fn personal(c: &CustomerEvent) -> [(&'static str, Option<String>); 10] {
+    [
+        ("first_name", c.first_name.clone()),
+        ("last_name", c.last_name.clone()),
+        ("email", c.email.clone()),
+        ("phone", c.phone.clone()),
+        ("street_address", c.street_address.clone()),
+        ("city", c.city.clone()),
+        ("region", c.region.clone()),
+        ("postal_code", c.postal_code.clone()),
+        ("country", c.country.map(str::to_owned)),
+        (
+            "marketing_consent",
+            c.marketing_consent.map(|b| b.to_string()),
+        ),
+    ]
+}
 
 #[test]
 fn invariants_and_referential_integrity_hold_over_a_week() {
-    let (events, summary) = run_in_memory(&settings("2000/h", 3_000), 7, 24 * 7);
+    let (events, summary) = run_in_memory(&changing_shop(), 7, 24 * 7);
     assert_eq!(summary.generated, summary.delivered);
     let types = count_types(&events);
-    assert_eq!(types["product_published"], 500);
+
     assert!(types["order_placed"] > 300_000, "{types:?}");
     assert!(types["order_shipped"] > 250_000, "{types:?}");
     assert!(types["payment_refunded"] > 5_000, "{types:?}");
     // Unequal shoppers: the least active have not come yet (about 4% of them).
     assert!(types["customer_signed_up"] > 2_700, "{types:?}");
     assert!(types["payment_declined"] > 1_000, "{types:?}");
+    // At 12 changes and 2 erasures per customer and year, about 3,000 customers make some 690
+    // changes and 115 erasures in a week; at 4 a year, some 37 of 500 products go.
+    let near = |name: &str, expected: f64| {
+        let n = types.get(name).copied().unwrap_or(0) as f64;
+        assert!(
+            (n - expected).abs() < 5.0 * expected.sqrt() + 0.1 * expected,
+            "{n} {name}, expected about {expected}: {types:?}"
+        );
+    };
+    near("customer_updated", 690.0);
+    near("customer_deleted", 115.0);
+    near("product_discontinued", 37.0);
+    assert_eq!(
+        types["product_published"],
+        500 + types["product_discontinued"],
+        "each discontinued product is replaced"
+    );
 
-    // Every product's prices over time: published once, then repriced now and then.
+    // Every product's prices over time: published once, then repriced now and then; and when
+    // it was discontinued.
     let mut prices: HashMap<i64, Vec<(Timestamp, Money)>> = HashMap::new();
+    let mut discontinued_at: HashMap<i64, Timestamp> = HashMap::new();
     for event in &events {
-        if let Event::Product(p) = event {
-            prices
+        match event {
+            Event::Product(p) if p.event_type == EventType::ProductDiscontinued => {
+                discontinued_at.insert(p.product_id, p.event_time);
+            }
+            Event::Product(p) => prices
                 .entry(p.product_id)
                 .or_default()
-                .push((p.event_time, p.unit_price));
+                .push((p.event_time, p.unit_price)),
+            _ => {}
         }
     }
     for history in prices.values_mut() {
@@ -40,10 +99,15 @@ fn invariants_and_referential_integrity_hold_over_a_week() {
                 .all(|w| w[0].0 < w[1].0 && w[0].1 != w[1].1)
         );
     }
-    // One review per product in the week; a review changes the price with probability
-    // 2 p (1 - p) + p^2 5/6 at p = 0.15.
+    // About one review per product in the week (a review that discontinues a product, with
+    // probability 1 - e^(-4/52), reprices nothing); a review changes the price with
+    // probability 2 p (1 - p) + p^2 5/6 at p = 0.15.
     let repriced = types["product_repriced"] as f64;
-    let (expected, se) = (500.0 * 0.27375, (500.0f64 * 0.27375 * 0.72625).sqrt());
+    let kept = (-4.0f64 / 52.18).exp();
+    let (expected, se) = (
+        500.0 * kept * 0.27375,
+        (500.0f64 * kept * 0.27375 * 0.72625).sqrt(),
+    );
     assert!(
         (repriced - expected).abs() < 4.0 * se,
         "{repriced} price changes"
@@ -56,6 +120,10 @@ fn invariants_and_referential_integrity_hold_over_a_week() {
     let mut event_ids = HashSet::new();
     let mut products: HashSet<i64> = HashSet::new();
     let mut customers: HashMap<i64, Timestamp> = HashMap::new();
+    // Each customer's latest event, and when they were erased.
+    let mut latest: HashMap<i64, CustomerEvent> = HashMap::new();
+    let mut erased: HashMap<i64, Timestamp> = HashMap::new();
+    let mut replacements: HashMap<i64, Timestamp> = HashMap::new();
     let mut orders: HashMap<OrderId, (i64, Money, Timestamp)> = HashMap::new();
     let mut authorized: HashMap<PaymentId, (OrderId, Money, &str)> = HashMap::new();
     let mut captured: HashSet<OrderId> = HashSet::new();
@@ -77,15 +145,57 @@ fn invariants_and_referential_integrity_hold_over_a_week() {
             Event::Product(p) => {
                 assert!(p.unit_price > Money::ZERO);
                 let first = products.insert(p.product_id);
-                assert_eq!(first, p.event_type.as_str() == "product_published", "{p:?}");
+                assert_eq!(first, p.event_type == EventType::ProductPublished, "{p:?}");
+                if p.event_type == EventType::ProductDiscontinued {
+                    let next = p.replaced_by.expect("a replacement");
+                    assert!(replacements.insert(next, p.event_time).is_none());
+                } else {
+                    assert_eq!(p.replaced_by, None);
+                }
             }
-            Event::Customer(c) => {
+            Event::Customer(c) if c.event_type == EventType::CustomerSignedUp => {
                 assert_eq!(c.signup_time, c.event_time);
-                assert!(c.email.contains('@'));
+                assert!(c.email.as_deref().is_some_and(|e| e.contains('@')));
+                assert!(personal(c).iter().all(|(_, v)| v.is_some()), "{c:?}");
+                assert!(c.changed_fields.is_empty());
                 assert!(
                     customers.insert(c.customer_id, c.event_time).is_none(),
                     "customer signed up twice"
                 );
+                latest.insert(c.customer_id, c.clone());
+            }
+            Event::Customer(c) => {
+                let before = latest
+                    .get(&c.customer_id)
+                    .expect("a change before the sign-up");
+                assert!(
+                    !erased.contains_key(&c.customer_id),
+                    "a change after erasure"
+                );
+                assert!(before.event_time <= c.event_time);
+                assert_eq!(
+                    (c.signup_time, c.signup_channel),
+                    (before.signup_time, before.signup_channel)
+                );
+                if c.event_type == EventType::CustomerDeleted {
+                    assert!(personal(c).iter().all(|(_, v)| v.is_none()), "{c:?}");
+                    assert!(c.changed_fields.is_empty());
+                    erased.insert(c.customer_id, c.event_time);
+                } else {
+                    assert_eq!(c.event_type, EventType::CustomerUpdated);
+                    assert!(!c.changed_fields.is_empty());
+                    // The fields named changed, and only those.
+                    for ((name, was), (_, now)) in personal(before).iter().zip(personal(c)) {
+                        assert!(now.is_some(), "{name} of {c:?}");
+                        assert_eq!(
+                            c.changed_fields.contains(name),
+                            *was != now,
+                            "{name}: {was:?} -> {now:?} ({:?})",
+                            c.changed_fields
+                        );
+                    }
+                }
+                latest.insert(c.customer_id, c.clone());
             }
             Event::Order(o) if o.event_type.as_str() != "order_placed" => {
                 let (customer, total, placed) = *orders
@@ -127,8 +237,21 @@ fn invariants_and_referential_integrity_hold_over_a_week() {
                     .get(&o.customer_id)
                     .expect("order before its customer");
                 assert!(*signed_up <= o.event_time);
+                assert!(
+                    !erased.contains_key(&o.customer_id),
+                    "an order by an erased customer"
+                );
                 assert!(!o.items.is_empty());
                 for (i, line) in o.items.iter().enumerate() {
+                    assert!(
+                        discontinued_at
+                            .get(&line.product_id)
+                            .is_none_or(|gone| o.event_time < *gone),
+                        "an order of a discontinued product"
+                    );
+                    if let Some(published) = replacements.get(&line.product_id) {
+                        assert!(*published < o.event_time);
+                    }
                     let (_, price) = price_at(line.product_id, o.event_time)
                         .expect("line names an unpublished product");
                     assert_eq!(line.line_number as usize, i + 1);
@@ -233,4 +356,20 @@ fn same_seed_same_events_different_seed_different_events() {
     let ids_c: HashSet<_> = c.iter().map(Event::event_id).collect();
     assert!(ids_a.is_disjoint(&ids_c), "different seeds share event ids");
     assert_ne!(fingerprint(&a), fingerprint(&c));
+}
+
+#[test]
+fn at_the_default_rates_a_shop_of_a_few_thousand_customers_sees_each_change_within_a_quarter() {
+    let (events, _) = run_in_memory(&settings("40/h", 3_000), 3, 24 * 91);
+    let types = count_types(&events);
+    // Expected in a quarter: some 290 updates (0.37 a customer a year), 14 erasures (0.02),
+    // 12 products discontinued (0.1 of 500).
+    for (name, least) in [
+        ("customer_updated", 200),
+        ("customer_deleted", 4),
+        ("product_discontinued", 4),
+    ] {
+        let n = types.get(name).copied().unwrap_or(0);
+        assert!(n >= least, "{n} {name} in a quarter: {types:?}");
+    }
 }

@@ -35,10 +35,21 @@ const ARGS: &[&str] = &[
     "json",
 ];
 
+/// Customers and products that change often, so that a resumed run must also resume when each
+/// customer next changes and which product holds each slot of the catalogue.
+const CHANGES: &[(&str, &str)] = &[
+    ("SIMULATOR__CUSTOMERS__MOVE_RATE", "20"),
+    ("SIMULATOR__CUSTOMERS__CONTACT_CHANGE_RATE", "20"),
+    ("SIMULATOR__CUSTOMERS__CONSENT_CHANGE_RATE", "20"),
+    ("SIMULATOR__CUSTOMERS__ERASURE_RATE", "5"),
+    ("SIMULATOR__CATALOGUE__DISCONTINUE_RATE", "20"),
+];
+
 fn run(dir: &Path, state: Option<&Path>, extra: &[&str]) -> Output {
     let mut command = simulator();
     command
         .args(ARGS)
+        .envs(CHANGES.iter().copied())
         .args(["--output-dir", dir.to_str().unwrap()])
         .args(extra)
         .env("SIMULATOR__STATE__INTERVAL", "1s");
@@ -124,6 +135,7 @@ fn a_run_killed_and_resumed_equals_the_run_uninterrupted() {
     // The same run with saves every second, killed once a few saves are behind it.
     let mut child = simulator()
         .args(ARGS)
+        .envs(CHANGES.iter().copied())
         .args(day)
         .args(["--output-dir", resumed.to_str().unwrap()])
         .args(["--state-dir", state.to_str().unwrap()])
@@ -252,6 +264,7 @@ fn a_state_that_is_corrupt_foreign_or_in_use_is_refused() {
     );
     let other = simulator()
         .args(ARGS)
+        .envs(CHANGES.iter().copied())
         .args(short)
         .args(["--output-dir", data.to_str().unwrap()])
         .args(["--state-dir", state.to_str().unwrap()])
@@ -320,6 +333,7 @@ fn into_kafka_a_run_killed_and_resumed_publishes_everything_and_repeats_only_ide
     let kafka = |command: &mut std::process::Command| {
         command
             .args(ARGS)
+            .envs(CHANGES.iter().copied())
             .args(half_day)
             .args(["--sink", "kafka", "--bootstrap-servers", &broker.bootstrap])
             .args(["--state-dir", state.to_str().unwrap()])
@@ -375,6 +389,7 @@ fn without_a_saved_state_unfinished_files_keep_their_complete_blocks() {
     let data = root.path().join("data");
     let mut child = simulator()
         .args(ARGS)
+        .envs(CHANGES.iter().copied())
         .args(["--duration", "24h", "--output-dir", data.to_str().unwrap()])
         .stderr(Stdio::null())
         .spawn()

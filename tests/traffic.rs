@@ -99,13 +99,14 @@ fn a_promotion_multiplies_sessions_and_favours_its_category_at_a_discount() {
         let hour = o.event_time.to_datetime().hour();
         o.event_time.to_datetime().day() == 2 && (12..18).contains(&hour)
     };
+    let start = simulator::model::Timestamp::from_micros(0);
     let catalogue =
-        simulator::model::Catalogue::generate(11, settings.catalogue.products, 1.1).unwrap();
+        simulator::model::Catalogue::generate(11, settings.catalogue.products, 1.1, start).unwrap();
     let books = |o: &simulator::model::OrderEvent| -> (usize, usize) {
         let n = o
             .items
             .iter()
-            .filter(|l| catalogue.get(l.product_id).unwrap().category == "Books")
+            .filter(|l| catalogue.category_of(l.product_id) == Some("Books"))
             .count();
         (n, o.items.len())
     };
@@ -139,7 +140,7 @@ fn a_promotion_multiplies_sessions_and_favours_its_category_at_a_discount() {
         let book_total: i64 = order
             .items
             .iter()
-            .filter(|l| catalogue.get(l.product_id).unwrap().category == "Books")
+            .filter(|l| catalogue.category_of(l.product_id) == Some("Books"))
             .map(|l| l.line_total.cents())
             .sum();
         let expected = (book_total as f64 * 0.25).round() as i64;
@@ -211,7 +212,9 @@ fn customers_leave_after_their_lifetime_and_new_ones_take_their_place() {
     let mut signups: HashMap<i64, Vec<(simulator::model::Timestamp, i64)>> = HashMap::new();
     let mut signed_up_at = HashMap::new();
     for event in &events {
-        if let Event::Customer(c) = event {
+        if let Event::Customer(c) = event
+            && c.event_type == EventType::CustomerSignedUp
+        {
             // A slot's customers are 200 ids apart.
             signups
                 .entry((c.customer_id - 1) % 200)

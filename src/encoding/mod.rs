@@ -208,6 +208,17 @@ mod datum {
         time(out, at);
     }
 
+    /// A `["null", T]` union: branch 0 for null, else branch 1 and the value.
+    fn optional<T>(out: &mut Vec<u8>, value: Option<T>, write: impl FnOnce(&mut Vec<u8>, T)) {
+        match value {
+            None => long(out, 0),
+            Some(value) => {
+                long(out, 1);
+                write(out, value);
+            }
+        }
+    }
+
     fn customer(out: &mut Vec<u8>, e: &CustomerEvent) {
         envelope(out, &e.event_id, e.event_type.as_str(), e.event_time);
         long(out, e.customer_id);
@@ -221,11 +232,20 @@ mod datum {
             &e.region,
             &e.postal_code,
         ] {
-            string(out, text);
+            optional(out, text.as_deref(), string);
         }
-        string(out, e.country);
+        optional(out, e.country, string);
         time(out, e.signup_time);
         string(out, e.signup_channel.as_str());
+        optional(out, e.marketing_consent, |out, b| out.push(u8::from(b)));
+        // An array is a block of `len` items, then an empty block.
+        if !e.changed_fields.is_empty() {
+            long(out, e.changed_fields.len() as i64);
+            for field in &e.changed_fields {
+                string(out, field);
+            }
+        }
+        long(out, 0);
     }
 
     fn product(out: &mut Vec<u8>, e: &ProductEvent) {
@@ -237,6 +257,7 @@ mod datum {
         string(out, e.category);
         money(out, e.unit_price);
         string(out, e.currency.as_str());
+        optional(out, e.replaced_by, long);
     }
 
     fn order(out: &mut Vec<u8>, e: &OrderEvent) {
@@ -273,13 +294,7 @@ mod datum {
         string(out, e.method.as_str());
         string(out, e.status.as_str());
         long(out, i64::from(e.attempt));
-        match e.failure_reason {
-            None => long(out, 0),
-            Some(reason) => {
-                long(out, 1);
-                string(out, reason);
-            }
-        }
+        optional(out, e.failure_reason, string);
     }
 
     pub(super) fn write_event(out: &mut Vec<u8>, event: &Event) {
@@ -439,7 +454,12 @@ mod tests {
             #[test]
             fn field_by_field_encoding_matches_the_schema_driven_one(seed in any::<u64>(), id in 1i64..1_000_000_000) {
                 let ctx = ShopContext {
-                    catalogue: Catalogue::generate(seed, 40, 1.0).unwrap().with_repricing(0.5).unwrap(),
+                    catalogue: Catalogue::generate(seed, 40, 1.0, Timestamp::from_micros(0))
+                        .unwrap()
+                        .with_repricing(0.5)
+                        .unwrap()
+                        .with_discontinuation(26.0)
+                        .unwrap(),
                     rules: ShopRules {
                         currency: crate::model::CurrencyCode::from_ascii(b"EUR"),
                         tax_rate: 0.21,
@@ -464,6 +484,13 @@ mod tests {
                     seed,
                     mean_lifetime_micros: Some(3.6e10),
                     customer_id_stride: 1_000,
+                    // Often enough that 40 steps see every kind of change.
+                    changes: crate::shoppers::CustomerChanges {
+                        moves: 2_000.0,
+                        contact_changes: 2_000.0,
+                        consent_changes: 2_000.0,
+                        erasures: 500.0,
+                    },
                 };
                 let mut events: Vec<Event> = ctx
                     .catalogue
@@ -474,7 +501,7 @@ mod tests {
                 let mut review = Timestamp::from_micros(0);
                 for _ in 0..20 {
                     review = ctx.catalogue.next_review(review);
-                    events.extend(ctx.catalogue.repriced_at(review, crate::model::CurrencyCode::from_ascii(b"EUR")).into_iter().map(Event::Product));
+                    events.extend(ctx.catalogue.changes_at(review, crate::model::CurrencyCode::from_ascii(b"EUR")).into_iter().map(Event::Product));
                 }
                 let mut shopper = Shopper::new(seed, id, Timestamp::from_micros(1_700_000_000_000_000), &ctx);
                 for _ in 0..40 {
@@ -514,19 +541,29 @@ mod tests {
                     event_type: crate::model::EventType::CustomerSignedUp,
                     event_time: at,
                     customer_id: cents,
-                    first_name: text.clone(),
-                    last_name: text.clone(),
-                    email: text.clone(),
-                    phone: String::new(),
-                    street_address: text.clone(),
-                    city: text.clone(),
-                    region: text.clone(),
-                    postal_code: text,
-                    country: "US",
+                    first_name: Some(text.clone()),
+                    last_name: Some(text.clone()),
+                    email: Some(text.clone()),
+                    phone: Some(String::new()),
+                    street_address: Some(text.clone()),
+                    city: Some(text.clone()),
+                    region: Some(text.clone()),
+                    postal_code: Some(text.clone()),
+                    country: Some("US"),
                     signup_time: at,
                     signup_channel: crate::model::Channel::Web,
+                    marketing_consent: Some(cents % 2 == 0),
+                    changed_fields: vec!["email", "phone"],
                 });
                 let (fast, reference) = both(&customer);
+                prop_assert_eq!(fast, reference);
+                let Event::Customer(customer) = customer else { unreachable!() };
+                let erased = Event::Customer(CustomerEvent {
+                    event_type: crate::model::EventType::CustomerDeleted,
+                    changed_fields: Vec::new(),
+                    ..customer.with_profile(None)
+                });
+                let (fast, reference) = both(&erased);
                 prop_assert_eq!(fast, reference);
             }
         }

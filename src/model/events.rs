@@ -53,7 +53,7 @@ fn uuid_text<S: Serializer>(id: &Uuid, serializer: S) -> Result<S::Ok, S::Error>
     serializer.serialize_str(id.hyphenated().encode_lower(&mut Uuid::encode_buffer()))
 }
 
-/// A customer signed up (topic `customers`).
+/// A customer signed up, changed their details, or was erased (topic `customers`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CustomerEvent {
     #[serde(serialize_with = "uuid_text")]
@@ -61,6 +61,27 @@ pub struct CustomerEvent {
     pub event_type: EventType,
     pub event_time: Timestamp,
     pub customer_id: CustomerId,
+    /// The customer's personal data as of this event; `None` once erased.
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub street_address: Option<String>,
+    pub city: Option<String>,
+    pub region: Option<String>,
+    pub postal_code: Option<String>,
+    pub country: Option<&'static str>,
+    pub signup_time: Timestamp,
+    pub signup_channel: Channel,
+    /// Whether the customer accepts marketing; `None` once erased.
+    pub marketing_consent: Option<bool>,
+    /// The fields a `customer_updated` event changed, by name, in schema order.
+    pub changed_fields: Vec<&'static str>,
+}
+
+/// A customer's personal data: what an erasure removes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomerProfile {
     pub first_name: String,
     pub last_name: String,
     pub email: String,
@@ -70,11 +91,100 @@ pub struct CustomerEvent {
     pub region: String,
     pub postal_code: String,
     pub country: &'static str,
-    pub signup_time: Timestamp,
-    pub signup_channel: Channel,
+    pub marketing_consent: bool,
 }
 
-/// A product was published in the catalogue (topic `products`).
+impl CustomerProfile {
+    /// The names of the fields that differ in `other`, in schema order.
+    pub fn changed_fields(&self, other: &Self) -> Vec<&'static str> {
+        [
+            ("first_name", self.first_name != other.first_name),
+            ("last_name", self.last_name != other.last_name),
+            ("email", self.email != other.email),
+            ("phone", self.phone != other.phone),
+            (
+                "street_address",
+                self.street_address != other.street_address,
+            ),
+            ("city", self.city != other.city),
+            ("region", self.region != other.region),
+            ("postal_code", self.postal_code != other.postal_code),
+            ("country", self.country != other.country),
+            (
+                "marketing_consent",
+                self.marketing_consent != other.marketing_consent,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(name, changed)| changed.then_some(name))
+        .collect()
+    }
+}
+
+impl CustomerEvent {
+    /// A customer's event with no personal data: [`CustomerEvent::with_profile`] sets it.
+    pub fn new(
+        event_id: Uuid,
+        event_type: EventType,
+        event_time: Timestamp,
+        customer_id: CustomerId,
+        signup_time: Timestamp,
+        signup_channel: Channel,
+    ) -> Self {
+        Self {
+            event_id,
+            event_type,
+            event_time,
+            customer_id,
+            first_name: None,
+            last_name: None,
+            email: None,
+            phone: None,
+            street_address: None,
+            city: None,
+            region: None,
+            postal_code: None,
+            country: None,
+            signup_time,
+            signup_channel,
+            marketing_consent: None,
+            changed_fields: Vec::new(),
+        }
+    }
+
+    /// Sets the personal data of `profile` (all of it, or none for an erasure).
+    pub fn with_profile(mut self, profile: Option<CustomerProfile>) -> Self {
+        (
+            self.first_name,
+            self.last_name,
+            self.email,
+            self.phone,
+            self.street_address,
+            self.city,
+            self.region,
+            self.postal_code,
+            self.country,
+            self.marketing_consent,
+        ) = match profile {
+            Some(p) => (
+                Some(p.first_name),
+                Some(p.last_name),
+                Some(p.email),
+                Some(p.phone),
+                Some(p.street_address),
+                Some(p.city),
+                Some(p.region),
+                Some(p.postal_code),
+                Some(p.country),
+                Some(p.marketing_consent),
+            ),
+            None => Default::default(),
+        };
+        self
+    }
+}
+
+/// A product was published in the catalogue, repriced or discontinued (topic `products`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ProductEvent {
     #[serde(serialize_with = "uuid_text")]
@@ -88,6 +198,8 @@ pub struct ProductEvent {
     pub category: &'static str,
     pub unit_price: Money,
     pub currency: CurrencyCode,
+    /// For `product_discontinued`: the product that takes its place in the catalogue.
+    pub replaced_by: Option<ProductId>,
 }
 
 /// One line of an order.

@@ -118,7 +118,10 @@ named! {
     pub enum EventType {
         ProductPublished = "product_published",
         ProductRepriced = "product_repriced",
+        ProductDiscontinued = "product_discontinued",
         CustomerSignedUp = "customer_signed_up",
+        CustomerUpdated = "customer_updated",
+        CustomerDeleted = "customer_deleted",
         OrderPlaced = "order_placed",
         OrderCancelled = "order_cancelled",
         OrderShipped = "order_shipped",
@@ -135,8 +138,12 @@ impl EventType {
     /// The topic events of this type are published on.
     pub const fn topic(self) -> Topic {
         match self {
-            Self::ProductPublished | Self::ProductRepriced => Topic::Products,
-            Self::CustomerSignedUp => Topic::Customers,
+            Self::ProductPublished | Self::ProductRepriced | Self::ProductDiscontinued => {
+                Topic::Products
+            }
+            Self::CustomerSignedUp | Self::CustomerUpdated | Self::CustomerDeleted => {
+                Topic::Customers
+            }
             Self::OrderPlaced
             | Self::OrderCancelled
             | Self::OrderShipped

@@ -1,9 +1,10 @@
 //! The retail OLTP model: pure data and rules, no I/O and no clock.
 //!
 //! Entities and their keys (documented field by field in `avro/README.md`):
-//! - a **customer** (`customer_id`) signs up at a shopper's first visit;
-//! - a **product** (`product_id`) belongs to a category, is published at start and is
-//!   repriced now and then;
+//! - a **customer** (`customer_id`) signs up at a shopper's first visit, then now and then
+//!   moves, changes their email, phone or marketing consent, and may ask to be erased;
+//! - a **product** (`product_id`) belongs to a category, is published at start, is
+//!   repriced now and then, and is discontinued one day, a replacement taking its place;
 //! - an **order** (`order_id`) belongs to a customer and has lines, each naming a product;
 //! - a **payment** (`payment_id`) is one attempt to pay an order.
 //!
@@ -18,11 +19,11 @@ mod pricing;
 pub mod time;
 mod traffic;
 
-pub use catalogue::{Catalogue, CatalogueError, Product, REVIEW_PERIOD};
+pub use catalogue::{Catalogue, CatalogueError, ORDERABLE_AFTER, Product, REVIEW_PERIOD};
 pub use events::{
-    CustomerEvent, CustomerId, Event, ID_STRIDE, MAX_CUSTOMER_ID, MAX_ORDERS_PER_CUSTOMER,
-    MAX_PAYMENT_ATTEMPTS, OrderEvent, OrderId, OrderLine, PaymentEvent, PaymentId, ProductEvent,
-    ProductId, order_id, payment_id,
+    CustomerEvent, CustomerId, CustomerProfile, Event, ID_STRIDE, MAX_CUSTOMER_ID,
+    MAX_ORDERS_PER_CUSTOMER, MAX_PAYMENT_ATTEMPTS, OrderEvent, OrderId, OrderLine, PaymentEvent,
+    PaymentId, ProductEvent, ProductId, order_id, payment_id,
 };
 pub use kinds::{
     Channel, CurrencyCode, EventType, OrderStatus, PaymentMethod, PaymentStatus, PerTopic, Topic,

@@ -5,9 +5,13 @@ mod shopper;
 
 pub use crate::model::MAX_PAYMENT_ATTEMPTS;
 pub use settings::{
-    CatalogueSettings, CurrencySettings, MAX_PRODUCTS, ProfileName, ShopSettings, TrafficSettings,
+    CatalogueSettings, CurrencySettings, CustomerSettings, MAX_PRODUCTS, ProfileName, ShopSettings,
+    TrafficSettings,
 };
-pub use shopper::{CHANNELS, Currency, PAYMENT_METHODS, ShopContext, Shopper, raw_activity};
+pub use shopper::{
+    CHANNELS, Currency, CustomerChanges, PAYMENT_METHODS, ShopContext, Shopper, Versions, profile,
+    raw_activity,
+};
 
 use std::future::Future;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -188,7 +192,7 @@ mod tests {
     #[tokio::test]
     async fn an_idle_shopper_stays_small() {
         let ctx = Arc::new(ShopContext {
-            catalogue: Catalogue::generate(1, 10, 1.0).unwrap(),
+            catalogue: Catalogue::generate(1, 10, 1.0, Timestamp::from_micros(0)).unwrap(),
             rules: ShopRules {
                 currency: crate::model::CurrencyCode::USD,
                 tax_rate: 0.0,
@@ -204,6 +208,7 @@ mod tests {
             seed: 1,
             mean_lifetime_micros: None,
             customer_id_stride: 1,
+            changes: crate::shoppers::CustomerChanges::default(),
         });
         let clock = Clock::scaled(Timestamp::from_micros(0), 1.0);
         let shopper = Shopper::new(1, 1, Timestamp::from_micros(0), &ctx);

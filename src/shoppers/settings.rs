@@ -293,6 +293,24 @@ crate::section! {
         pub popularity_exponent: f64 = number(0.0, 10.0), identity = true;
         /// Probability that a product is off its list price for a week.
         pub reprice_probability: f64 = number(0.0, 1.0), identity = true;
+        /// Products discontinued per product and year (at a weekly review; a new product of
+        /// its category takes its place).
+        pub discontinue_rate: f64 = number(0.0, 52.0), identity = true;
+    }
+}
+
+crate::section! {
+    /// How customers change after they sign up: each a yearly rate per customer.
+    pub struct CustomerSettings in "customers" {
+        /// Moves to a new address, per customer and year.
+        pub move_rate: f64 = number(0.0, 52.0), identity = true;
+        /// Changes of email address or phone number, per customer and year.
+        pub contact_change_rate: f64 = number(0.0, 52.0), identity = true;
+        /// Changes of mind about marketing messages, per customer and year.
+        pub consent_change_rate: f64 = number(0.0, 52.0), identity = true;
+        /// Requests to be erased (the customer is deleted and places no more orders), per
+        /// customer and year.
+        pub erasure_rate: f64 = number(0.0, 52.0), identity = true;
     }
 }
 

@@ -38,10 +38,10 @@ use rand_pcg::Pcg64Mcg;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    Catalogue, Channel, CustomerEvent, CustomerId, Event, EventType, ID_STRIDE, MAX_CUSTOMER_ID,
-    MAX_ORDERS_PER_CUSTOMER, MAX_PAYMENT_ATTEMPTS, Money, OrderEvent, OrderId, OrderLine,
-    OrderStatus, OrderTotals, PaymentEvent, PaymentId, PaymentMethod, PaymentStatus, Product,
-    ShopRules, Timestamp, TrafficProfile, mix, new_event_id, order_id, payment_id, time,
+    Catalogue, Channel, CustomerEvent, CustomerId, CustomerProfile, Event, EventType, ID_STRIDE,
+    MAX_CUSTOMER_ID, MAX_ORDERS_PER_CUSTOMER, MAX_PAYMENT_ATTEMPTS, Money, OrderEvent, OrderId,
+    OrderLine, OrderStatus, OrderTotals, PaymentEvent, PaymentId, PaymentMethod, PaymentStatus,
+    Product, ShopRules, Timestamp, TrafficProfile, mix, new_event_id, order_id, payment_id, time,
 };
 
 /// Mean delay from an order (or a retry decision) to the authorisation answer, in seconds.
@@ -123,6 +123,40 @@ pub struct Currency {
     pub share: f64,
 }
 
+/// How often a customer changes something, each a yearly rate per customer (a Poisson process
+/// of each kind from sign-up on).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct CustomerChanges {
+    /// Moves to a new address.
+    pub moves: f64,
+    /// Changes of email address or phone number (half each).
+    pub contact_changes: f64,
+    /// Changes of mind about marketing messages.
+    pub consent_changes: f64,
+    /// Requests to be erased (the right to erasure): the customer is deleted and leaves.
+    pub erasures: f64,
+}
+
+/// Microseconds in a year of 365.25 days.
+const MICROS_PER_YEAR: f64 = 365.25 * 86_400.0 * 1e6;
+
+impl CustomerChanges {
+    /// Changes of any kind per microsecond.
+    fn per_micro(&self) -> f64 {
+        (self.moves + self.contact_changes + self.consent_changes + self.erasures) / MICROS_PER_YEAR
+    }
+}
+
+/// What a customer changes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Change {
+    Move,
+    Email,
+    Phone,
+    Consent,
+    Erasure,
+}
+
 /// What all shoppers share: the catalogue and the shop's rules.
 #[derive(Debug)]
 pub struct ShopContext {
@@ -149,6 +183,8 @@ pub struct ShopContext {
     /// How far apart the customer ids of one slot are: the next customer of a slot has the id
     /// of the previous one plus this (the number of slots of every replica together).
     pub customer_id_stride: i64,
+    /// How often customers change their details or ask to be erased.
+    pub changes: CustomerChanges,
 }
 
 /// Something a shopper has to do later, about one of its orders (whose customer may have left
@@ -204,7 +240,8 @@ pub struct Shopper {
     rng: Pcg64Mcg,
     #[serde(with = "time::micros")]
     next_session: Timestamp,
-    signed_up: bool,
+    /// The customer, once signed up.
+    customer: Option<Customer>,
     /// When the customer stops coming back (the end of time if never).
     #[serde(with = "time::micros")]
     leaves_at: Timestamp,
@@ -214,6 +251,90 @@ pub struct Shopper {
     currency: u8,
     /// Pending follow-ups, in the order they fall due.
     pending: FollowUps,
+}
+
+/// A signed-up customer: when and where they signed up, how often each part of their profile
+/// changed since (the profile itself is drawn again from these, see [`profile`]), and when
+/// they next change something.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+struct Customer {
+    #[serde(with = "time::micros")]
+    signed_up_at: Timestamp,
+    channel: Channel,
+    versions: Versions,
+    /// The end of time when the customer changes nothing more.
+    #[serde(with = "time::micros")]
+    next_change: Timestamp,
+}
+
+/// How many times each part of a customer's profile changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Versions {
+    pub address: u16,
+    pub email: u16,
+    pub phone: u16,
+    /// Changes of mind about marketing: the consent is the first one's opposite when odd.
+    pub consent: u16,
+}
+
+/// The parts of a profile, each drawn from its own generator.
+const NAME: u64 = 1;
+const EMAIL: u64 = 2;
+const PHONE: u64 = 3;
+const ADDRESS: u64 = 4;
+const CONSENT: u64 = 5;
+
+/// The generator of `part` of customer `id`'s profile at `version`.
+fn part_rng(seed: u64, id: CustomerId, part: u64, version: u16) -> Pcg64Mcg {
+    let lo = mix(
+        mix(mix(seed, 0xC057_0000 | part), id as u64),
+        u64::from(version),
+    );
+    Pcg64Mcg::from_seed(((u128::from(mix(lo, 2)) << 64) | u128::from(lo)).to_le_bytes())
+}
+
+/// Customer `id`'s profile after `versions` changes: a pure function, so a shopper keeps a
+/// few counters rather than the text, and a customer's details can be drawn again at any
+/// version (the change stream's `before` images).
+pub fn profile(seed: u64, id: CustomerId, versions: Versions) -> CustomerProfile {
+    let mut rng = part_rng(seed, id, NAME, 0);
+    let first_name: String = FirstName().fake_with_rng(&mut rng);
+    let last_name: String = LastName().fake_with_rng(&mut rng);
+    let clean = |text: &str| -> String {
+        text.chars()
+            .filter(char::is_ascii_alphanumeric)
+            .collect::<String>()
+            .to_ascii_lowercase()
+    };
+    let (first, last) = (clean(&first_name), clean(&last_name));
+    let mut rng = part_rng(seed, id, EMAIL, versions.email);
+    let provider: String = FreeEmailProvider().fake_with_rng(&mut rng);
+    // Each change of address takes the next form of the local part, so it differs from the
+    // one before.
+    let local = match versions.email % 3 {
+        0 => format!("{first}.{last}"),
+        1 => format!("{first}{last}"),
+        _ => format!("{}.{last}", first.chars().next().unwrap_or('x')),
+    };
+    let email = format!("{local}{id}@{provider}");
+    let phone: String = PhoneNumber().fake_with_rng(&mut part_rng(seed, id, PHONE, versions.phone));
+    let mut rng = part_rng(seed, id, ADDRESS, versions.address);
+    let building: String = BuildingNumber().fake_with_rng(&mut rng);
+    let street: String = StreetName().fake_with_rng(&mut rng);
+    let suffix: String = StreetSuffix().fake_with_rng(&mut rng);
+    let first_consent = part_rng(seed, id, CONSENT, 0).random_bool(0.55);
+    CustomerProfile {
+        first_name,
+        last_name,
+        email,
+        phone,
+        street_address: format!("{building} {street} {suffix}"),
+        city: CityName().fake_with_rng(&mut rng),
+        region: StateAbbr().fake_with_rng(&mut rng),
+        postal_code: ZipCode().fake_with_rng(&mut rng),
+        country: "US",
+        marketing_consent: first_consent ^ (versions.consent % 2 == 1),
+    }
 }
 
 /// A shopper's pending follow-ups in time order, first scheduled first among those due at the
@@ -349,15 +470,17 @@ fn pick_weighted<R: rand::Rng + ?Sized, T>(
     items.len() - 1
 }
 
-/// A product by popularity; while a category promotion runs, its products are `uplift`
-/// times as likely (products of other categories are redrawn with probability 1 - 1/uplift).
-fn pick_product<'c, R: rand::Rng + ?Sized>(
-    ctx: &'c ShopContext,
+/// A product by popularity, among those that can be ordered at `at`; while a category
+/// promotion runs, its products are `uplift` times as likely (products of other categories are
+/// redrawn with probability 1 - 1/uplift).
+fn pick_product<R: rand::Rng + ?Sized>(
+    ctx: &ShopContext,
     promotion: Option<&crate::model::Promotion>,
+    at: Timestamp,
     rng: &mut R,
-) -> &'c Product {
+) -> Product {
     loop {
-        let product = ctx.catalogue.pick(rng);
+        let product = ctx.catalogue.pick(rng, at);
         let Some(promotion) = promotion else {
             return product;
         };
@@ -405,7 +528,7 @@ impl Shopper {
             mean_gap: ctx.mean_session_gap_micros / activity,
             rng,
             next_session: never,
-            signed_up: false,
+            customer: None,
             leaves_at,
             orders: 0,
             preferred_method,
@@ -456,25 +579,37 @@ impl Shopper {
         self.id
     }
 
+    /// When the customer next changes something (the end of time if never).
+    fn next_change(&self) -> Timestamp {
+        self.customer
+            .map_or(Timestamp::from_micros(i64::MAX), |c| c.next_change)
+    }
+
     /// When the shopper next has something to do.
     pub fn next_wake(&self) -> Timestamp {
+        let session = self.next_session.min(self.next_change());
         match self.pending.first() {
-            Some(f) if f.at < self.next_session => f.at,
-            _ => self.next_session,
+            Some(f) if f.at < session => f.at,
+            _ => session,
         }
     }
 
     /// Runs everything due at or before `now`, in time order, appending the events to `out`.
-    /// Each event carries the instant it was due (truncated to milliseconds).
+    /// Each event carries the instant it was due (truncated to milliseconds). Among things due
+    /// at the same instant, a follow-up goes before a change of details, and both before a
+    /// session (a session due with anything else goes first).
     pub fn step(&mut self, now: Timestamp, ctx: &ShopContext, out: &mut Vec<Event>) {
         loop {
+            let change = self.next_change();
             let due_follow_up = self
                 .pending
                 .first()
-                .filter(|f| f.at <= now && f.at < self.next_session);
+                .filter(|f| f.at <= now && f.at < self.next_session && f.at <= change);
             if let Some(&follow_up) = due_follow_up {
                 self.pending.pop();
                 self.follow_up(follow_up, ctx, out);
+            } else if change <= now && change < self.next_session {
+                self.change(change, ctx, out);
             } else if self.next_session <= now {
                 let at = self.next_session;
                 if at >= self.leaves_at {
@@ -492,11 +627,92 @@ impl Shopper {
         self.pending.push(follow_up);
     }
 
+    /// When the customer changes something next after `at`: never once they have left.
+    fn change_after(&mut self, at: Timestamp, ctx: &ShopContext) -> Timestamp {
+        let rate = ctx.changes.per_micro();
+        if rate <= 0.0 {
+            return Timestamp::from_micros(i64::MAX);
+        }
+        let gap: f64 = Exp1.sample(&mut self.rng);
+        let next = at.add_micros_f64((gap / rate).max(1.0));
+        if next >= self.leaves_at {
+            Timestamp::from_micros(i64::MAX)
+        } else {
+            next
+        }
+    }
+
+    /// The customer changes something at `at`: an update with the whole customer after it, or
+    /// an erasure, after which the customer leaves (the slot's next customer takes over).
+    fn change(&mut self, at: Timestamp, ctx: &ShopContext, out: &mut Vec<Event>) {
+        let Some(mut customer) = self.customer else {
+            return;
+        };
+        let rates = &ctx.changes;
+        let kinds = [
+            (Change::Move, rates.moves),
+            (Change::Email, rates.contact_changes / 2.0),
+            (Change::Phone, rates.contact_changes / 2.0),
+            (Change::Consent, rates.consent_changes),
+            (Change::Erasure, rates.erasures),
+        ];
+        let kind = kinds[pick_weighted(&mut self.rng, &kinds, |k| k.1)].0;
+        let before =
+            (kind != Change::Erasure).then(|| profile(ctx.seed, self.id, customer.versions));
+        let mut details = None;
+        let mut changed = Vec::new();
+        if let Some(before) = &before {
+            // A new version of the part; one that changes nothing (the same phone number drawn
+            // again) is skipped, so an update always changes something.
+            while changed.is_empty() {
+                let versions = &mut customer.versions;
+                let version = match kind {
+                    Change::Move => &mut versions.address,
+                    Change::Email => &mut versions.email,
+                    Change::Phone => &mut versions.phone,
+                    Change::Consent | Change::Erasure => &mut versions.consent,
+                };
+                *version = version.wrapping_add(1);
+                let after = profile(ctx.seed, self.id, customer.versions);
+                changed = before.changed_fields(&after);
+                details = Some(after);
+            }
+        }
+        let event = CustomerEvent {
+            changed_fields: changed,
+            ..CustomerEvent::new(
+                new_event_id(&mut self.rng),
+                EventType::CustomerUpdated,
+                at.truncate_to_millis(),
+                self.id,
+                customer.signed_up_at,
+                customer.channel,
+            )
+        };
+        if kind == Change::Erasure {
+            out.push(Event::Customer(CustomerEvent {
+                event_type: EventType::CustomerDeleted,
+                ..event
+            }));
+            // The customer leaves now: no order and no change of theirs follows.
+            customer.next_change = Timestamp::from_micros(i64::MAX);
+            self.customer = Some(customer);
+            self.leaves_at = at;
+            self.next_session = at;
+            return;
+        }
+        out.push(Event::Customer(event.with_profile(details)));
+        self.customer = Some(customer);
+        let next = self.change_after(at, ctx);
+        if let Some(customer) = &mut self.customer {
+            customer.next_change = next;
+        }
+    }
+
     fn session(&mut self, at: Timestamp, ctx: &ShopContext, out: &mut Vec<Event>) {
         let time = at.truncate_to_millis();
-        if !self.signed_up {
-            self.signed_up = true;
-            out.push(Event::Customer(self.sign_up(time)));
+        if self.customer.is_none() {
+            out.push(Event::Customer(self.sign_up(time, at, ctx)));
             if !ctx.currencies.is_empty() {
                 self.currency = pick_currency(&mut self.rng, &ctx.currencies);
             }
@@ -526,37 +742,27 @@ impl Shopper {
         self.next_session = self.session_after(at, ctx);
     }
 
-    fn sign_up(&mut self, time: Timestamp) -> CustomerEvent {
-        let rng = &mut self.rng;
-        let first_name: String = FirstName().fake_with_rng(rng);
-        let last_name: String = LastName().fake_with_rng(rng);
-        let provider: String = FreeEmailProvider().fake_with_rng(rng);
-        let local: String = format!("{first_name}.{last_name}")
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '.')
-            .collect::<String>()
-            .to_ascii_lowercase();
-        let building: String = BuildingNumber().fake_with_rng(rng);
-        let street: String = StreetName().fake_with_rng(rng);
-        let suffix: String = StreetSuffix().fake_with_rng(rng);
-        let channel = CHANNELS[pick_weighted(rng, &CHANNELS, |c| c.1)].0;
-        CustomerEvent {
-            event_id: new_event_id(rng),
-            event_type: EventType::CustomerSignedUp,
-            event_time: time,
-            customer_id: self.id,
-            email: format!("{local}{}@{provider}", self.id),
-            first_name,
-            last_name,
-            phone: PhoneNumber().fake_with_rng(rng),
-            street_address: format!("{building} {street} {suffix}"),
-            city: CityName().fake_with_rng(rng),
-            region: StateAbbr().fake_with_rng(rng),
-            postal_code: ZipCode().fake_with_rng(rng),
-            country: "US",
-            signup_time: time,
-            signup_channel: channel,
-        }
+    /// The customer signs up at `at` (`time` in milliseconds).
+    fn sign_up(&mut self, time: Timestamp, at: Timestamp, ctx: &ShopContext) -> CustomerEvent {
+        let channel = CHANNELS[pick_weighted(&mut self.rng, &CHANNELS, |c| c.1)].0;
+        let event_id = new_event_id(&mut self.rng);
+        let versions = Versions::default();
+        let next_change = self.change_after(at, ctx);
+        self.customer = Some(Customer {
+            signed_up_at: time,
+            channel,
+            versions,
+            next_change,
+        });
+        CustomerEvent::new(
+            event_id,
+            EventType::CustomerSignedUp,
+            time,
+            self.id,
+            time,
+            channel,
+        )
+        .with_profile(Some(profile(ctx.seed, self.id, versions)))
     }
 
     fn place_order(&mut self, time: Timestamp, ctx: &ShopContext) -> OrderEvent {
@@ -568,8 +774,8 @@ impl Shopper {
         let promotion = ctx.traffic.category_promotion(time);
         let (rules, rate) = currency(ctx, self.currency);
         for _ in 0..wanted {
-            let product = pick_product(ctx, promotion, rng);
-            let unit_price = ctx.catalogue.price(product, time).convert(rate);
+            let product = pick_product(ctx, promotion, time, rng);
+            let unit_price = ctx.catalogue.price(&product, time).convert(rate);
             let quantity =
                 (1 + quantities.sample(rng).min(MAX_QUANTITY as u64 - 1) as i32).min(MAX_QUANTITY);
             // The same product drawn twice adds to its line rather than making a second one.
@@ -595,9 +801,7 @@ impl Shopper {
         let markdown = promotion.map_or(Money::ZERO, |p| {
             items
                 .iter()
-                .filter(|l| {
-                    ctx.catalogue.get(l.product_id).map(|p| p.category) == p.category.as_deref()
-                })
+                .filter(|l| ctx.catalogue.category_of(l.product_id) == p.category.as_deref())
                 .map(|l| l.line_total.scale(p.discount))
                 .sum()
         });
@@ -874,7 +1078,7 @@ mod tests {
 
     fn context(mean_gap_secs: f64) -> ShopContext {
         ShopContext {
-            catalogue: Catalogue::generate(1, 50, 1.1).unwrap(),
+            catalogue: Catalogue::generate(1, 50, 1.1, Timestamp::from_micros(0)).unwrap(),
             rules: ShopRules {
                 currency: crate::model::CurrencyCode::from_ascii(b"EUR"),
                 tax_rate: 0.2,
@@ -890,6 +1094,7 @@ mod tests {
             seed: 0,
             mean_lifetime_micros: None,
             customer_id_stride: 1_000_000,
+            changes: crate::shoppers::CustomerChanges::default(),
         }
     }
 

@@ -14,29 +14,81 @@ def check_records(records):
     if duplicated:
         problems.append(f"{len(duplicated)} event ids appear more than once")
 
-    # Each product's prices over time: published once, then repriced now and then.
+    # Each product's prices over time: published once, then repriced now and then, perhaps
+    # discontinued (once, and replaced by a product published at the same instant).
     prices = collections.defaultdict(list)
-    for p in sorted(records["products"], key=lambda p: p["event_time"]):
+    discontinued, published_at, replacements = {}, {}, {}
+    by_time = sorted(records["products"], key=lambda p: (p["event_time"], p["event_type"] != "product_discontinued"))
+    for p in by_time:
         history = prices[p["product_id"]]
+        if p["product_id"] in discontinued:
+            problems.append(f"product {p['product_id']}: {p['event_type']} after it was discontinued")
         if (p["event_type"] == "product_published") != (not history):
             problems.append(f"product {p['product_id']}: {p['event_type']} out of turn")
+        if p["event_type"] == "product_discontinued":
+            discontinued[p["product_id"]] = p["event_time"]
+            if p["replaced_by"] is None:
+                problems.append(f"product {p['product_id']} discontinued without a replacement")
+            else:
+                replacements[p["replaced_by"]] = p["event_time"]
+            history.append((p["event_time"], None))
+            continue
+        if p["replaced_by"] is not None:
+            problems.append(f"product {p['product_id']}: {p['event_type']} names a replacement")
+        if p["event_type"] == "product_published":
+            published_at[p["product_id"]] = p["event_time"]
         history.append((p["event_time"], p["unit_price"]))
+    for product_id, at in replacements.items():
+        if published_at.get(product_id) != at:
+            problems.append(f"replacement {product_id} not published when its predecessor was discontinued")
 
     def price_at(product_id, at):
-        """The price in force at `at`, or None before the product was published."""
+        """The price in force at `at`, or None before the product was published or once it was
+        discontinued."""
         in_force = [price for time, price in prices.get(product_id, []) if time <= at]
         return in_force[-1] if in_force else None
-    customers = {c["customer_id"]: c for c in records["customers"]}
+
+    # Each customer's life: signed up first, then updates (each changing exactly the fields it
+    # names), perhaps an erasure (no personal data), after which nothing of theirs follows.
+    personal = ("first_name", "last_name", "email", "phone", "street_address", "city", "region",
+                "postal_code", "country", "marketing_consent")
+    signed_up, erased, current = {}, {}, {}
+    for c in sorted(records["customers"], key=lambda c: c["event_time"]):
+        cid, kind = c["customer_id"], c["event_type"]
+        if kind == "customer_signed_up":
+            if cid in signed_up:
+                problems.append(f"customer {cid} signed up twice")
+            signed_up[cid] = c["event_time"]
+            if any(c[f] is None for f in personal) or c["changed_fields"]:
+                problems.append(f"customer {cid}: a sign-up without every personal field")
+        elif cid not in signed_up or cid in erased:
+            problems.append(f"customer {cid}: {kind} before the sign-up or after the erasure")
+            continue
+        elif kind == "customer_deleted":
+            erased[cid] = c["event_time"]
+            if any(c[f] is not None for f in personal) or c["changed_fields"]:
+                problems.append(f"customer {cid}: an erasure that keeps personal data")
+        elif kind == "customer_updated":
+            before = current[cid]
+            changed = [f for f in personal if c[f] != before[f]]
+            if not changed or changed != list(c["changed_fields"]):
+                problems.append(f"customer {cid}: changed {changed}, the event says {c['changed_fields']}")
+        else:
+            problems.append(f"customer {cid}: unknown event type {kind}")
+        current[cid] = c
     orders = {}
     placed = [o for o in records["orders"] if o["event_type"] == "order_placed"]
     for o in placed:
-        if o["customer_id"] not in customers or customers[o["customer_id"]]["event_time"] > o["event_time"]:
-            problems.append(f"order {o['order_id']} names customer {o['customer_id']} not signed up before it")
+        cid = o["customer_id"]
+        if cid not in signed_up or signed_up[cid] > o["event_time"]:
+            problems.append(f"order {o['order_id']} names customer {cid} not signed up before it")
+        if cid in erased and erased[cid] <= o["event_time"]:
+            problems.append(f"order {o['order_id']} placed by customer {cid} after their erasure")
         subtotal = sum(line["line_total"] for line in o["items"])
         for line in o["items"]:
             price = price_at(line["product_id"], o["event_time"])
             if price is None:
-                problems.append(f"order {o['order_id']} names unpublished product {line['product_id']}")
+                problems.append(f"order {o['order_id']} names product {line['product_id']}, not on sale then")
             elif line["unit_price"] != price:
                 problems.append(f"order {o['order_id']} line price differs from the catalogue's at that time")
             if line["line_total"] != line["unit_price"] * line["quantity"]:

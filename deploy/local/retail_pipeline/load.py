@@ -56,13 +56,14 @@ ARROW_TYPES = {
     "DECIMAL(12,2)": pa.decimal128(12, 2),
     "TIMESTAMP": pa.timestamp("us"),
     "BLOB": pa.binary(),
+    "BOOLEAN": pa.bool_(),
 }
 
 
 def _source(column: Column) -> tuple[str, str]:
     """Where a column is filled from, for a file: the Spark expressions of `tables.py` read as
-    (`event`, field), (`line`, field) for order_items, (`count`, `items`), or (`meta`, name)
-    for the row's provenance."""
+    (`event`, field), (`line`, field) for order_items, (`count`, `items`), (`join`, field) for
+    an array joined with commas, or (`meta`, name) for the row's provenance."""
     source = column.source
     if source is None:
         return "event", column.name
@@ -70,6 +71,9 @@ def _source(column: Column) -> tuple[str, str]:
         return "line", source[len("line."):]
     if source == "size(event.items)":
         return "count", "items"
+    joined = re.fullmatch(r"array_join\(event\.([a-z_]+), ','\)", source)
+    if joined:
+        return "join", joined.group(1)
     if re.fullmatch(r"[a-z_]+", source):
         return "meta", source
     raise ValueError(f"column {column.name}: no file reading of the Spark expression {source!r}")
@@ -100,6 +104,8 @@ def project(table: Table, events: list[dict], meta: dict[str, Any], lines: list[
             values = [line[name] for line in lines]
         elif kind == "count":
             values = [len(e[name]) for e in events]
+        elif kind == "join":
+            values = [",".join(e[name]) for e in events]
         else:
             value = meta[name]
             values = value if isinstance(value, list) else [value] * rows
@@ -351,7 +357,8 @@ def _insert(connection, file: DataFile, items: list[dict | Rejected], content: b
         if table.num_rows == 0:
             continue
         connection.register("file_rows", table)
-        connection.execute(f"INSERT INTO raw.{name} SELECT * FROM file_rows")
+        # By name: a table created by an earlier release has its newer columns at its end.
+        connection.execute(f"INSERT INTO raw.{name} BY NAME SELECT * FROM file_rows")
         connection.unregister("file_rows")
     connection.execute(
         f"INSERT INTO {LOADED_FILES} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

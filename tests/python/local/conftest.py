@@ -19,7 +19,10 @@ PIPELINE = ROOT / "deploy" / "local" / "pipeline"
 sys.path[:0] = [str(ROOT / "deploy" / "local"), str(ROOT / "deploy" / "databricks" / "src")]
 
 START = "2026-03-02T00:00:00Z"
-CURRENCIES = '[[shop.currencies]]\ncode = "EUR"\nrate = 0.92\nshare = 0.25\n'
+# A second currency, and customers who move and ask to be erased often enough that a day holds
+# dozens of each (the history and erasure tests).
+CURRENCIES = ('[customers]\nmove_rate = 10\nerasure_rate = 5\n'
+              '[[shop.currencies]]\ncode = "EUR"\nrate = 0.92\nshare = 0.25\n')
 
 
 def simulator() -> str:

@@ -84,6 +84,76 @@ def test_a_second_replica_adds_its_files_and_nothing_is_loaded_twice(both_replic
     assert "load: 0 new file(s)" in output and "equal" in output
 
 
+def test_the_history_dimensions_hold_every_version_and_facts_the_one_in_force(both_replicas):
+    run = both_replicas
+    # One version per sign-up and update loaded, each valid until the next began.
+    raw = dict(query(run.warehouse, "SELECT event_type, count(DISTINCT event_id) FROM raw.customers GROUP BY ALL"))
+    history = dict(query(run.warehouse, f"SELECT change_type, count(*) FROM {MARTS}.dim_customer_history GROUP BY ALL"))
+    assert raw["customer_updated"] > 20 and raw["customer_deleted"] > 10, raw
+    assert history == {"customer_signed_up": raw["customer_signed_up"], "customer_updated": raw["customer_updated"]}
+    gaps = query(run.warehouse, f"""
+        SELECT count(*) FROM (
+            SELECT valid_to, lead(valid_from) OVER (PARTITION BY customer_key ORDER BY version) AS next_from
+            FROM {MARTS}.dim_customer_history) WHERE next_from IS NOT NULL AND valid_to <> next_from""")
+    assert gaps == [(0,)]
+    # A move changes the region an order is reported under from the move on, not before.
+    moved = query(run.warehouse, f"""
+        SELECT count(*) FROM {MARTS}.dim_customer_history
+        WHERE change_type = 'customer_updated' AND changed_fields LIKE '%street_address%'""")[0][0]
+    assert moved > 10
+    wrong = query(run.warehouse, f"""
+        SELECT count(*) FROM {MARTS}.fct_sales AS s
+        LEFT JOIN {MARTS}.dim_customer_history AS h USING (customer_version_key)
+        WHERE h.customer_key IS DISTINCT FROM s.customer_key OR s.ordered_at < h.valid_from
+           OR s.ordered_at >= coalesce(h.valid_to, TIMESTAMP '9999-01-01')""")
+    assert wrong == [(0,)]
+    # The catalogue price of each line is the product's price in force when it was ordered.
+    mismatched = query(run.warehouse, f"""
+        SELECT count(*) FROM {MARTS}.fct_sales AS s WHERE s.currency = 'USD' AND s.unit_price <> s.catalogue_unit_price""")
+    assert mismatched == [(0,)]
+
+
+def test_an_erased_customer_s_personal_data_is_in_no_mart(both_replicas):
+    run = both_replicas
+    erased = [key for (key,) in query(run.warehouse,
+                                      "SELECT DISTINCT customer_id FROM raw.customers WHERE event_type = 'customer_deleted'")]
+    assert len(erased) > 10
+    personal = ("first_name", "last_name", "email", "phone", "street_address", "city", "region", "postal_code",
+                "country_code", "customer_name", "marketing_consent")
+    # Every mart and view that names customers holds nothing personal of them.
+    relations = query(run.warehouse, """
+        SELECT table_name, list(column_name) FROM information_schema.columns
+        WHERE table_schema = ? GROUP BY table_name""", [MARTS])
+    checked = []
+    for relation, columns in relations:
+        if "customer_key" not in columns:
+            continue
+        held = [c for c in columns if c in personal]
+        for column in held:
+            kept = query(run.warehouse, f"""
+                SELECT count(*) FROM {MARTS}.{relation}
+                WHERE customer_key IN (SELECT unnest(?::BIGINT[])) AND {column} IS NOT NULL
+                  AND CAST({column} AS VARCHAR) NOT IN ('Erased')""", [erased])
+            assert kept == [(0,)], f"{relation}.{column} keeps an erased customer's data"
+        checked.append(relation)
+    assert {"dim_customer", "dim_customer_history", "customer_revenue", "rpt_sales"} <= set(checked)
+    # Nor anywhere else: no text column of any mart holds one of their emails or phone numbers.
+    contacts = [value for (value,) in query(run.warehouse, """
+        SELECT email FROM raw.customers WHERE customer_id IN (SELECT unnest(?::BIGINT[])) AND email IS NOT NULL
+        UNION SELECT phone FROM raw.customers WHERE customer_id IN (SELECT unnest(?::BIGINT[])) AND phone IS NOT NULL""",
+                                               [erased, erased])]
+    assert len(contacts) >= 2 * len(erased)
+    for relation, columns in relations:
+        types = dict(query(run.warehouse, """
+            SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = ? AND table_name = ?""",
+                           [MARTS, relation]))
+        for column in columns:
+            if types[column] == "VARCHAR":
+                found = query(run.warehouse, f"SELECT count(*) FROM {MARTS}.{relation} "
+                                             f"WHERE {column} IN (SELECT unnest(?::VARCHAR[]))", [contacts])
+                assert found == [(0,)], f"{relation}.{column} holds an erased customer's contact"
+
+
 def open_page(browser, run: Run, fragment: str = ""):
     page = browser.new_page(viewport={"width": 1300, "height": 1000})
     problems, outside = [], []

@@ -284,6 +284,69 @@ def test_synapse_ddl_is_tsql_with_every_table():
     assert schemas == ["raw", *STAGE_SCHEMAS]
 
 
+def test_the_upgrade_script_is_tsql_and_reaches_the_current_tables():
+    """upgrade_raw_tables.sql parses as T-SQL, adds each new column where it is missing, relaxes
+    each newly nullable one, and recreates every stage twin in the current column order."""
+    added, relaxed, recreated = set(), set(), {}
+    for statement in statements(SYNAPSE / "upgrade_raw_tables.sql"):
+        (parsed,) = sqlglot.parse(statement, read="tsql")
+        text = statement.replace("\n", " ")
+        if m := re.fullmatch(r"IF COL_LENGTH\('raw\.(\w+)', '(\w+)'\) IS NULL ALTER TABLE raw\.\1 ADD \2 .* NULL;", text):
+            added.add((m.group(1), m.group(2)))
+        elif m := re.fullmatch(r"ALTER TABLE raw\.(\w+) ALTER COLUMN (\w+) \S+ NULL;", text):
+            relaxed.add((m.group(1), m.group(2)))
+        elif create := parsed.find(exp.Create):
+            name = f"{create.this.this.db}.{create.this.this.name}"
+            recreated[name] = [c.name for c in create.this.expressions]
+        else:
+            assert re.fullmatch(r"IF OBJECT_ID\('(stage|stage_dev)\.\w+'\) IS NOT NULL DROP TABLE \S+;", text), text
+    by_name = {t.name: t for t in TABLES}
+    assert added == {(t.name, c.name) for t in TABLES for c in t.columns if c.upgrade == "add"}
+    assert relaxed == {(t.name, c.name) for t in TABLES for c in t.columns if c.upgrade == "relax"}
+    assert ("customers", "marketing_consent") in added and ("customers", "email") in relaxed
+    for name, columns in recreated.items():
+        assert name.split(".")[0] in STAGE_SCHEMAS
+        assert columns == by_name[name.split(".")[1]].column_names
+
+
+def test_a_warehouse_of_an_earlier_release_is_brought_up_to_date(tmp_path):
+    """The local warehouse: tables as an earlier release created them (no new columns, personal
+    fields NOT NULL) take the current DDL, keep their rows, and take rows with nulls by name."""
+    import duckdb
+    from retail_loader.tables import duckdb_ddl
+
+    database = duckdb.connect(str(tmp_path / "old.duckdb"))
+    for statement in duckdb_ddl():
+        if statement.startswith("CREATE TABLE"):
+            table = next(t for t in TABLES if statement.split("(")[0].endswith(f".{t.name} "))
+            old = [c for c in table.columns if c.upgrade != "add"]
+            columns = ", ".join(f"{c.name} {c.duckdb_type} NOT NULL" if c.upgrade == "relax" or not c.nullable
+                                else f"{c.name} {c.duckdb_type}" for c in old)
+            statement = statement.split("(")[0] + f"({columns})"
+        elif statement.startswith("ALTER"):
+            continue
+        database.execute(statement)
+    with pytest.raises(duckdb.ConstraintException):
+        database.execute("INSERT INTO raw.customers (event_id, event_type, event_time, customer_id, signup_time, "
+                         "signup_channel, kafka_topic, kafka_partition, kafka_offset, kafka_timestamp, batch_id, "
+                         "loaded_at) VALUES ('e', 'customer_deleted', now(), 1, now(), 'web', 't', 0, 0, now(), 1, now())")
+    old_row = ("a", "customer_signed_up", "2026-01-01", 1, "Ann", "Lee", "a@b", "1", "1 Road", "Town", "NY", "1", "US",
+               "2026-01-01", "web", "t", 0, 0, "2026-01-01", 1, "2026-01-01")
+    database.execute(f"INSERT INTO raw.customers VALUES ({', '.join('?' * len(old_row))})", old_row)
+    for statement in duckdb_ddl():
+        database.execute(statement)
+    for statement in duckdb_ddl():  # a second time changes nothing
+        database.execute(statement)
+    database.execute("INSERT INTO raw.customers BY NAME SELECT 'e' AS event_id, 'customer_deleted' AS event_type, "
+                     "now() AS event_time, 1 AS customer_id, now() AS signup_time, 'web' AS signup_channel, "
+                     "'' AS changed_fields, 't' AS kafka_topic, 0 AS kafka_partition, 1 AS kafka_offset, "
+                     "now() AS kafka_timestamp, 1 AS batch_id, now() AS loaded_at")
+    rows = database.execute("SELECT event_type, first_name, marketing_consent FROM raw.customers ORDER BY ALL").fetchall()
+    assert rows == [("customer_deleted", None, None), ("customer_signed_up", "Ann", None)]
+    columns = [r[0] for r in database.execute("DESCRIBE raw.customers").fetchall()]
+    assert set(columns) == set(next(t for t in TABLES if t.name == "customers").column_names)
+
+
 def test_synapse_load_statements_are_tsql():
     kinds = []
     for statement in statements(SYNAPSE / "load_batch.example.sql"):

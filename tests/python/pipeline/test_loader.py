@@ -41,11 +41,12 @@ def expected_rows(messages, decoded, corrupt) -> dict[str, set[tuple]]:
             rows["customers"].add(event + (
                 r["customer_id"], r["first_name"], r["last_name"], r["email"], r["phone"],
                 r["street_address"], r["city"], r["region"], r["postal_code"], r["country"],
-                naive_utc(r["signup_time"]), r["signup_channel"]) + where)
+                naive_utc(r["signup_time"]), r["signup_channel"], r["marketing_consent"],
+                ",".join(r["changed_fields"])) + where)
         elif entity == "products":
             rows["products"].add(event + (
                 r["product_id"], r["sku"], r["name"], r["category_id"], r["category"],
-                r["unit_price"], r["currency"]) + where)
+                r["unit_price"], r["currency"], r["replaced_by"]) + where)
         elif entity == "orders":
             rows["orders"].add(event + (
                 r["order_id"], r["customer_id"], len(r["items"]), r["subtotal"], r["discount"],

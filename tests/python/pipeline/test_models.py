@@ -25,7 +25,7 @@ from test_loader import halves
 
 PROJECT = ROOT / "deploy" / "dbt"
 MODELS = ("stg_customers", "stg_products", "stg_orders", "stg_order_items", "stg_payments",
-          "dim_customer", "dim_product", "dim_date", "fct_orders", "fct_sales", "fct_payments",
+          "dim_customer_history", "dim_customer", "dim_product_history", "dim_product", "dim_date", "fct_orders", "fct_sales", "fct_payments",
           "customer_revenue", "category_revenue", "rpt_sales")
 INCREMENTAL = {"fct_orders", "fct_sales", "fct_payments"}
 STATUS_RANK = {"refunded": 4, "captured": 3, "declined": 2, "authorized": 1}
@@ -153,7 +153,8 @@ def test_incremental_runs_equal_a_full_rebuild(models, workdir):
     rebuilt = workdir / "rebuilt.duckdb"
     shutil.copy(database, rebuilt)
     succeeds(dbt(workdir, rebuilt, "build", "--full-refresh"))
-    for table in ("fct_orders", "fct_sales", "fct_payments", "dim_customer", "dim_product", "customer_revenue",
+    for table in ("fct_orders", "fct_sales", "fct_payments", "dim_customer_history", "dim_customer", "dim_product",
+                  "dim_product_history", "customer_revenue",
                   "category_revenue"):
         sql = f"SELECT * FROM analytics_marts.{table} ORDER BY ALL"
         assert query(database, sql) == query(rebuilt, sql), table

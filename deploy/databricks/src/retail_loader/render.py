@@ -6,7 +6,7 @@ from __future__ import annotations
 import pathlib
 import sys
 
-from .tables import ENTITIES, synapse_ddl
+from .tables import ENTITIES, synapse_ddl, synapse_upgrade
 from .warehouse import synapse_batch_script
 
 EXAMPLE_RANGES = [
@@ -33,7 +33,11 @@ def example_batch() -> str:
     return header + synapse_batch_script(staged, EXAMPLE_RANGES, {e: e for e in ENTITIES})
 
 
-FILES = {"raw_tables.sql": synapse_ddl, "load_batch.example.sql": example_batch}
+FILES = {
+    "raw_tables.sql": synapse_ddl,
+    "upgrade_raw_tables.sql": synapse_upgrade,
+    "load_batch.example.sql": example_batch,
+}
 
 
 def main() -> None:

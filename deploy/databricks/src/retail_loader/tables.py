@@ -16,6 +16,7 @@ INT = ("INT", "INTEGER")
 UUID = ("CHAR(36)", "VARCHAR")
 MONEY = ("DECIMAL(12,2)", "DECIMAL(12,2)")
 TIMESTAMP = ("DATETIME2(6)", "TIMESTAMP")
+BOOLEAN = ("BIT", "BOOLEAN")
 
 
 def text(length: int) -> tuple[str, str]:
@@ -35,6 +36,9 @@ class Column:
     source: str | None = None
     nullable: bool = False
     doc: str = ""
+    upgrade: str = ""
+    """How a table created by an earlier release gets this column: `add` (a new column) or
+    `relax` (it was NOT NULL); see `synapse_upgrade`."""
 
     @property
     def synapse_type(self) -> str:
@@ -96,26 +100,34 @@ EVENT_COLUMNS = (
     Column("event_time", TIMESTAMP, doc="When it happened (UTC, millisecond precision)."),
 )
 
+ERASED = "null in `customer_deleted` (erased)"
+
 CUSTOMERS = Table(
     name="customers",
     entity="customers",
     columns=EVENT_COLUMNS + (
         Column("customer_id", BIGINT),
-        Column("first_name", text(100)),
-        Column("last_name", text(100)),
-        Column("email", text(320)),
-        Column("phone", text(40)),
-        Column("street_address", text(200)),
-        Column("city", text(100)),
-        Column("region", text(100)),
-        Column("postal_code", text(20)),
-        Column("country", text(2)),
+        Column("first_name", text(100), nullable=True, upgrade="relax", doc=f"Personal data, {ERASED}, as every field to country."),
+        Column("last_name", text(100), nullable=True, upgrade="relax"),
+        Column("email", text(320), nullable=True, upgrade="relax"),
+        Column("phone", text(40), nullable=True, upgrade="relax"),
+        Column("street_address", text(200), nullable=True, upgrade="relax"),
+        Column("city", text(100), nullable=True, upgrade="relax"),
+        Column("region", text(100), nullable=True, upgrade="relax"),
+        Column("postal_code", text(20), nullable=True, upgrade="relax"),
+        Column("country", text(2), nullable=True, upgrade="relax"),
         Column("signup_time", TIMESTAMP),
         Column("signup_channel", text(20)),
+        Column("marketing_consent", BOOLEAN, nullable=True, upgrade="add",
+               doc=f"Accepts marketing messages; {ERASED}."),
+        Column("changed_fields", text(200), "array_join(event.changed_fields, ',')", nullable=True,
+               upgrade="add",
+               doc="For `customer_updated`: the fields that changed, separated by commas; empty "
+               "otherwise (null in rows loaded before the column existed)."),
     ) + LOAD_COLUMNS,
     distribution="HASH(customer_id)",
     index=RAW_INDEX,
-    doc="One row per `customers` event (customer signed up).",
+    doc="One row per `customers` event (customer signed up, updated or erased).",
 )
 
 PRODUCTS = Table(
@@ -129,10 +141,12 @@ PRODUCTS = Table(
         Column("category", text(100)),
         Column("unit_price", MONEY),
         Column("currency", text(3)),
+        Column("replaced_by", BIGINT, nullable=True, upgrade="add",
+               doc="For `product_discontinued`: the product published in its place."),
     ) + LOAD_COLUMNS,
     distribution="ROUND_ROBIN",
     index=RAW_INDEX,
-    doc="One row per `products` event (product published or repriced).",
+    doc="One row per `products` event (product published, repriced or discontinued).",
 )
 
 ORDERS = Table(
@@ -272,8 +286,39 @@ def _create(qualified: str, table: Table, distribution: str, index: str) -> str:
     )
 
 
+def synapse_upgrade(stage_schemas: tuple[str, ...] = STAGE_SCHEMAS) -> str:
+    """The T-SQL that brings tables an earlier release created up to these definitions
+    (`deploy/synapse/upgrade_raw_tables.sql`); a no-op on tables already current. A `raw` table
+    gets its new columns (at its end: the loader inserts into `raw` by column name) and loses
+    the NOT NULL of relaxed ones; a stage twin, empty between batches and filled by position,
+    is dropped and created again in the new column order."""
+    parts = [
+        "-- Brings the loader's tables created by an earlier release up to date: run it once,\n"
+        "-- between two loads, after raw_tables.sql. Generated from\n"
+        "-- deploy/databricks/src/retail_loader/tables.py; a test keeps the two equal.",
+    ]
+    for table in TABLES:
+        changed = [c for c in table.columns if c.upgrade]
+        if not changed:
+            continue
+        parts.append(f"\n-- raw.{table.name}: " + ", ".join(f"{c.name} ({c.upgrade})" for c in changed) + ".")
+        for c in changed:
+            null = "NULL" if c.nullable else "NOT NULL"
+            if c.upgrade == "add":
+                parts.append(f"IF COL_LENGTH('raw.{table.name}', '{c.name}') IS NULL\n"
+                             f"ALTER TABLE raw.{table.name} ADD {c.name} {c.synapse_type} {null};")
+            else:
+                parts.append(f"ALTER TABLE raw.{table.name} ALTER COLUMN {c.name} {c.synapse_type} {null};")
+        for stage in stage_schemas:
+            qualified = f"{stage}.{table.name}"
+            parts.append(f"IF OBJECT_ID('{qualified}') IS NOT NULL\nDROP TABLE {qualified};")
+            parts.append(_create(qualified, table, "ROUND_ROBIN", "HEAP"))
+    return "\n".join(parts) + "\n"
+
+
 def duckdb_ddl(stage_schema: str = "stage") -> list[str]:
-    """The same tables in DuckDB, the local stand-in for Synapse."""
+    """The same tables in DuckDB, the local stand-in for Synapse, created or brought up to date
+    (new columns added, relaxed ones made nullable: the local loader inserts by name)."""
     statements = ["CREATE SCHEMA IF NOT EXISTS raw", f"CREATE SCHEMA IF NOT EXISTS {stage_schema}"]
     for schema in ("raw", stage_schema):
         for table in TABLES:
@@ -281,4 +326,10 @@ def duckdb_ddl(stage_schema: str = "stage") -> list[str]:
                 f"{c.name} {c.duckdb_type}{'' if c.nullable else ' NOT NULL'}" for c in table.columns
             )
             statements.append(f"CREATE TABLE IF NOT EXISTS {schema}.{table.name} ({columns})")
+            for c in table.columns:
+                if c.upgrade == "add":
+                    statements.append(
+                        f"ALTER TABLE {schema}.{table.name} ADD COLUMN IF NOT EXISTS {c.name} {c.duckdb_type}")
+                elif c.upgrade == "relax":
+                    statements.append(f"ALTER TABLE {schema}.{table.name} ALTER COLUMN {c.name} DROP NOT NULL")
     return statements

@@ -2,7 +2,8 @@
 
 {#- One row per customer: their first and last order, how many orders they placed, and their
     net revenue (captured − refunded) in the reporting currency, ranked. The source of the
-    dashboards' top customers. Rebuilt in full each run (one row per customer). -#}
+    dashboards' top customers. An erased customer keeps their figures, without a name or a
+    place. Rebuilt in full each run (one row per customer). -#}
 
 with orders as (
     select
@@ -20,12 +21,16 @@ select
     customers.customer_key,
     customers.first_name,
     customers.last_name,
-    {{ dbt.concat(['customers.first_name', "' '", 'customers.last_name']) }} as customer_name,
+    case
+        when customers.first_name is not null
+            then {{ dbt.concat(['customers.first_name', "' '", 'customers.last_name']) }}
+    end as customer_name,
     customers.email,
     customers.city,
     customers.region,
     customers.country_code,
     customers.signed_up_at,
+    customers.is_erased,
     customers.is_inferred,
     orders.first_order_at,
     orders.last_order_at,

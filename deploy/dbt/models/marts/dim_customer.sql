@@ -1,18 +1,19 @@
 {{ config(dist='HASH(customer_key)') }}
 
-{#- One row per customer, from their latest customers event. An order or payment can be
-    loaded before its customer's sign-up (topics and partitions are read independently):
-    such a customer appears as an inferred member (is_inferred = 1, attributes null) until
-    the sign-up arrives. Rebuilt in full each run, so inferred rows are replaced. -#}
-with ranked as (
+{#- One row per customer: their current version (dim_customer_history), or, once erased, a
+    row without personal data (is_erased = 1). An order or payment can be loaded before its
+    customer's sign-up (topics and partitions are read independently): such a customer
+    appears as an inferred member (is_inferred = 1, attributes null) until the sign-up
+    arrives. Rebuilt in full each run, so inferred rows are replaced. -#}
+with latest as (
     select
         *,
-        row_number() over (partition by customer_id order by event_time desc, event_id desc) as recency
-    from {{ ref('stg_customers') }}
+        row_number() over (partition by customer_id order by valid_from desc, customer_version_key desc) as recency
+    from {{ ref('dim_customer_history') }}
 ),
 
 known as (
-    select * from ranked where recency = 1
+    select * from latest where recency = 1
 ),
 
 referenced as (
@@ -33,8 +34,13 @@ select
     region,
     postal_code,
     country_code,
+    marketing_consent,
     signup_channel,
     signed_up_at,
+    version as versions,
+    valid_from as changed_at,
+    is_erased,
+    erased_at,
     0 as is_inferred
 from known
 
@@ -52,8 +58,13 @@ select
     null as region,
     null as postal_code,
     null as country_code,
+    null as marketing_consent,
     null as signup_channel,
     null as signed_up_at,
+    null as versions,
+    null as changed_at,
+    0 as is_erased,
+    null as erased_at,
     1 as is_inferred
 from referenced
 left join known

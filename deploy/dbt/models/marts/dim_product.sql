@@ -1,14 +1,15 @@
 {{ config(dist='REPLICATE') }}
 
-{#- One row per product: its latest catalogue entry (current price) and when it first
-    appeared. A product sold before its catalogue event was loaded is an inferred member
-    (is_inferred = 1) until that event arrives. Rebuilt in full: the catalogue is small. -#}
+{#- One row per product: its latest catalogue entry (the current price, or the last one of a
+    discontinued product), when it first appeared and when it was discontinued. A product
+    sold before its catalogue event was loaded is an inferred member (is_inferred = 1) until
+    that event arrives. Rebuilt in full: the catalogue is small. -#}
 with ranked as (
     select
         *,
-        row_number() over (partition by product_id order by event_time desc, event_id desc) as recency,
-        min(event_time) over (partition by product_id) as first_published_at
-    from {{ ref('stg_products') }}
+        row_number() over (partition by product_id order by valid_from desc, product_version_key desc) as recency,
+        min(valid_from) over (partition by product_id) as first_published_at
+    from {{ ref('dim_product_history') }}
 ),
 
 known as (
@@ -29,6 +30,9 @@ select
     unit_price as current_unit_price,
     currency,
     first_published_at,
+    discontinued_at,
+    replaced_by,
+    case when discontinued_at is null then 0 else 1 end as is_discontinued,
     0 as is_inferred
 from known
 
@@ -44,6 +48,9 @@ select
     null as current_unit_price,
     null as currency,
     null as first_published_at,
+    null as discontinued_at,
+    null as replaced_by,
+    0 as is_discontinued,
     1 as is_inferred
 from referenced
 left join known

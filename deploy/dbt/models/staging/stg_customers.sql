@@ -4,6 +4,7 @@ with deliveries as (
 
 select
     event_id,
+    event_type,
     customer_id,
     first_name,
     last_name,
@@ -14,6 +15,8 @@ select
     region,
     postal_code,
     country as country_code,
+    marketing_consent,
+    coalesce(changed_fields, '') as changed_fields,
     signup_channel,
     cast(signup_time as {{ dbt.type_timestamp() }}) as signed_up_at,
     cast(event_time as {{ dbt.type_timestamp() }}) as event_time,

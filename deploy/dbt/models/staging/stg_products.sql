@@ -12,6 +12,7 @@ select
     category as category_name,
     unit_price,
     currency,
+    replaced_by,
     cast(event_time as {{ dbt.type_timestamp() }}) as event_time,
     loaded_at
 from deliveries
