@@ -108,6 +108,32 @@ fn bound(settings: &Settings, events: &[Event]) -> f64 {
     messages.len() as f64 / clock.elapsed().as_secs_f64()
 }
 
+/// The machine's busy and total CPU time so far, in clock ticks of every core (`/proc/stat`).
+fn cpu_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal: idle and iowait are not busy.
+    let total: u64 = ticks.iter().take(8).sum();
+    let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
+    (total - idle, total)
+}
+
+/// How busy the machine's cores were while `phase` ran, as a share of all of them.
+fn busy_while<T>(phase: impl FnOnce() -> T) -> (T, f64) {
+    let (busy, total) = cpu_ticks();
+    let result = phase();
+    let (busy_after, total_after) = cpu_ticks();
+    let share = (busy_after - busy) as f64 / (total_after - total).max(1) as f64;
+    (result, share)
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; nothing else to parse.
     let broker = common::broker();
@@ -117,6 +143,7 @@ fn main() {
     // with the broker, and single runs vary.
     const ROUNDS: usize = 3;
     let (mut bounds, mut simulators, mut count) = (Vec::new(), Vec::new(), 0);
+    let (mut bound_busy, mut simulator_busy) = (Vec::new(), Vec::new());
     for round in 0..ROUNDS {
         let id = std::process::id();
         let (bound_prefix, sim_prefix) =
@@ -129,7 +156,9 @@ fn main() {
         let events = memory.events();
         drop(memory);
         count = events.len();
-        bounds.push(bound(&settings(&bootstrap, &bound_prefix), &events));
+        let (rate, busy) = busy_while(|| bound(&settings(&bootstrap, &bound_prefix), &events));
+        bounds.push(rate);
+        bound_busy.push(busy);
         drop(events);
         let sim_settings = settings(&bootstrap, &sim_prefix);
         let clock = tokio::time::Instant::now();
@@ -138,12 +167,16 @@ fn main() {
             simulator::metrics::DeliveryMetrics::unregistered(),
         )
         .expect("a Kafka sink");
-        let delivered = run(&sim_settings, Box::new(sink));
+        let (delivered, busy) = busy_while(|| run(&sim_settings, Box::new(sink)));
         simulators.push(delivered as f64 / clock.elapsed().as_secs_f64());
+        simulator_busy.push(busy);
         assert_eq!(delivered as usize, count);
         println!(
-            "round {round}: librdkafka alone {:.0}/s, simulator {:.0}/s",
-            bounds[round], simulators[round]
+            "round {round}: librdkafka alone {:.0}/s ({:.0}% of the cores busy), simulator {:.0}/s ({:.0}% busy)",
+            bounds[round],
+            bound_busy[round] * 100.0,
+            simulators[round],
+            simulator_busy[round] * 100.0
         );
     }
     let median = |v: &mut Vec<f64>| {
