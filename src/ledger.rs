@@ -310,6 +310,7 @@ mod tests {
 
     fn payment(at: i64, status: PaymentStatus, cents: i64) -> Event {
         Event::Payment(PaymentEvent {
+            row: Default::default(),
             event_id: uuid::Uuid::nil(),
             event_type: status.event_type(),
             event_time: Timestamp::from_micros(at),

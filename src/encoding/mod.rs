@@ -316,6 +316,7 @@ mod tests {
 
     fn payment(failure_reason: Option<&'static str>) -> Event {
         Event::Payment(PaymentEvent {
+            row: Default::default(),
             event_id: Uuid::from_u128(0x0123_4567_89ab_4def_8123_4567_89ab_cdef),
             event_type: crate::model::EventType::PaymentDeclined,
             event_time: Timestamp::from_micros(1_000_000), // 1000 ms
@@ -378,6 +379,7 @@ mod tests {
             line_total: Money::from_cents(2100),
         };
         let event = Event::Order(OrderEvent {
+            row: Default::default(),
             event_id: Uuid::nil(),
             event_type: crate::model::EventType::OrderPlaced,
             event_time: Timestamp::from_micros(5_000),
@@ -519,6 +521,7 @@ mod tests {
             fn edge_values_agree(cents in -crate::model::MAX_MINOR_UNITS..=crate::model::MAX_MINOR_UNITS, text in "\\PC{0,40}", millis in any::<i32>()) {
                 let at = Timestamp::from_micros(i64::from(millis) * 1000);
                 let order = Event::Order(OrderEvent {
+                    row: Default::default(),
                     event_id: Uuid::from_u128(cents as u128),
                     event_type: crate::model::EventType::OrderPlaced,
                     event_time: at,
@@ -537,6 +540,7 @@ mod tests {
                 let (fast, reference) = both(&order);
                 prop_assert_eq!(fast, reference);
                 let customer = Event::Customer(CustomerEvent {
+                    before: None,
                     event_id: Uuid::nil(),
                     event_type: crate::model::EventType::CustomerSignedUp,
                     event_time: at,

@@ -18,7 +18,8 @@ use rand_pcg::Pcg64Mcg;
 use std::time::Duration;
 
 use super::{
-    CurrencyCode, EventType, Money, ProductEvent, ProductId, Timestamp, mix, new_event_id,
+    CurrencyCode, EventType, Money, ProductEvent, ProductId, ProductRowContext, Timestamp, mix,
+    new_event_id,
 };
 
 /// How often each product's price is reviewed.
@@ -495,16 +496,18 @@ impl Catalogue {
                 ));
                 continue;
             }
-            let price = self.price_in(&p, period);
-            if p.since < at && price != self.price_in(&p, period - 1) {
-                events.push(self.event(
+            let (price, before) = (self.price_in(&p, period), self.price_in(&p, period - 1));
+            if p.since < at && price != before {
+                let mut repriced = self.event(
                     &p,
                     EventType::ProductRepriced,
                     at,
                     price,
                     currency,
                     &mut rng,
-                ));
+                );
+                repriced.row.previous_price = Some(before);
+                events.push(repriced);
             }
         }
         events
@@ -533,6 +536,11 @@ impl Catalogue {
             unit_price,
             currency,
             replaced_by: None,
+            row: ProductRowContext {
+                created_at: p.since.truncate_to_millis(),
+                previous_price: None,
+                snapshot: false,
+            },
         }
     }
 
@@ -602,14 +610,16 @@ impl Catalogue {
             .map(|slot| {
                 let p = self.holder(slot, at);
                 let price = self.price(&p, at);
-                self.event(
+                let mut published = self.event(
                     &p,
                     EventType::ProductPublished,
                     at,
                     price,
                     currency,
                     &mut rng,
-                )
+                );
+                published.row.snapshot = true;
+                published
             })
             .collect()
     }

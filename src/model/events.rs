@@ -77,6 +77,11 @@ pub struct CustomerEvent {
     pub marketing_consent: Option<bool>,
     /// The fields a `customer_updated` event changed, by name, in schema order.
     pub changed_fields: Vec<&'static str>,
+    /// The customer as they were before this event, and when that version began: what an
+    /// update or an erasure changes in the shop's `customers` table (not published with the
+    /// event; the change stream's `before`).
+    #[serde(skip)]
+    pub before: Option<Box<(CustomerProfile, Timestamp)>>,
 }
 
 /// A customer's personal data: what an erasure removes.
@@ -149,6 +154,7 @@ impl CustomerEvent {
             signup_channel,
             marketing_consent: None,
             changed_fields: Vec::new(),
+            before: None,
         }
     }
 
@@ -200,6 +206,21 @@ pub struct ProductEvent {
     pub currency: CurrencyCode,
     /// For `product_discontinued`: the product that takes its place in the catalogue.
     pub replaced_by: Option<ProductId>,
+    /// What the shop's `products` table holds beside the event (not published with it).
+    #[serde(skip)]
+    pub row: ProductRowContext,
+}
+
+/// What a product event implies of the `products` table beyond its own fields.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ProductRowContext {
+    /// When the product joined the catalogue.
+    pub created_at: Timestamp,
+    /// For `product_repriced`: the price it replaces.
+    pub previous_price: Option<Money>,
+    /// A `product_published` of the catalogue as it is at the start of a run (a snapshot),
+    /// rather than a product added later.
+    pub snapshot: bool,
 }
 
 /// One line of an order.
@@ -230,6 +251,17 @@ pub struct OrderEvent {
     pub currency: CurrencyCode,
     pub channel: Channel,
     pub status: OrderStatus,
+    /// When the order was placed, and when its row last changed before this event (not
+    /// published with the event; the shop's `orders` table has them).
+    #[serde(skip)]
+    pub row: RowTimes,
+}
+
+/// When a row of the shop's tables was created, and when it last changed before an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RowTimes {
+    pub created_at: Timestamp,
+    pub changed_before: Timestamp,
 }
 
 /// A payment attempt changed state (topic `payments`).
@@ -248,6 +280,10 @@ pub struct PaymentEvent {
     pub status: PaymentStatus,
     pub attempt: i32,
     pub failure_reason: Option<&'static str>,
+    /// When the attempt was made, and when its row last changed before this event (not
+    /// published with the event; the shop's `payments` table has them).
+    #[serde(skip)]
+    pub row: RowTimes,
 }
 
 /// Any event, as it travels from shoppers to a sink.

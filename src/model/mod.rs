@@ -23,7 +23,7 @@ pub use catalogue::{Catalogue, CatalogueError, ORDERABLE_AFTER, Product, REVIEW_
 pub use events::{
     CustomerEvent, CustomerId, CustomerProfile, Event, ID_STRIDE, MAX_CUSTOMER_ID,
     MAX_ORDERS_PER_CUSTOMER, MAX_PAYMENT_ATTEMPTS, OrderEvent, OrderId, OrderLine, PaymentEvent,
-    PaymentId, ProductEvent, ProductId, order_id, payment_id,
+    PaymentId, ProductEvent, ProductId, ProductRowContext, RowTimes, order_id, payment_id,
 };
 pub use kinds::{
     Channel, CurrencyCode, EventType, OrderStatus, PaymentMethod, PaymentStatus, PerTopic, Topic,

@@ -41,7 +41,8 @@ use crate::model::{
     Catalogue, Channel, CustomerEvent, CustomerId, CustomerProfile, Event, EventType, ID_STRIDE,
     MAX_CUSTOMER_ID, MAX_ORDERS_PER_CUSTOMER, MAX_PAYMENT_ATTEMPTS, Money, OrderEvent, OrderId,
     OrderLine, OrderStatus, OrderTotals, PaymentEvent, PaymentId, PaymentMethod, PaymentStatus,
-    Product, ShopRules, Timestamp, TrafficProfile, mix, new_event_id, order_id, payment_id, time,
+    Product, RowTimes, ShopRules, Timestamp, TrafficProfile, mix, new_event_id, order_id,
+    payment_id, time,
 };
 
 /// Mean delay from an order (or a retry decision) to the authorisation answer, in seconds.
@@ -200,6 +201,12 @@ struct FollowUp {
     method: u8,
     /// The order's currency: 0 for the shop's, i for `currencies[i - 1]`.
     currency: u8,
+    /// When the order was placed, and when its status last changed (its row in the shop's
+    /// `orders` table, to the millisecond).
+    #[serde(with = "time::micros")]
+    placed: Timestamp,
+    #[serde(with = "time::micros")]
+    order_changed: Timestamp,
     action: Action,
 }
 
@@ -209,6 +216,12 @@ struct Paid {
     payment: PaymentId,
     attempt: i32,
     method: u8,
+    /// When the attempt was authorised, and when its status last changed (its row in the
+    /// shop's `payments` table, to the millisecond).
+    #[serde(with = "time::micros")]
+    created: Timestamp,
+    #[serde(with = "time::micros")]
+    changed: Timestamp,
 }
 
 /// The next step of an order. The valid paths: placed, then authorised (after declines and
@@ -262,6 +275,9 @@ struct Customer {
     signed_up_at: Timestamp,
     channel: Channel,
     versions: Versions,
+    /// When the current version began (the sign-up, or the latest change), to the millisecond.
+    #[serde(with = "time::micros")]
+    changed_at: Timestamp,
     /// The end of time when the customer changes nothing more.
     #[serde(with = "time::micros")]
     next_change: Timestamp,
@@ -657,11 +673,10 @@ impl Shopper {
             (Change::Erasure, rates.erasures),
         ];
         let kind = kinds[pick_weighted(&mut self.rng, &kinds, |k| k.1)].0;
-        let before =
-            (kind != Change::Erasure).then(|| profile(ctx.seed, self.id, customer.versions));
+        let before = profile(ctx.seed, self.id, customer.versions);
         let mut details = None;
         let mut changed = Vec::new();
-        if let Some(before) = &before {
+        if kind != Change::Erasure {
             // A new version of the part; one that changes nothing (the same phone number drawn
             // again) is skipped, so an update always changes something.
             while changed.is_empty() {
@@ -678,17 +693,20 @@ impl Shopper {
                 details = Some(after);
             }
         }
+        let time = at.truncate_to_millis();
         let event = CustomerEvent {
             changed_fields: changed,
+            before: Some(Box::new((before, customer.changed_at))),
             ..CustomerEvent::new(
                 new_event_id(&mut self.rng),
                 EventType::CustomerUpdated,
-                at.truncate_to_millis(),
+                time,
                 self.id,
                 customer.signed_up_at,
                 customer.channel,
             )
         };
+        customer.changed_at = time;
         if kind == Change::Erasure {
             out.push(Event::Customer(CustomerEvent {
                 event_type: EventType::CustomerDeleted,
@@ -732,6 +750,8 @@ impl Shopper {
             channel: order.channel.index() as u8,
             method: self.preferred_method,
             currency: self.currency,
+            placed: time,
+            order_changed: time,
             action: Action::Authorize { attempt: 1 },
         });
         out.push(Event::Order(order));
@@ -752,6 +772,7 @@ impl Shopper {
             signed_up_at: time,
             channel,
             versions,
+            changed_at: time,
             next_change,
         });
         CustomerEvent::new(
@@ -823,6 +844,10 @@ impl Shopper {
             currency: rules.currency,
             channel,
             status: OrderStatus::Placed,
+            row: RowTimes {
+                created_at: time,
+                changed_before: time,
+            },
         }
     }
 
@@ -846,6 +871,8 @@ impl Shopper {
                     payment: payment_id(follow_up.order, attempt),
                     attempt,
                     method,
+                    created: time,
+                    changed: time,
                 };
                 let declined = self.rng.random_bool(decline_rate);
                 let failure_reason =
@@ -881,6 +908,10 @@ impl Shopper {
                     None,
                     ctx,
                 ));
+                let paid = Paid {
+                    changed: time,
+                    ..paid
+                };
                 let shipping = log_normal(&mut self.rng, MEDIAN_SHIPPING_DELAY_SECS, 0.7);
                 if self.rng.random_bool(CANCEL_PROBABILITY) {
                     // The customer changes their mind before the parcel leaves.
@@ -893,13 +924,21 @@ impl Shopper {
             Action::Ship(paid) => {
                 out.push(self.order_status(time, &follow_up, OrderStatus::Shipped, ctx));
                 let delay = log_normal(&mut self.rng, MEDIAN_DELIVERY_DELAY_SECS, 0.4);
-                self.schedule(later(&follow_up, delay, Action::Deliver(paid)));
+                let shipped = FollowUp {
+                    order_changed: time,
+                    ..follow_up
+                };
+                self.schedule(later(&shipped, delay, Action::Deliver(paid)));
             }
             Action::Deliver(paid) => {
                 out.push(self.order_status(time, &follow_up, OrderStatus::Delivered, ctx));
                 if self.rng.random_bool(RETURN_PROBABILITY) {
                     let delay = self.rng.random::<f64>() * RETURN_WINDOW_DAYS * 86_400.0;
-                    self.schedule(later(&follow_up, delay, Action::Return(paid)));
+                    let delivered = FollowUp {
+                        order_changed: time,
+                        ..follow_up
+                    };
+                    self.schedule(later(&delivered, delay, Action::Return(paid)));
                 }
             }
             Action::Return(paid) => {
@@ -950,6 +989,10 @@ impl Shopper {
             currency: currency(ctx, follow_up.currency).0.currency,
             channel: CHANNELS[usize::from(follow_up.channel)].0,
             status,
+            row: RowTimes {
+                created_at: follow_up.placed,
+                changed_before: follow_up.order_changed,
+            },
         })
     }
 
@@ -975,6 +1018,10 @@ impl Shopper {
             status,
             attempt: paid.attempt,
             failure_reason,
+            row: RowTimes {
+                created_at: paid.created,
+                changed_before: paid.changed,
+            },
         })
     }
 }
@@ -1026,6 +1073,8 @@ mod tests {
             channel: 0,
             method: 0,
             currency: 0,
+            placed: Timestamp::from_micros(at),
+            order_changed: Timestamp::from_micros(at),
             action: Action::Authorize { attempt: 1 },
         }
     }

@@ -130,6 +130,7 @@ mod tests {
         (0..n as i64)
             .map(|i| {
                 Event::Payment(PaymentEvent {
+                    row: Default::default(),
                     event_id: uuid::Uuid::nil(),
                     event_type: PaymentStatus::Captured.event_type(),
                     event_time: Timestamp::from_micros(i),

@@ -567,6 +567,7 @@ mod tests {
 
     fn payment(at: &str, id: i64) -> Event {
         Event::Payment(PaymentEvent {
+            row: Default::default(),
             event_id: uuid::Uuid::from_u128(id as u128),
             event_type: crate::model::EventType::PaymentAuthorized,
             event_time: Timestamp::from_datetime(at.parse().unwrap()),

@@ -95,6 +95,7 @@ mod tests {
     #[test]
     fn writes_one_readable_json_object_per_line() {
         let event = Event::Payment(PaymentEvent {
+            row: Default::default(),
             event_id: uuid::Uuid::nil(),
             event_type: crate::model::EventType::PaymentCaptured,
             event_time: Timestamp::from_micros(1_700_000_000_123_000),
