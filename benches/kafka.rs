@@ -165,6 +165,7 @@ fn main() {
         let sink = KafkaSink::new(
             &kafka(&sim_settings),
             simulator::metrics::DeliveryMetrics::unregistered(),
+            None,
         )
         .expect("a Kafka sink");
         let (delivered, busy) = busy_while(|| run(&sim_settings, Box::new(sink)));

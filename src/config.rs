@@ -24,6 +24,7 @@ use clap::{Arg, ArgAction, Command};
 use config::{Config, Environment, File, FileFormat, Map, Value, ValueKind};
 
 use crate::api::ApiSettings;
+use crate::cdc::DebeziumSettings;
 use crate::clock::Speed;
 use crate::endpoints::MetricsSettings;
 use crate::faults::FaultSettings;
@@ -310,6 +311,7 @@ settings! {
     schema_registry: SchemaRegistryConfig,
     catalogue: CatalogueSettings,
     customers: CustomerSettings,
+    debezium: DebeziumSettings,
     shop: ShopSettings,
     metrics: MetricsSettings,
     api: ApiSettings,
@@ -612,6 +614,14 @@ impl Settings {
             for (key, message) in problems {
                 reader.problem(key, message);
             }
+        }
+        if self.sink.envelope == crate::cdc::Envelope::Debezium && self.faults.any() {
+            reader.problem(
+                "faults",
+                "faults are injected into the business events, and a change stream cannot hold a \
+                 duplicated, late or reordered change of a row: set every fault to 0 with \
+                 --envelope debezium",
+            );
         }
     }
 

@@ -18,6 +18,8 @@
 //! - [`settings`], [`config`]: how a component declares its settings once, and the command
 //!   line and layered configuration built from those declarations.
 //! - [`ledger`], [`faults`]: the ground truth written beside the data, and injected faults.
+//! - [`cdc`]: the change stream, the same simulation as the shop's tables' changes in
+//!   Debezium's envelope.
 //! - [`state`], [`durable`]: the saved state of a run, and the one way files are replaced and
 //!   directories locked.
 //! - [`control`]: the control plane, a thread of its own for the endpoints, the signals and
@@ -34,7 +36,7 @@
 //! | 5 | `shoppers` |
 //! | 4 | `pipeline` |
 //! | 3 | `sinks`, `endpoints`, `ledger` |
-//! | 2 | `metrics`, `state`, `faults`, `api` |
+//! | 2 | `metrics`, `state`, `faults`, `api`, `cdc` |
 //! | 1 | `clock`, `control`, `durable`, `encoding`, `settings` |
 //! | 0 | `model` |
 //!
@@ -44,6 +46,7 @@
 //! tasks run in.
 
 pub mod api;
+pub mod cdc;
 pub mod clock;
 pub mod config;
 pub mod control;

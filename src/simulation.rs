@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::api::{Api, Layout, Live};
+use crate::cdc::{ChangeStream, Envelope};
 use crate::clock::{Clock, Speed, Timer};
 use crate::config::Settings;
 use crate::control::ControlPlane;
@@ -342,15 +343,25 @@ fn open_sinks(
     metrics: &DeliveryMetrics,
     health: &Health,
     shutdown: &CancellationToken,
+    restored: Option<&Snapshot>,
 ) -> Result<Box<dyn Sink>, StartError> {
     let mut sinks = Vec::new();
     for kind in settings.sink.kinds.iter() {
+        // With the change stream, each sink numbers the changes itself, from where the
+        // saved run left them.
+        let changes = (settings.sink.envelope == Envelope::Debezium).then(|| {
+            ChangeStream::new(
+                settings.debezium.clone(),
+                restored.and_then(|s| s.output.sink.changes),
+            )
+        });
         sinks.push(open_sink(
             settings,
             kind,
             metrics.for_sink(kind.as_str()),
             health,
             shutdown,
+            changes,
         )?);
     }
     Ok(if sinks.len() == 1 {
@@ -367,30 +378,44 @@ fn open_sink(
     metrics: DeliveryMetrics,
     health: &Health,
     shutdown: &CancellationToken,
+    changes: Option<ChangeStream>,
 ) -> Result<Box<dyn Sink>, StartError> {
     Ok(match kind {
         SinkKind::File => {
-            let sink = FileSink::new(&settings.file.output_dir, settings.file.codec)
+            let mut sink = FileSink::new(&settings.file.output_dir, settings.file.codec)
                 .map_err(StartError::Output)?
                 .with_metrics(metrics);
+            if let Some(changes) = changes {
+                sink = sink.with_changes(changes);
+            }
             Box::new(if settings.state.dir.is_some() {
                 sink.with_saves()
             } else {
                 sink
             })
         }
-        SinkKind::Stdout => Box::new(StdoutSink::new().with_metrics(metrics)),
-        SinkKind::Null => Box::new(
-            NullSink::new()
+        SinkKind::Stdout => {
+            let sink = StdoutSink::new().with_metrics(metrics);
+            Box::new(match changes {
+                Some(changes) => sink.with_changes(changes),
+                None => sink,
+            })
+        }
+        SinkKind::Null => {
+            let sink = NullSink::new()
                 .map_err(StartError::Sink)?
-                .with_metrics(metrics),
-        ),
+                .with_metrics(metrics);
+            Box::new(match changes {
+                Some(changes) => sink.with_changes(changes),
+                None => sink,
+            })
+        }
         SinkKind::Kafka => {
             let kafka = settings
                 .kafka
                 .resolve(&settings.schema_registry)
                 .map_err(StartError::Kafka)?;
-            let sink = KafkaSink::new(&kafka, metrics).map_err(StartError::Sink)?;
+            let sink = KafkaSink::new(&kafka, metrics, changes).map_err(StartError::Sink)?;
             // A signal during the wait ends it: the run then stops before it starts.
             sink.wait_for_cluster(&|| shutdown.is_cancelled());
             let stats = sink.stats();
@@ -525,8 +550,10 @@ pub async fn start(
     let delivery = DeliveryMetrics::register(&registry)?;
     // The endpoints answer from the control plane, whatever the shoppers do.
     let (listener, endpoints_addr) = listen(settings.metrics.addr, control)?;
-    // The pull API serves the file sink's hours while the run writes them.
-    let api = if settings.sink.kinds.contains(SinkKind::File) {
+    // The pull API serves the file sink's hours of events while the run writes them.
+    let api = if settings.sink.kinds.contains(SinkKind::File)
+        && settings.sink.envelope == Envelope::Events
+    {
         let token = settings.api.token();
         let live = Live {
             clock: clock.clone(),
@@ -550,7 +577,7 @@ pub async fn start(
         served.clone(),
     ));
 
-    let sink = open_sinks(&settings, &delivery, &health, &shutdown)?;
+    let sink = open_sinks(&settings, &delivery, &health, &shutdown, restored.as_ref())?;
     let ledger = Ledger::new(&settings.ledger_dir()).map_err(StartError::Ledger)?;
     // Locked, both; now each must hold this run's output or none.
     if settings.sink.kinds.contains(SinkKind::File) {
@@ -654,6 +681,18 @@ pub async fn serve(
     if !root.is_dir() {
         return Err(StartError::Serve(format!(
             "`{}` is not a directory of the simulator's files",
+            root.display()
+        )));
+    }
+    let record = std::fs::read(root.join(state::RUN_RECORD))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Identity>(&bytes).ok());
+    if record.is_some_and(|r| {
+        r.get("sink.envelope")
+            .is_some_and(|e| e.contains(Envelope::Debezium.as_str()))
+    }) {
+        return Err(StartError::Serve(format!(
+            "`{}` holds a change stream (--envelope debezium): the API serves business events",
             root.display()
         )));
     }

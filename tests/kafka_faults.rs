@@ -36,6 +36,7 @@ async fn run(settings: &Settings, hours: u64, clock: Clock) -> Summary {
     let sink = KafkaSink::new(
         &settings.kafka.resolve(&settings.schema_registry).unwrap(),
         DeliveryMetrics::unregistered(),
+        None,
     )
     .unwrap();
     let span = Duration::from_secs(hours * 3600);
@@ -98,6 +99,7 @@ async fn a_broker_down_for_a_while_loses_nothing_and_readiness_follows() {
     let sink = KafkaSink::new(
         &settings.kafka.resolve(&settings.schema_registry).unwrap(),
         DeliveryMetrics::unregistered(),
+        None,
     )
     .unwrap();
     sink.wait_for_cluster(&|| false);

@@ -56,11 +56,14 @@ impl Sink for FanOut {
     }
 
     fn checkpoint(&mut self) -> Result<SinkCheckpoint, SinkError> {
-        let mut files = Vec::new();
+        let (mut files, mut changes) = (Vec::new(), None);
         for sink in &mut self.sinks {
-            files.extend(sink.checkpoint()?.files);
+            let checkpoint = sink.checkpoint()?;
+            files.extend(checkpoint.files);
+            // Each sink numbers the same changes alike: any one says where they stand.
+            changes = changes.or(checkpoint.changes);
         }
-        Ok(SinkCheckpoint { files })
+        Ok(SinkCheckpoint { files, changes })
     }
 
     fn commit(&mut self) -> Result<(), SinkError> {

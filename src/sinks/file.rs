@@ -25,9 +25,10 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::{Sink, SinkCheckpoint, SinkError};
+use crate::cdc::{ChangeStream, Stream};
 use crate::durable::{self, DirLock};
 use crate::encoding::container::{self, Blocks};
-use crate::encoding::{Encoder, Schemas, schemas, varint};
+use crate::encoding::{Encoder, schemas, varint};
 use crate::metrics::DeliveryMetrics;
 use crate::model::{Event, EventType, MICROS_PER_HOUR, Timestamp, Topic, TopicCounts};
 use crate::settings::{one_of, path};
@@ -74,8 +75,9 @@ struct OpenFile {
     length: u64,
     temp: PathBuf,
     path: PathBuf,
-    events: u64,
-    /// Events by type, for the delivery metrics.
+    /// Records written.
+    records: u64,
+    /// Events they stand for (the change stream's other records stand for none), by type.
     by_type: [u64; EventType::COUNT],
 }
 
@@ -93,24 +95,38 @@ impl OpenFile {
 
 /// A complete file waiting for the next save to be renamed into place.
 struct Pending {
-    topic: Topic,
+    /// The topic of the events its records stand for.
+    topic: Option<Topic>,
     temp: PathBuf,
     path: PathBuf,
     length: u64,
-    events: u64,
+    records: u64,
     by_type: [u64; EventType::COUNT],
+}
+
+/// What one directory of the output holds: a topic's events, or a table's changes.
+struct StreamFiles {
+    /// The directory and the files' prefix.
+    name: String,
+    /// The schema in the files' headers.
+    schema: String,
+    /// The topic of the events its records stand for.
+    topic: Option<Topic>,
 }
 
 /// The `file` sink.
 pub struct FileSink {
     root: PathBuf,
     codec: FileCodec,
-    schemas: &'static Schemas,
+    /// The directories, by stream: the topics, or the change stream's tables.
+    streams: Vec<StreamFiles>,
     encoder: Encoder,
-    /// Files being written, by (topic, start of hour in microseconds).
-    open: HashMap<(Topic, i64), OpenFile>,
-    /// The next part number of each (topic, hour) this sink has written.
-    next_part: HashMap<(Topic, i64), u32>,
+    /// The change stream, when the envelope is Debezium's.
+    changes: Option<ChangeStream>,
+    /// Files being written, by (stream, start of hour in microseconds).
+    open: HashMap<(usize, i64), OpenFile>,
+    /// The next part number of each (stream, hour) this sink has written.
+    next_part: HashMap<(usize, i64), u32>,
     /// The latest event time seen.
     latest: Timestamp,
     delivered: TopicCounts,
@@ -147,11 +163,21 @@ impl FileSink {
     pub fn new(root: impl Into<PathBuf>, codec: FileCodec) -> Result<Self, SinkError> {
         let root = root.into();
         let lock = DirLock::acquire(&root, LOCK_FILE)?;
+        let schemas = schemas()?;
+        let streams = Topic::ALL
+            .iter()
+            .map(|topic| StreamFiles {
+                name: topic.as_str().to_owned(),
+                schema: schemas.header_json(*topic),
+                topic: Some(*topic),
+            })
+            .collect();
         Ok(Self {
             root,
             codec,
-            schemas: schemas()?,
+            streams,
             encoder: Encoder::new()?,
+            changes: None,
             open: HashMap::new(),
             next_part: HashMap::new(),
             latest: Timestamp::default(),
@@ -162,6 +188,24 @@ impl FileSink {
             since_save: false,
             _lock: lock,
         })
+    }
+
+    /// Writes the change stream of the events instead (`--envelope debezium`): a directory per
+    /// table (`<prefix>.<schema>.<table>`) and one for the transaction metadata, the envelopes
+    /// in Avro (a tombstone, a null value, has no record in a file).
+    pub fn with_changes(mut self, changes: ChangeStream) -> Self {
+        let schemas = crate::cdc::schemas();
+        self.streams = Stream::all()
+            .zip(changes.settings().topics())
+            .map(|(stream, name)| StreamFiles {
+                name,
+                schema: serde_json::to_string(&schemas.streams[stream.index()].value)
+                    .expect("a parsed schema serialises"),
+                topic: stream.topic(),
+            })
+            .collect();
+        self.changes = Some(changes);
+        self
     }
 
     /// Completed files wait for the next save of the run's state to be renamed into place.
@@ -178,7 +222,9 @@ impl FileSink {
     /// Renames a complete, synced file into place and counts it delivered.
     fn publish(&mut self, file: Pending) -> Result<(), SinkError> {
         durable::rename_durably(&file.temp, &file.path).map_err(io_error(&file.path))?;
-        self.delivered[file.topic.index()] += file.events;
+        if let Some(topic) = file.topic {
+            self.delivered[topic.index()] += file.by_type.iter().sum::<u64>();
+        }
         for (event_type, count) in EventType::ALL.into_iter().zip(file.by_type) {
             self.metrics.delivered(event_type, count);
         }
@@ -191,10 +237,10 @@ impl FileSink {
         self
     }
 
-    /// The directory of one topic's hour.
-    pub fn hour_dir(root: &Path, topic: Topic, hour: Timestamp) -> PathBuf {
+    /// The directory of one topic's (or table's) hour.
+    pub fn hour_dir(root: &Path, name: &str, hour: Timestamp) -> PathBuf {
         let at = hour.to_datetime();
-        root.join(topic.as_str())
+        root.join(name)
             .join(at.format("date=%Y-%m-%d").to_string())
             .join(at.format("hour=%H").to_string())
     }
@@ -222,16 +268,17 @@ impl FileSink {
         Ok(next)
     }
 
-    fn open_file(&mut self, topic: Topic, hour: i64) -> Result<OpenFile, SinkError> {
+    fn open_file(&mut self, stream: usize, hour: i64) -> Result<OpenFile, SinkError> {
         let start = Timestamp::from_micros(hour);
-        let dir = Self::hour_dir(&self.root, topic, start);
+        let name = &self.streams[stream].name;
+        let dir = Self::hour_dir(&self.root, name, start);
         fs::create_dir_all(&dir).map_err(io_error(&dir))?;
-        let prefix = format!("{topic}-{}-", start.to_datetime().format("%Y%m%dT%H"));
-        let part = match self.next_part.get(&(topic, hour)) {
+        let prefix = format!("{name}-{}-", start.to_datetime().format("%Y%m%dT%H"));
+        let part = match self.next_part.get(&(stream, hour)) {
             Some(&part) => part,
             None => Self::first_free_part(&dir, &prefix)?,
         };
-        self.next_part.insert((topic, hour), part + 1);
+        self.next_part.insert((stream, hour), part + 1);
         let name = format!("{prefix}{part:05}.avro");
         let path = dir.join(&name);
         let temp = dir.join(format!(".{name}{IN_PROGRESS}"));
@@ -242,7 +289,7 @@ impl FileSink {
             .map_err(io_error(&temp))?;
         // The marker follows from the file's name, so a seed fixes the file's bytes.
         let sync = container::sync_marker(&self.relative(&path).to_string_lossy());
-        let header = container::header(&self.schemas.header_json(topic), self.codec, sync);
+        let header = container::header(&self.streams[stream].schema, self.codec, sync);
         file.write_all(&header).map_err(io_error(&temp))?;
         Ok(OpenFile {
             file,
@@ -250,21 +297,21 @@ impl FileSink {
             length: header.len() as u64,
             temp,
             path,
-            events: 0,
+            records: 0,
             by_type: [0; EventType::COUNT],
         })
     }
 
     /// Completes a file: flushes, syncs and renames it into place.
-    fn finish(&mut self, topic: Topic, mut file: OpenFile) -> Result<(), SinkError> {
+    fn finish(&mut self, stream: usize, mut file: OpenFile) -> Result<(), SinkError> {
         file.write_block()?;
         file.file.sync_all().map_err(io_error(&file.temp))?;
         let done = Pending {
-            topic,
+            topic: self.streams[stream].topic,
             temp: file.temp,
             path: file.path,
             length: file.length,
-            events: file.events,
+            records: file.records,
             by_type: file.by_type,
         };
         if self.saves {
@@ -278,7 +325,7 @@ impl FileSink {
     /// Completes every open file of an hour that ended at least [`CLOSE_GRACE`] before `now`.
     fn close_ended_hours(&mut self, now: Timestamp) -> Result<(), SinkError> {
         let grace = CLOSE_GRACE.as_micros() as i64;
-        let ended: Vec<(Topic, i64)> = self
+        let ended: Vec<(usize, i64)> = self
             .open
             .keys()
             .filter(|(_, hour)| hour + MICROS_PER_HOUR + grace <= now.as_micros())
@@ -292,30 +339,62 @@ impl FileSink {
     }
 }
 
+impl FileSink {
+    /// Appends a record of `stream` at `time` to its hour's file, written by `datum`; `event`
+    /// is the type of the event it stands for, if it stands for one.
+    fn append(
+        &mut self,
+        stream: usize,
+        time: Timestamp,
+        event: Option<EventType>,
+        datum: impl FnOnce(&mut Vec<u8>, &Encoder),
+    ) -> Result<(), SinkError> {
+        let hour = time.hour_floor().as_micros();
+        let file = match self.open.entry((stream, hour)) {
+            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::hash_map::Entry::Vacant(_) => {
+                let file = self.open_file(stream, hour)?;
+                self.open.entry((stream, hour)).or_insert(file)
+            }
+        };
+        datum(file.blocks.records(), &self.encoder);
+        if file.blocks.added() {
+            file.write_block()?;
+        }
+        file.records += 1;
+        if let Some(event) = event {
+            file.by_type[event.index()] += 1;
+        }
+        self.latest = self.latest.max(time);
+        self.since_save = true;
+        Ok(())
+    }
+}
+
 impl Sink for FileSink {
     fn name(&self) -> &'static str {
         "file"
     }
 
     fn write(&mut self, events: &[Event], _created: Instant) -> Result<(), SinkError> {
-        for event in events {
-            let topic = event.topic();
-            let hour = event.event_time().hour_floor().as_micros();
-            let file = match self.open.entry((topic, hour)) {
-                std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
-                std::collections::hash_map::Entry::Vacant(_) => {
-                    let file = self.open_file(topic, hour)?;
-                    self.open.entry((topic, hour)).or_insert(file)
-                }
-            };
-            self.encoder.encode_into(event, file.blocks.records());
-            if file.blocks.added() {
-                file.write_block()?;
+        if let Some(changes) = &mut self.changes {
+            for record in changes.changes(events) {
+                // A tombstone is Kafka's, for compaction: a file has nothing to hold of it.
+                let Some(value) = &record.value else { continue };
+                let event = record.primary.then(|| events[record.event].event_type());
+                self.append(record.stream.index(), record.time, event, |out, _| {
+                    out.extend_from_slice(value)
+                })?;
             }
-            file.events += 1;
-            file.by_type[event.event_type().index()] += 1;
-            self.latest = self.latest.max(event.event_time());
-            self.since_save = true;
+            return Ok(());
+        }
+        for event in events {
+            self.append(
+                event.topic().index(),
+                event.event_time(),
+                Some(event.event_type()),
+                |out, encoder| encoder.encode_into(event, out),
+            )?;
         }
         Ok(())
     }
@@ -333,20 +412,23 @@ impl Sink for FileSink {
                 temp: file.temp.clone(),
                 path: file.path.clone(),
                 length: file.length,
-                events: file.events,
+                events: file.records,
             });
         }
         files.extend(self.pending.iter().map(|p| FileRecord {
             temp: p.temp.clone(),
             path: p.path.clone(),
             length: p.length,
-            events: p.events,
+            events: p.records,
         }));
         for file in &mut files {
             file.temp = self.relative(&file.temp);
             file.path = self.relative(&file.path);
         }
-        Ok(SinkCheckpoint { files })
+        Ok(SinkCheckpoint {
+            files,
+            changes: self.changes.as_ref().map(ChangeStream::position),
+        })
     }
 
     fn commit(&mut self) -> Result<(), SinkError> {
@@ -359,7 +441,7 @@ impl Sink for FileSink {
 
     fn close(&mut self) -> Result<(), SinkError> {
         let mut first_error = None;
-        let mut keys: Vec<(Topic, i64)> = self.open.keys().copied().collect();
+        let mut keys: Vec<(usize, i64)> = self.open.keys().copied().collect();
         keys.sort_unstable();
         for key in keys {
             let file = self.open.remove(&key).expect("listed above");

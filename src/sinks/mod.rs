@@ -23,9 +23,10 @@ use std::path::PathBuf;
 
 use tokio::time::Instant;
 
+use crate::cdc::Envelope;
 use crate::encoding::EncodingError;
 use crate::model::{Event, Timestamp, TopicCounts};
-use crate::settings::{Describe, Invalid, Parser, Printed, quoted, text_of};
+use crate::settings::{Describe, Invalid, Parser, Printed, one_of, quoted, text_of};
 
 crate::named! {
     /// Where events go.
@@ -127,6 +128,11 @@ crate::section! {
         /// lines) or null (encode, discard); several separated by commas (kafka,file) each
         /// get every event.
         pub kinds: SinkKinds = KindsParser, flag = "--sink";
+        /// What is published: events (the business events, a topic per entity) or debezium
+        /// (the change stream of the shop's tables, a topic per table, in Debezium's
+        /// envelope).
+        pub envelope: Envelope = one_of("ENVELOPE", "an envelope", Envelope::names()),
+            flag = "--envelope", identity = true;
     }
 }
 
@@ -161,6 +167,8 @@ impl From<kafka::KafkaSinkError> for SinkError {
 pub struct SinkCheckpoint {
     /// Files being written, or complete and waiting for the save to be renamed into place.
     pub files: Vec<FileRecord>,
+    /// Where the change stream stands (`--envelope debezium`): its next numbers.
+    pub changes: Option<crate::cdc::Position>,
 }
 
 /// A destination for events.

@@ -1,11 +1,13 @@
 //! One JSON object per line on standard output, for people: amounts as decimal text, times as
-//! RFC 3339, and the topic as the first field.
+//! RFC 3339, and the topic as the first field. With the change stream, one line per record:
+//! `{"topic":…,"key":{…},"value":{…}}` (`"value":null` for a tombstone).
 
 use std::io::{BufWriter, Stdout, Write};
 
 use tokio::time::Instant;
 
 use super::{Sink, SinkCheckpoint, SinkError, count_events};
+use crate::cdc::ChangeStream;
 use crate::metrics::DeliveryMetrics;
 use crate::model::{Event, TopicCounts};
 
@@ -15,6 +17,8 @@ pub struct StdoutSink<W: Write + Send = Stdout> {
     out: BufWriter<W>,
     delivered: TopicCounts,
     metrics: DeliveryMetrics,
+    /// The change stream, with its topics, when the envelope is Debezium's.
+    changes: Option<(ChangeStream, Vec<String>)>,
 }
 
 impl StdoutSink<Stdout> {
@@ -37,12 +41,20 @@ impl<W: Write + Send> StdoutSink<W> {
             out: BufWriter::new(out),
             delivered: TopicCounts::default(),
             metrics: DeliveryMetrics::unregistered(),
+            changes: None,
         }
     }
 
     /// Reports deliveries (every line written) to `metrics`.
     pub fn with_metrics(mut self, metrics: DeliveryMetrics) -> Self {
         self.metrics = metrics;
+        self
+    }
+
+    /// Writes the change stream of the events instead (`--envelope debezium`).
+    pub fn with_changes(mut self, changes: ChangeStream) -> Self {
+        let topics = changes.settings().topics();
+        self.changes = Some((changes.json(), topics));
         self
     }
 
@@ -65,6 +77,26 @@ impl<W: Write + Send> Sink for StdoutSink<W> {
     }
 
     fn write(&mut self, events: &[Event], _created: Instant) -> Result<(), SinkError> {
+        if let Some((changes, topics)) = &mut self.changes {
+            for record in changes.changes(events) {
+                let value = record.value.as_deref().unwrap_or(b"null");
+                (|| {
+                    self.out.write_all(b"{\"topic\":")?;
+                    serde_json::to_writer(&mut self.out, &topics[record.stream.index()])?;
+                    self.out.write_all(b",\"key\":")?;
+                    self.out.write_all(&record.key)?;
+                    self.out.write_all(b",\"value\":")?;
+                    self.out.write_all(value)?;
+                    self.out.write_all(b"}\n")
+                })()
+                .map_err(SinkError::Stdout)?;
+            }
+            for event in events {
+                self.metrics.delivered(event.event_type(), 1);
+            }
+            count_events(&mut self.delivered, events);
+            return Ok(());
+        }
         for event in events {
             write_line(&mut self.out, event).map_err(SinkError::Stdout)?;
             self.metrics.delivered(event.event_type(), 1);
@@ -75,7 +107,10 @@ impl<W: Write + Send> Sink for StdoutSink<W> {
 
     fn checkpoint(&mut self) -> Result<SinkCheckpoint, SinkError> {
         self.out.flush().map_err(SinkError::Stdout)?;
-        Ok(SinkCheckpoint::default())
+        Ok(SinkCheckpoint {
+            changes: self.changes.as_ref().map(|(c, _)| c.position()),
+            ..SinkCheckpoint::default()
+        })
     }
 
     fn close(&mut self) -> Result<(), SinkError> {

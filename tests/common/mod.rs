@@ -234,14 +234,19 @@ pub fn private_broker(port: u16) -> Broker {
 
 /// Creates the four topics under `prefix`.
 pub fn create_topics(bootstrap: &str, prefix: &str) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .unwrap();
     let names: Vec<String> = ["products", "customers", "orders", "payments"]
         .iter()
         .map(|t| format!("{prefix}{t}"))
         .collect();
+    create_named_topics(bootstrap, &names);
+}
+
+/// Creates the topics `names`, 4 partitions each.
+pub fn create_named_topics(bootstrap: &str, names: &[String]) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
     let topics: Vec<NewTopic> = names
         .iter()
         .map(|n| NewTopic::new(n, 4, TopicReplication::Fixed(1)))

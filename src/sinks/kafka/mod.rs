@@ -21,6 +21,14 @@
 //!
 //! Topics: start-up reads the cluster's metadata and names every configured topic the cluster
 //! lacks, in the log, in `/readyz` and in the final error.
+//!
+//! With the change stream ([`crate::cdc`], `--envelope debezium`) each event becomes the
+//! records of its transaction instead, on the tables' topics (and the transaction metadata's):
+//! key the row's primary key and value the envelope, both Avro (raw or Confluent-framed, each
+//! registered under `<topic>-key` and `<topic>-value`), a tombstone (a null value) after each
+//! delete, no headers. An event counts as delivered with its own row's record; every other
+//! record (order lines, tombstones, transaction markers) that fails is counted too, and fails
+//! the run like an event.
 
 mod config;
 mod entra;
@@ -46,6 +54,7 @@ use rdkafka::message::{Header, Message as _, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 
 use super::{Sink, SinkCheckpoint, SinkError};
+use crate::cdc::{ChangeStream, Stream};
 use crate::encoding::{Encoder, schemas};
 use crate::metrics::DeliveryMetrics;
 use crate::model::{Event, EventType, Topic, TopicCounts};
@@ -68,6 +77,9 @@ const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(30);
 pub struct DeliveryStats {
     delivered: [AtomicU64; 4],
     failed: [AtomicU64; 4],
+    /// Change stream records that stand for no event of their own (order lines, tombstones,
+    /// transaction markers) and failed.
+    records_failed: AtomicU64,
     /// Failures by reason (librdkafka's error name).
     reasons: Mutex<BTreeMap<String, u64>>,
     /// A failure no retry can mend (authorisation, size, fatal idempotence errors).
@@ -95,6 +107,11 @@ impl DeliveryStats {
     /// Messages that failed, by topic.
     pub fn failed(&self) -> TopicCounts {
         std::array::from_fn(|i| self.failed[i].load(Ordering::Relaxed))
+    }
+
+    /// Every message that failed: events' and the change stream's other records.
+    fn failed_messages(&self) -> u64 {
+        self.failed().iter().sum::<u64>() + self.records_failed.load(Ordering::Relaxed)
     }
 
     /// Failures by reason.
@@ -224,7 +241,8 @@ fn is_producer_failure(code: RDKafkaErrorCode) -> bool {
 struct Salvaged {
     topic: usize,
     key: Vec<u8>,
-    payload: Vec<u8>,
+    /// `None`: a tombstone.
+    payload: Option<Vec<u8>>,
     timestamp: Option<i64>,
     opaque: usize,
 }
@@ -257,9 +275,11 @@ impl std::ops::Deref for Context {
     }
 }
 
-/// Bits of a message's opaque that hold its event type.
+/// Bits of a message's opaque that hold its event type, or [`RECORD`].
 const TYPE_BITS: u32 = 4;
-const _: () = assert!(EventType::COUNT <= 1 << TYPE_BITS);
+/// The "event type" of a change stream record that stands for no event of its own.
+const RECORD: usize = EventType::COUNT;
+const _: () = assert!(EventType::COUNT < 1 << TYPE_BITS);
 
 /// A message's opaque: its event type's index in the low bits, its creation instant (in
 /// microseconds since the sink's origin) above them.
@@ -389,7 +409,9 @@ impl ProducerContext for Context {
 
     fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
         let event_type = opaque & ((1 << TYPE_BITS) - 1);
-        let topic = EventType::ALL[event_type].topic().index();
+        let topic = EventType::ALL
+            .get(event_type)
+            .map_or(usize::MAX, |t| t.topic().index());
         match result {
             Ok(_) => {
                 self.stats.connected.store(true, Ordering::Relaxed);
@@ -397,6 +419,9 @@ impl ProducerContext for Context {
                     .failures_since_success
                     .store(0, Ordering::Relaxed);
                 self.stats.all_brokers_down.store(false, Ordering::Relaxed);
+                if event_type == RECORD {
+                    return;
+                }
                 self.stats.delivered[topic].fetch_add(1, Ordering::Relaxed);
                 self.metrics.delivered(EventType::ALL[event_type], 1);
                 let created = Duration::from_micros((opaque >> TYPE_BITS) as u64);
@@ -418,13 +443,16 @@ impl ProducerContext for Context {
                         .push(Salvaged {
                             topic,
                             key: message.key().unwrap_or_default().to_vec(),
-                            payload: message.payload().unwrap_or_default().to_vec(),
+                            payload: message.payload().map(<[u8]>::to_vec),
                             timestamp: message.timestamp().to_millis(),
                             opaque,
                         });
                     return;
                 }
-                self.stats.failed[topic].fetch_add(1, Ordering::Relaxed);
+                match self.stats.failed.get(topic) {
+                    Some(failed) => failed.fetch_add(1, Ordering::Relaxed),
+                    None => self.stats.records_failed.fetch_add(1, Ordering::Relaxed),
+                };
                 self.stats
                     .failures_since_success
                     .fetch_add(1, Ordering::Relaxed);
@@ -445,7 +473,7 @@ impl ProducerContext for Context {
                     .unwrap_or_else(|e| e.into_inner()) = Some(reason.clone());
                 if self.may_log(&reason) {
                     let note = self.stats.missing_note();
-                    tracing::warn!(topic = %self.topics[topic], %reason, error = %error, "a message was not delivered{note}");
+                    tracing::warn!(topic = message.topic(), %reason, error = %error, "a message was not delivered{note}");
                 }
                 *self
                     .stats
@@ -466,6 +494,8 @@ struct TopicSpec {
     fingerprint: String,
     /// The 5-byte Confluent prefix, when that framing is in force.
     prefix: Option<[u8; 5]>,
+    /// The change stream's keys' Confluent prefix (keys are Avro records there).
+    key_prefix: Option<[u8; 5]>,
 }
 
 /// The `kafka` sink.
@@ -477,6 +507,8 @@ pub struct KafkaSink {
     stats: Arc<DeliveryStats>,
     topics: Vec<TopicSpec>,
     encoder: Encoder,
+    /// The change stream, when the envelope is Debezium's: its streams are the topics.
+    changes: Option<ChangeStream>,
     value: Vec<u8>,
     flush_timeout: Duration,
     origin: tokio::time::Instant,
@@ -573,39 +605,75 @@ fn headers(spec: &TopicSpec, event_type: EventType) -> OwnedHeaders {
 struct Outgoing<'a> {
     topic: usize,
     key: &'a [u8],
-    payload: &'a [u8],
+    /// `None`: a tombstone.
+    payload: Option<&'a [u8]>,
     timestamp: Option<i64>,
     opaque: usize,
 }
 
 impl KafkaSink {
     /// Creates the producer (and registers the schemas for the `confluent` framing). It does
-    /// not wait for the cluster: [`KafkaSink::wait_for_cluster`] does.
-    pub fn new(settings: &KafkaSettings, metrics: DeliveryMetrics) -> Result<Self, SinkError> {
+    /// not wait for the cluster: [`KafkaSink::wait_for_cluster`] does. With `changes`, it
+    /// publishes the change stream instead of the events.
+    pub fn new(
+        settings: &KafkaSettings,
+        metrics: DeliveryMetrics,
+        changes: Option<ChangeStream>,
+    ) -> Result<Self, SinkError> {
         let schemas = schemas()?;
-        let mut topics = Vec::with_capacity(4);
-        for topic in Topic::ALL {
-            let schema = schemas.get(topic);
-            let name = settings.config.topics[topic.index()].clone();
-            let prefix = match settings.config.framing {
-                Framing::Raw => None,
+        // The Confluent prefix of a schema registered under `subject`, with that framing.
+        let registered = |subject: String, text: &str| -> Result<Option<[u8; 5]>, SinkError> {
+            match settings.config.framing {
+                Framing::Raw => Ok(None),
                 Framing::Confluent => {
                     let url = settings.schema_registry_url.as_deref().unwrap_or_default();
-                    let text = crate::encoding::SCHEMA_TEXTS[topic.index()].1;
-                    let id = register(url, &format!("{name}-value"), text)
-                        .map_err(KafkaSinkError::Registry)?;
-                    tracing::info!(topic = %name, schema_id = id, "schema registered");
+                    let id = register(url, &subject, text).map_err(KafkaSinkError::Registry)?;
+                    tracing::info!(%subject, schema_id = id, "schema registered");
                     let mut prefix = [0u8; 5];
                     prefix[1..].copy_from_slice(&id.to_be_bytes());
-                    Some(prefix)
+                    Ok(Some(prefix))
                 }
-            };
-            topics.push(TopicSpec {
-                name,
-                schema_name: schema.name().map(|n| n.fullname(None)).unwrap_or_default(),
-                fingerprint: format!("{}", schema.fingerprint::<apache_avro::rabin::Rabin>()),
-                prefix,
-            });
+            }
+        };
+        let mut topics = Vec::with_capacity(Stream::COUNT);
+        match &changes {
+            None => {
+                for topic in Topic::ALL {
+                    let schema = schemas.get(topic);
+                    let name = settings.config.topics[topic.index()].clone();
+                    let text = crate::encoding::SCHEMA_TEXTS[topic.index()].1;
+                    topics.push(TopicSpec {
+                        prefix: registered(format!("{name}-value"), text)?,
+                        key_prefix: None,
+                        name,
+                        schema_name: schema.name().map(|n| n.fullname(None)).unwrap_or_default(),
+                        fingerprint: format!(
+                            "{}",
+                            schema.fingerprint::<apache_avro::rabin::Rabin>()
+                        ),
+                    });
+                }
+            }
+            Some(changes) => {
+                let cdc = crate::cdc::schemas();
+                for (name, stream) in changes.settings().topics().into_iter().zip(&cdc.streams) {
+                    let (key, value) = (stream.key.canonical_form(), stream.value.canonical_form());
+                    topics.push(TopicSpec {
+                        prefix: registered(format!("{name}-value"), &value)?,
+                        key_prefix: registered(format!("{name}-key"), &key)?,
+                        schema_name: stream
+                            .value
+                            .name()
+                            .map(|n| n.fullname(None))
+                            .unwrap_or_default(),
+                        fingerprint: format!(
+                            "{}",
+                            stream.value.fingerprint::<apache_avro::rabin::Rabin>()
+                        ),
+                        name,
+                    });
+                }
+            }
         }
 
         let mut config = ClientConfig::new();
@@ -635,6 +703,7 @@ impl KafkaSink {
             stats,
             topics,
             encoder: Encoder::new()?,
+            changes,
             value: Vec::with_capacity(1024),
             flush_timeout: settings.config.flush_timeout,
             origin,
@@ -759,7 +828,7 @@ impl KafkaSink {
             self.produce(Outgoing {
                 topic: message.topic,
                 key: &message.key,
-                payload: &message.payload,
+                payload: message.payload.as_deref(),
                 timestamp: message.timestamp,
                 opaque: message.opaque,
             })?;
@@ -771,13 +840,18 @@ impl KafkaSink {
     /// Hands one message to the producer, waiting while its queue is full and replacing it
     /// if it has failed for good.
     fn produce(&mut self, message: Outgoing<'_>) -> Result<(), SinkError> {
-        let event_type = EventType::ALL[message.opaque & ((1 << TYPE_BITS) - 1)];
+        let event_type = EventType::ALL.get(message.opaque & ((1 << TYPE_BITS) - 1));
         loop {
             let spec = &self.topics[message.topic];
-            let mut record = BaseRecord::with_opaque_to(&spec.name, message.opaque)
-                .key(message.key)
-                .payload(message.payload)
-                .headers(headers(spec, event_type));
+            let mut record =
+                BaseRecord::with_opaque_to(&spec.name, message.opaque).key(message.key);
+            if let Some(payload) = message.payload {
+                record = record.payload(payload);
+            }
+            // The change stream's records, like Debezium's, carry no headers.
+            if let (None, Some(event_type)) = (&self.changes, event_type) {
+                record = record.headers(headers(spec, *event_type));
+            }
             if let Some(timestamp) = message.timestamp {
                 record = record.timestamp(timestamp);
             }
@@ -821,6 +895,51 @@ impl KafkaSink {
     }
 }
 
+impl KafkaSink {
+    /// Publishes the change stream's records of `events`: each event's own row change counts
+    /// it delivered; the others are counted only if they fail.
+    fn write_changes(&mut self, events: &[Event], created_micros: u64) -> Result<(), SinkError> {
+        let records = self
+            .changes
+            .as_mut()
+            .expect("a change stream")
+            .changes(events);
+        let mut key = Vec::with_capacity(32);
+        let mut value = std::mem::take(&mut self.value);
+        let mut result = Ok(());
+        for record in &records {
+            let topic = record.stream.index();
+            let spec = &self.topics[topic];
+            key.clear();
+            key.extend_from_slice(spec.key_prefix.as_ref().map_or(&[][..], |p| &p[..]));
+            key.extend_from_slice(&record.key);
+            let payload = record.value.as_ref().map(|datum| {
+                value.clear();
+                value.extend_from_slice(spec.prefix.as_ref().map_or(&[][..], |p| &p[..]));
+                value.extend_from_slice(datum);
+                &value[..]
+            });
+            let event_type = if record.primary {
+                events[record.event].event_type().index()
+            } else {
+                RECORD
+            };
+            result = self.produce(Outgoing {
+                topic,
+                key: &key,
+                payload,
+                timestamp: Some(record.time.as_millis()),
+                opaque: opaque(event_type, created_micros),
+            });
+            if result.is_err() {
+                break;
+            }
+        }
+        self.value = value;
+        result
+    }
+}
+
 /// A producer of `config` whose callbacks report to `shared`.
 fn create_producer(
     config: &ClientConfig,
@@ -839,6 +958,9 @@ impl Sink for KafkaSink {
     fn write(&mut self, events: &[Event], created: tokio::time::Instant) -> Result<(), SinkError> {
         self.check()?;
         let created_micros = created.saturating_duration_since(self.origin).as_micros() as u64;
+        if self.changes.is_some() {
+            return self.write_changes(events, created_micros);
+        }
         let mut key = itoa::Buffer::new();
         let mut value = std::mem::take(&mut self.value);
         let mut result = Ok(());
@@ -852,7 +974,7 @@ impl Sink for KafkaSink {
             result = self.produce(Outgoing {
                 topic,
                 key: key.format(event.key()).as_bytes(),
-                payload: &value,
+                payload: Some(&value),
                 timestamp: Some(event.event_time().as_millis()),
                 opaque: opaque(event.event_type().index(), created_micros),
             });
@@ -867,6 +989,7 @@ impl Sink for KafkaSink {
     fn checkpoint(&mut self) -> Result<SinkCheckpoint, SinkError> {
         // Everything produced before the save is acknowledged (or counted as failed) before
         // the save is written.
+        let changes = self.changes.as_ref().map(ChangeStream::position);
         self.flush()
             .map_err(|source| KafkaSinkError::Unacknowledged {
                 in_flight: self.producer.in_flight_count(),
@@ -876,7 +999,10 @@ impl Sink for KafkaSink {
             })?;
         // Restarts given up on leave messages neither acknowledged nor failed.
         self.check_permanent()?;
-        Ok(SinkCheckpoint::default())
+        Ok(SinkCheckpoint {
+            changes,
+            ..SinkCheckpoint::default()
+        })
     }
 
     fn close(&mut self) -> Result<(), SinkError> {
@@ -884,7 +1010,7 @@ impl Sink for KafkaSink {
         // Restarts given up on leave messages neither acknowledged nor failed: say why.
         self.check_permanent()?;
         let in_flight = self.producer.in_flight_count();
-        let failed: u64 = self.stats.failed().iter().sum();
+        let failed = self.stats.failed_messages();
         let missing = self.stats.missing_note();
         match result {
             Ok(()) if failed == 0 => Ok(()),
