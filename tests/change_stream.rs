@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{assert_success, broker, create_named_topics, python, stderr};
+use common::{assert_success, broker, create_named_topics, python, registry_double, stderr};
 
 /// Customers and products that change often, so that a day holds every kind of change.
 const CHANGES: &[(&str, &str)] = &[
@@ -140,16 +140,85 @@ fn replaying_the_change_stream_gives_the_tables_the_events_imply() {
     );
 }
 
-#[test]
-fn into_kafka_the_change_stream_has_keys_tombstones_and_transactions() {
-    let broker = broker();
-    let prefix = format!("cdc{}", std::process::id());
+/// Creates the change stream's topics under `prefix`.
+fn change_topics(bootstrap: &str, prefix: &str) {
     let topics: Vec<String> = ["products", "customers", "orders", "order_lines", "payments"]
         .iter()
         .map(|t| format!("{prefix}.public.{t}"))
         .chain(std::iter::once(format!("{prefix}.transaction")))
         .collect();
-    create_named_topics(&broker.bootstrap, &topics);
+    create_named_topics(bootstrap, &topics);
+}
+
+#[test]
+fn into_kafka_with_confluent_framing_keys_and_values_name_their_registered_schemas() {
+    let broker = broker();
+    let registry = registry_double();
+    let prefix = format!("cdccf{}", std::process::id());
+    change_topics(&broker.bootstrap, &prefix);
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events");
+    assert_success(
+        &run_for("2h", "events")
+            .args(["--output-dir", events.to_str().unwrap()])
+            .output()
+            .unwrap(),
+    );
+    let published = run_for("2h", "debezium")
+        .args(["--sink", "kafka", "--bootstrap-servers", &broker.bootstrap])
+        .args(["--output-dir", dir.path().join("unused").to_str().unwrap()])
+        .env("SIMULATOR__DEBEZIUM__TOPIC_PREFIX", &prefix)
+        .env("SIMULATOR__KAFKA__FRAMING", "confluent")
+        .env("SIMULATOR__SCHEMA_REGISTRY__URL", &registry.url)
+        .output()
+        .unwrap();
+    assert_success(&published);
+    let mut subjects = registry.subjects.lock().unwrap().clone();
+    subjects.sort();
+    let mut expected: Vec<String> = Vec::new();
+    for stream in [
+        "public.products",
+        "public.customers",
+        "public.orders",
+        "public.order_lines",
+        "public.payments",
+        "transaction",
+    ] {
+        for part in ["key", "value"] {
+            expected.push(format!("{prefix}.{stream}-{part}"));
+        }
+    }
+    expected.sort();
+    assert_eq!(subjects, expected);
+    let checked = check(
+        &events,
+        &[
+            "--bootstrap",
+            &broker.bootstrap,
+            "--prefix",
+            &prefix,
+            "--registry",
+            &registry.url,
+        ],
+    );
+    // Each topic's keys carry one schema id, and its values another.
+    for (topic, ids) in checked["schema_ids"].as_object().unwrap() {
+        let (key, value) = (&ids["key"], &ids["value"]);
+        assert_eq!(key.as_array().map(Vec::len), Some(1), "{topic}: {checked}");
+        assert_eq!(
+            value.as_array().map(Vec::len),
+            Some(1),
+            "{topic}: {checked}"
+        );
+        assert_ne!(key, value, "{topic}");
+    }
+}
+
+#[test]
+fn into_kafka_the_change_stream_has_keys_tombstones_and_transactions() {
+    let broker = broker();
+    let prefix = format!("cdc{}", std::process::id());
+    change_topics(&broker.bootstrap, &prefix);
     let dir = tempfile::tempdir().unwrap();
     let events = dir.path().join("events");
     let business = run_for("6h", "events")
@@ -226,4 +295,73 @@ fn a_change_stream_resumed_from_its_saved_state_numbers_on() {
         Some(500),
         "one snapshot: {checked}"
     );
+}
+
+/// The Python with Apache Flink (PyFlink): `PIPELINE_FLINK_PYTHON`, or `.venv-flink`, which
+/// `.ci/run` makes.
+fn flink_python() -> PathBuf {
+    let path = std::env::var_os("PIPELINE_FLINK_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(".venv-flink/bin/python"));
+    assert!(
+        path.exists(),
+        "{} is missing: .ci/run makes .venv-flink with apache-flink (PyFlink)",
+        path.display()
+    );
+    path
+}
+
+#[test]
+fn flink_a_real_debezium_consumer_materialises_the_tables_the_events_imply() {
+    let python = flink_python();
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events");
+    // An hour, with erasures often enough to delete rows in it: Flink reads a few thousand
+    // changes, one at a time through its Python client.
+    let erasures = ("SIMULATOR__CUSTOMERS__ERASURE_RATE", "52");
+    assert_success(
+        &run_for("1h", "events")
+            .env(erasures.0, erasures.1)
+            .args(["--output-dir", events.to_str().unwrap()])
+            .output()
+            .unwrap(),
+    );
+    let stream = dir.path().join("stream.jsonl");
+    let published = run_for("1h", "debezium")
+        .env(erasures.0, erasures.1)
+        .args(["--sink", "stdout"])
+        .stdout(std::fs::File::create(&stream).unwrap())
+        .output()
+        .unwrap();
+    assert_success(&published);
+    let output = Command::new(python)
+        .arg(root().join("tests/python/flink_consumer.py"))
+        .arg("--stream")
+        .arg(&stream)
+        .arg("--events")
+        .arg(&events)
+        .arg("--work")
+        .arg(dir.path().join("flink"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        stderr(&output)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(
+        output
+            .stdout
+            .split(|b| *b == b'\n')
+            .rfind(|l| l.starts_with(b"{"))
+            .unwrap(),
+    )
+    .unwrap();
+    for kind in ["INSERT", "UPDATE_AFTER", "DELETE"] {
+        assert!(
+            summary["changelog"][kind].as_u64().unwrap_or(0) > 0,
+            "no {kind}: {summary}"
+        );
+    }
 }

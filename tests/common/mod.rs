@@ -2,9 +2,11 @@
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -319,4 +321,81 @@ pub fn consume(bootstrap: &str, prefix: &str) -> (BTreeMap<String, Vec<u8>>, usi
         }
     }
     (values, count)
+}
+
+/// A minimal Confluent-compatible schema registry: `POST /subjects/{subject}/versions` and
+/// `GET /schemas/ids/{id}`.
+pub struct RegistryDouble {
+    pub url: String,
+    pub subjects: Arc<Mutex<Vec<String>>>,
+}
+
+pub fn registry_double() -> RegistryDouble {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let subjects = Arc::new(Mutex::new(Vec::new()));
+    let registered = Arc::clone(&subjects);
+    std::thread::spawn(move || {
+        let mut schemas: Vec<String> = Vec::new();
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            reader.read_line(&mut request_line).unwrap();
+            let mut length = 0;
+            loop {
+                let mut header = String::new();
+                reader.read_line(&mut header).unwrap();
+                if header.trim().is_empty() {
+                    break;
+                }
+                if let Some((name, value)) = header.split_once(':')
+                    && name.eq_ignore_ascii_case("content-length")
+                {
+                    length = value.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let parts: Vec<&str> = request_line.split_whitespace().collect();
+            let (status, answer) = match (
+                parts[0],
+                parts[1].split('/').collect::<Vec<_>>().as_slice(),
+            ) {
+                ("POST", ["", "subjects", subject, "versions"]) => {
+                    let request: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                    let schema = request["schema"].as_str().unwrap().to_owned();
+                    let id = match schemas.iter().position(|s| *s == schema) {
+                        Some(i) => i + 1,
+                        None => {
+                            schemas.push(schema);
+                            schemas.len()
+                        }
+                    };
+                    registered.lock().unwrap().push(subject.to_string());
+                    ("200 OK", serde_json::json!({ "id": id }))
+                }
+                ("GET", ["", "schemas", "ids", id]) => {
+                    match id.parse::<usize>().ok().and_then(|i| schemas.get(i - 1)) {
+                        Some(schema) => ("200 OK", serde_json::json!({ "schema": schema })),
+                        None => (
+                            "404 Not Found",
+                            serde_json::json!({ "error_code": 40403, "message": "Schema not found" }),
+                        ),
+                    }
+                }
+                _ => (
+                    "404 Not Found",
+                    serde_json::json!({ "error_code": 404, "message": "not found" }),
+                ),
+            };
+            let body = answer.to_string();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Type: application/vnd.schemaregistry.v1+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    RegistryDouble { url, subjects }
 }

@@ -1,10 +1,12 @@
 """Independent check of the simulator's change stream (`--envelope debezium`), with fastavro.
 
 Usage: check_change_stream.py --schemas AVRO_CDC_DIR --events EVENTS_DIR
-                              (--files CHANGES_DIR | --bootstrap HOST:PORT) [--prefix shop]
+                              (--files CHANGES_DIR | --bootstrap HOST:PORT [--registry URL])
+                              [--prefix shop]
 
 Reads every change record, from the file sink's table directories or from the Kafka topics
-(keys, tombstones and all), and checks, in log order (`source.lsn`):
+(keys, tombstones and all; with --registry, keys and values in the Confluent wire format, their
+writer schemas fetched from the registry by id), and checks, in log order (`source.lsn`):
 - every `lsn` is unique and grows; a transaction's changes share its id and `txId`, numbered
   1..n (`total_order`) and per table (`data_collection_order`); BEGIN and END on the
   transaction topic surround it and END counts its changes per table;
@@ -25,6 +27,7 @@ import io
 import json
 import pathlib
 import sys
+import urllib.request
 
 import fastavro
 
@@ -60,8 +63,23 @@ def from_files(directory, prefix, schema):
     return records
 
 
-def from_kafka(bootstrap, prefix, schema):
+def from_kafka(bootstrap, prefix, schema, registry=None, schema_ids=None):
     from kafka import KafkaConsumer, TopicPartition
+
+    cache = {}
+
+    def decode(data, own, ids):
+        """A datum: plain, or (with a registry) framed as magic byte 0, schema id, datum."""
+        if registry is None:
+            return fastavro.schemaless_reader(io.BytesIO(data), own)
+        if data[:1] != b"\x00":
+            raise SystemExit(f"a message without the Confluent magic byte: {data[:8]!r}")
+        schema_id = int.from_bytes(data[1:5], "big")
+        ids.add(schema_id)
+        if schema_id not in cache:
+            with urllib.request.urlopen(f"{registry}/schemas/ids/{schema_id}") as answer:
+                cache[schema_id] = fastavro.parse_schema(json.loads(json.load(answer)["schema"]))
+        return fastavro.schemaless_reader(io.BytesIO(data[5:]), cache[schema_id], own)
 
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=5000,
                              request_timeout_ms=30000, receive_message_max_bytes=1 << 28)
@@ -74,9 +92,10 @@ def from_kafka(bootstrap, prefix, schema):
         consumer.assign(partitions)
         consumer.seek_to_beginning(*partitions)
         key_schema, value_schema = schema[stream]
+        ids = (schema_ids if schema_ids is not None else {}).setdefault(topic, {"key": set(), "value": set()})
         for message in consumer:
-            key = fastavro.schemaless_reader(io.BytesIO(message.key), key_schema)
-            value = None if message.value is None else fastavro.schemaless_reader(io.BytesIO(message.value), value_schema)
+            key = decode(message.key, key_schema, ids["key"])
+            value = None if message.value is None else decode(message.value, value_schema, ids["value"])
             records.append((stream, key, value, message.partition, message.offset))
     consumer.close()
     return records
@@ -214,11 +233,14 @@ def main():
     parser.add_argument("--events", required=True, type=pathlib.Path)
     parser.add_argument("--files", type=pathlib.Path)
     parser.add_argument("--bootstrap")
+    parser.add_argument("--registry")
     parser.add_argument("--prefix", default="shop")
     args = parser.parse_args()
     schema = schemas(args.schemas)
     kafka = args.bootstrap is not None
-    records = from_kafka(args.bootstrap, args.prefix, schema) if kafka else from_files(args.files, args.prefix, schema)
+    schema_ids = {}
+    records = (from_kafka(args.bootstrap, args.prefix, schema, args.registry, schema_ids) if kafka
+               else from_files(args.files, args.prefix, schema))
     problems = []
     tables, ops, transactions = replay(records, problems, kafka)
     expected = expected_tables(args.events)
@@ -235,7 +257,8 @@ def main():
         if len(differ) > 3:
             problems.append(f"{table}: {len(differ)} rows differ in all")
     summary = {"records": len(records), "ops": dict(ops), "transactions": transactions,
-               "rows": {t: len(tables[t]) for t in TABLES}}
+               "rows": {t: len(tables[t]) for t in TABLES},
+               "schema_ids": {t: {k: sorted(v) for k, v in ids.items()} for t, ids in schema_ids.items()}}
     print(json.dumps(summary))
     if problems:
         print("\n".join(problems[:50]), file=sys.stderr)

@@ -657,7 +657,9 @@ impl KafkaSink {
             Some(changes) => {
                 let cdc = crate::cdc::schemas();
                 for (name, stream) in changes.settings().topics().into_iter().zip(&cdc.streams) {
-                    let (key, value) = (stream.key.canonical_form(), stream.value.canonical_form());
+                    // Whole, logical types included (the canonical form drops them).
+                    let text = |schema| serde_json::to_string(schema).expect("a parsed schema");
+                    let (key, value) = (text(&stream.key), text(&stream.value));
                     topics.push(TopicSpec {
                         prefix: registered(format!("{name}-value"), &value)?,
                         key_prefix: registered(format!("{name}-key"), &key)?,
