@@ -42,6 +42,17 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Fails the test with a checker's output, both streams, unless it exited 0.
+#[track_caller]
+fn succeeded(output: &Output) {
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        stderr(output)
+    );
+}
+
 /// Runs the independent check of the change stream (from `source`) against the events.
 fn check(events: &Path, source: &[&str]) -> serde_json::Value {
     let output = Command::new(python())
@@ -53,12 +64,7 @@ fn check(events: &Path, source: &[&str]) -> serde_json::Value {
         .args(source)
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        stderr(&output)
-    );
+    succeeded(&output);
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
@@ -344,12 +350,7 @@ fn flink_a_real_debezium_consumer_materialises_the_tables_the_events_imply() {
         .arg(dir.path().join("flink"))
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        stderr(&output)
-    );
+    succeeded(&output);
     let summary: serde_json::Value = serde_json::from_slice(
         output
             .stdout
