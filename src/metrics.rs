@@ -9,11 +9,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use prometheus::{
-    CounterVec, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry,
+    Counter, CounterVec, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry,
 };
 
-use crate::model::{Event, EventType, PaymentStatus, Timestamp, TopicCounts};
+use crate::model::{
+    Channel, CurrencyCode, Event, EventType, OrderStatus, PaymentMethod, PaymentStatus, Timestamp,
+    TopicCounts,
+};
 
 fn per_event_type(vec: &IntCounterVec) -> [IntCounter; EventType::COUNT] {
     EventType::ALL.map(|t| vec.with_label_values(&[t.topic().as_str(), t.as_str()]))
@@ -24,6 +27,10 @@ fn per_event_type_of(vec: &IntCounterVec, sink: &str) -> [IntCounter; EventType:
 }
 
 /// What the pipeline sees go by: events generated and the business they represent.
+///
+/// Every event passes through [`PipelineMetrics::observe`], so the labelled series it counts
+/// into are looked up once each, on first use (a series appears when it is first counted, as
+/// it would through the vector), and kept in dense arrays by the labels' indices.
 #[derive(Debug, Clone)]
 pub struct PipelineMetrics {
     generated: [IntCounter; EventType::COUNT],
@@ -31,6 +38,12 @@ pub struct PipelineMetrics {
     payments: IntCounterVec,
     revenue: CounterVec,
     refunds: CounterVec,
+    /// `orders` by channel and status, once counted.
+    orders_by: [[Option<IntCounter>; OrderStatus::COUNT]; Channel::COUNT],
+    /// `payments` by method and status, once counted.
+    payments_by: [[Option<IntCounter>; PaymentStatus::COUNT]; PaymentMethod::COUNT],
+    /// `revenue` and `refunds` of each currency counted so far (a run has a handful).
+    money_by: Vec<(CurrencyCode, Counter, Counter)>,
     saves: IntCounterVec,
     saved_position: prometheus::Gauge,
 }
@@ -98,6 +111,9 @@ impl PipelineMetrics {
             payments,
             revenue,
             refunds,
+            orders_by: Default::default(),
+            payments_by: Default::default(),
+            money_by: Vec::new(),
             saves,
             saved_position,
         })
@@ -124,33 +140,55 @@ impl PipelineMetrics {
     }
 
     /// Counts a batch of generated events.
-    pub fn observe(&self, events: &[Event]) {
+    pub fn observe(&mut self, events: &[Event]) {
         for event in events {
             self.generated[event.event_type().index()].inc();
             match event {
-                Event::Order(o) => self
-                    .orders
-                    .with_label_values(&[o.channel.as_str(), o.status.as_str()])
-                    .inc(),
+                Event::Order(o) => {
+                    let (channel, status) = (o.channel, o.status);
+                    self.orders_by[channel.index()][status.index()]
+                        .get_or_insert_with(|| {
+                            self.orders
+                                .with_label_values(&[channel.as_str(), status.as_str()])
+                        })
+                        .inc();
+                }
                 Event::Payment(p) => {
-                    self.payments
-                        .with_label_values(&[p.method.as_str(), p.status.as_str()])
+                    let (method, status) = (p.method, p.status);
+                    self.payments_by[method.index()][status.index()]
+                        .get_or_insert_with(|| {
+                            self.payments
+                                .with_label_values(&[method.as_str(), status.as_str()])
+                        })
                         .inc();
                     let amount = p.amount.cents() as f64 / 100.0;
-                    let currency = [p.currency.as_str()];
-                    match p.status {
-                        PaymentStatus::Captured => {
-                            self.revenue.with_label_values(&currency).inc_by(amount)
-                        }
-                        PaymentStatus::Refunded => {
-                            self.refunds.with_label_values(&currency).inc_by(amount)
-                        }
+                    match status {
+                        PaymentStatus::Captured => self.money(p.currency).0.inc_by(amount),
+                        PaymentStatus::Refunded => self.money(p.currency).1.inc_by(amount),
                         PaymentStatus::Authorized | PaymentStatus::Declined => {}
                     }
                 }
                 Event::Customer(_) | Event::Product(_) => {}
             }
         }
+    }
+
+    /// The revenue and refunds series of `currency`.
+    fn money(&mut self, currency: CurrencyCode) -> (&Counter, &Counter) {
+        let at = match self.money_by.iter().position(|(c, ..)| *c == currency) {
+            Some(at) => at,
+            None => {
+                let label = [currency.as_str()];
+                self.money_by.push((
+                    currency,
+                    self.revenue.with_label_values(&label),
+                    self.refunds.with_label_values(&label),
+                ));
+                self.money_by.len() - 1
+            }
+        };
+        let (_, revenue, refunds) = &self.money_by[at];
+        (revenue, refunds)
     }
 }
 
