@@ -158,15 +158,26 @@ fn recycle(pool: &ArrayQueue<Vec<Event>>, mut events: Vec<Event>) {
 pub struct Inbox {
     receiver: mpsc::Receiver<Message>,
     pool: Arc<ArrayQueue<Vec<Event>>>,
+    /// Whether the last message was already there when looked for: the stream is steady, and
+    /// an empty channel is worth looking at again before sleeping.
+    steady: bool,
 }
 
 impl Inbox {
     /// The next message, waiting for one; `None` once every sender is gone and all is read.
-    /// An empty channel is looked at again [`SPINS`] times before the thread sleeps.
+    ///
+    /// While the stream is steady, an empty channel is looked at again [`SPINS`] times before
+    /// the thread sleeps, so a busy run's next batch never has to wake it. After a sleep, the
+    /// stream is sparse (a run at its real-time pace): the thread sleeps again as soon as it
+    /// finds the channel empty, and spins again only once a message was waiting for it.
     fn next(&mut self) -> Option<Message> {
-        for spin in 0..SPINS {
+        let spins = if self.steady { SPINS } else { 1 };
+        for spin in 0..spins {
             match self.receiver.try_recv() {
-                Ok(message) => return Some(message),
+                Ok(message) => {
+                    self.steady = true;
+                    return Some(message);
+                }
                 Err(mpsc::error::TryRecvError::Disconnected) => return None,
                 Err(mpsc::error::TryRecvError::Empty) if spin % 16 == 15 => {
                     std::thread::yield_now();
@@ -174,6 +185,7 @@ impl Inbox {
                 Err(mpsc::error::TryRecvError::Empty) => std::hint::spin_loop(),
             }
         }
+        self.steady = false;
         self.receiver.blocking_recv()
     }
 }
@@ -187,7 +199,11 @@ pub fn channel() -> (Outbox, Inbox) {
             sender,
             pool: Arc::clone(&pool),
         },
-        Inbox { receiver, pool },
+        Inbox {
+            receiver,
+            pool,
+            steady: false,
+        },
     )
 }
 
@@ -300,7 +316,7 @@ impl Output {
 pub fn drain(
     mut output: Output,
     mut inbox: Inbox,
-    metrics: PipelineMetrics,
+    mut metrics: PipelineMetrics,
     health: Arc<Health>,
     stop: CancellationToken,
 ) -> Delivery {
