@@ -356,56 +356,89 @@ pub fn profile(seed: u64, id: CustomerId, versions: Versions) -> CustomerProfile
 /// A shopper's pending follow-ups in time order, first scheduled first among those due at the
 /// same instant. A heap: a busy customer has dozens pending (payments due in seconds,
 /// deliveries and returns days ahead), and a sorted list moved most of them at every
-/// insertion. Saved as the list of them, earliest first.
+/// insertion. The heap holds only when each is due (16 bytes) and the follow-ups stay in
+/// their slots, so a wake-up moves keys, not whole follow-ups. Saved as the list of them,
+/// earliest first.
 #[derive(Debug, Clone, Default)]
 struct FollowUps {
-    heap: BinaryHeap<Queued>,
+    due: BinaryHeap<Due>,
+    /// The follow-ups, by slot.
+    slots: Vec<Kept>,
+    /// The first free slot, if any: the free slots form a list through [`Kept::Free`].
+    free: Option<u32>,
     /// The number the next follow-up is scheduled under.
     next: u32,
 }
 
-/// A follow-up in the heap, numbered in the order it was scheduled.
+/// When a follow-up is due, the number it was scheduled under, and its slot.
 #[derive(Debug, Clone, Copy)]
-struct Queued {
-    follow_up: FollowUp,
+struct Due {
+    at: Timestamp,
     number: u32,
+    slot: u32,
 }
 
-impl Queued {
+impl Due {
     fn key(&self) -> (Timestamp, u32) {
-        (self.follow_up.at, self.number)
+        (self.at, self.number)
     }
 }
 
-impl Ord for Queued {
+impl Ord for Due {
     /// The follow-up due first is the greatest: at the top of the (max-)heap.
     fn cmp(&self, other: &Self) -> Ordering {
         other.key().cmp(&self.key())
     }
 }
 
-impl PartialOrd for Queued {
+impl PartialOrd for Due {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
 }
 
-impl PartialEq for Queued {
+impl PartialEq for Due {
     fn eq(&self, other: &Self) -> bool {
         self.key() == other.key()
     }
 }
 
-impl Eq for Queued {}
+impl Eq for Due {}
+
+/// A slot of [`FollowUps`].
+#[derive(Debug, Clone, Copy)]
+enum Kept {
+    Pending(FollowUp),
+    /// Free, followed in the free list by this slot, if any.
+    Free(Option<u32>),
+}
 
 impl FollowUps {
+    /// The follow-up in `slot`, which the heap names.
+    fn kept(&self, slot: u32) -> &FollowUp {
+        match &self.slots[slot as usize] {
+            Kept::Pending(follow_up) => follow_up,
+            Kept::Free(_) => unreachable!("the heap names only pending slots"),
+        }
+    }
+
     /// The follow-up due first.
     fn first(&self) -> Option<&FollowUp> {
-        self.heap.peek().map(|queued| &queued.follow_up)
+        self.due.peek().map(|due| self.kept(due.slot))
     }
 
     fn pop(&mut self) -> Option<FollowUp> {
-        self.heap.pop().map(|queued| queued.follow_up)
+        let due = self.due.pop()?;
+        let follow_up = *self.kept(due.slot);
+        if self.due.is_empty() {
+            // Nothing pending: the slots start afresh (keeping their room).
+            self.slots.clear();
+            self.free = None;
+        } else {
+            self.slots[due.slot as usize] = Kept::Free(self.free);
+            self.free = Some(due.slot);
+        }
+        Some(follow_up)
     }
 
     /// Schedules `follow_up` after every one already due at the same instant.
@@ -413,22 +446,35 @@ impl FollowUps {
         if self.next == u32::MAX {
             // Numbered afresh, in the same order, before the numbers run out.
             let in_order = self.in_order();
-            self.heap.clear();
-            self.next = 0;
+            *self = Self::default();
             in_order.into_iter().for_each(|f| self.push(f));
         }
-        self.heap.push(Queued {
-            follow_up,
+        let slot = match self.free {
+            Some(slot) => {
+                if let Kept::Free(next) = self.slots[slot as usize] {
+                    self.free = next;
+                }
+                self.slots[slot as usize] = Kept::Pending(follow_up);
+                slot
+            }
+            None => {
+                self.slots.push(Kept::Pending(follow_up));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.due.push(Due {
+            at: follow_up.at,
             number: self.next,
+            slot,
         });
         self.next += 1;
     }
 
     /// Every pending follow-up, earliest first.
     fn in_order(&self) -> Vec<FollowUp> {
-        let mut queued: Vec<Queued> = self.heap.iter().copied().collect();
-        queued.sort_unstable_by(|a, b| b.cmp(a));
-        queued.into_iter().map(|queued| queued.follow_up).collect()
+        let mut due: Vec<Due> = self.due.iter().copied().collect();
+        due.sort_unstable_by(|a, b| b.cmp(a));
+        due.into_iter().map(|due| *self.kept(due.slot)).collect()
     }
 }
 
