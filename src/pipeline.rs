@@ -11,7 +11,8 @@
 //!
 //! Two things keep the hand-over cheap at a million events a second. The sink's thread, once
 //! it finds the channel empty, looks again for a short while before it sleeps: a steady stream
-//! of batches then never has to wake it (a wake-up costs the sender a system call). And the
+//! of batches then never has to wake it (a wake-up costs the sender a system call); a sparse
+//! one, at a real-time pace, is not worth the look, and the thread sleeps at once. And the
 //! batches' vectors go back to the shoppers through a pool once written, so a step neither
 //! allocates nor grows a vector, and no memory crosses from one thread's heap to the other's.
 
@@ -41,6 +42,9 @@ const BATCH_EVENTS: usize = 8;
 /// How many times the sink's thread looks at an empty channel before it sleeps: about 20 µs
 /// here, longer than a busy run's gap between two batches.
 const SPINS: u32 = 256;
+/// A wait for the next message this long means the stream is sparse, and not worth spinning
+/// for (a thousand batches a second or fewer).
+const SPARSE_AFTER: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// Events, in the order one producer made them, and when they were made.
 #[derive(Debug)]
@@ -158,8 +162,7 @@ fn recycle(pool: &ArrayQueue<Vec<Event>>, mut events: Vec<Event>) {
 pub struct Inbox {
     receiver: mpsc::Receiver<Message>,
     pool: Arc<ArrayQueue<Vec<Event>>>,
-    /// Whether the last message was already there when looked for: the stream is steady, and
-    /// an empty channel is worth looking at again before sleeping.
+    /// Whether the stream is steady: the last message was already waiting, or came soon.
     steady: bool,
 }
 
@@ -167,9 +170,10 @@ impl Inbox {
     /// The next message, waiting for one; `None` once every sender is gone and all is read.
     ///
     /// While the stream is steady, an empty channel is looked at again [`SPINS`] times before
-    /// the thread sleeps, so a busy run's next batch never has to wake it. After a sleep, the
-    /// stream is sparse (a run at its real-time pace): the thread sleeps again as soon as it
-    /// finds the channel empty, and spins again only once a message was waiting for it.
+    /// the thread sleeps, so a busy run's next batch never has to wake it. After a sleep of
+    /// [`SPARSE_AFTER`] or more, the stream is sparse (a run at its real-time pace): the thread
+    /// sleeps again as soon as it finds the channel empty, until a shorter sleep or a message
+    /// already waiting says the stream is steady again.
     fn next(&mut self) -> Option<Message> {
         let spins = if self.steady { SPINS } else { 1 };
         for spin in 0..spins {
@@ -185,8 +189,10 @@ impl Inbox {
                 Err(mpsc::error::TryRecvError::Empty) => std::hint::spin_loop(),
             }
         }
-        self.steady = false;
-        self.receiver.blocking_recv()
+        let asleep = std::time::Instant::now();
+        let message = self.receiver.blocking_recv();
+        self.steady = asleep.elapsed() < SPARSE_AFTER;
+        message
     }
 }
 

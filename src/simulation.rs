@@ -42,8 +42,14 @@ use crate::sinks::{
 };
 use crate::state::{self, Identity, StateError, StateStore};
 
-/// How often the sink hears the clock's watermark (real time).
+/// How often the sink hears the clock's watermark (real time) while simulated time runs fast.
 const WATERMARK_INTERVAL: Duration = Duration::from_millis(500);
+/// How often at a slow pace, when the last interval moved simulated time less than
+/// [`WATERMARK_STEP`] (a run in real time): the sink's hours take a minute of grace, and a
+/// watermark that moved half a second only wakes it (and the control plane) for nothing.
+const SLOW_WATERMARK_INTERVAL: Duration = Duration::from_secs(5);
+/// See [`SLOW_WATERMARK_INTERVAL`] (simulated time).
+const WATERMARK_STEP: Duration = Duration::from_secs(10);
 /// How often progress is logged (real time).
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -1133,7 +1139,8 @@ async fn requested(requests: Option<&tokio::sync::Notify>) {
     }
 }
 
-/// Sends the watermark to the sink at a steady pace, and logs progress every
+/// Sends the watermark to the sink at a steady pace ([`WATERMARK_INTERVAL`], or
+/// [`SLOW_WATERMARK_INTERVAL`] while simulated time runs slowly), and logs progress every
 /// [`PROGRESS_INTERVAL`] and whenever `requests` asks for it.
 async fn tick(
     clock: Clock,
@@ -1149,6 +1156,7 @@ async fn tick(
     report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     report.reset();
     let (mut last_total, mut last_report) = (0u64, tokio::time::Instant::now());
+    let mut last_watermark = clock.now();
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
@@ -1163,6 +1171,11 @@ async fn tick(
                 if outbox.watermark(now).await.is_err() {
                     return;
                 }
+                let step = now.as_micros() - last_watermark.as_micros();
+                if step < WATERMARK_STEP.as_micros() as i64 {
+                    interval.reset_after(SLOW_WATERMARK_INTERVAL);
+                }
+                last_watermark = now;
                 continue;
             }
             _ = report.tick() => {}
