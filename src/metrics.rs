@@ -26,6 +26,15 @@ fn per_event_type_of(vec: &IntCounterVec, sink: &str) -> [IntCounter; EventType:
     EventType::ALL.map(|t| vec.with_label_values(&[sink, t.topic().as_str(), t.as_str()]))
 }
 
+/// The series of `vec` with `labels`, looked up the first time and kept in `series`.
+fn labelled<'a>(
+    series: &'a mut Option<IntCounter>,
+    vec: &IntCounterVec,
+    labels: [&str; 2],
+) -> &'a IntCounter {
+    series.get_or_insert_with(|| vec.with_label_values(&labels))
+}
+
 /// What the pipeline sees go by: events generated and the business they represent.
 ///
 /// Every event passes through [`PipelineMetrics::observe`], so the labelled series it counts
@@ -145,22 +154,18 @@ impl PipelineMetrics {
             self.generated[event.event_type().index()].inc();
             match event {
                 Event::Order(o) => {
-                    let (channel, status) = (o.channel, o.status);
-                    self.orders_by[channel.index()][status.index()]
-                        .get_or_insert_with(|| {
-                            self.orders
-                                .with_label_values(&[channel.as_str(), status.as_str()])
-                        })
-                        .inc();
+                    let series = &mut self.orders_by[o.channel.index()][o.status.index()];
+                    labelled(
+                        series,
+                        &self.orders,
+                        [o.channel.as_str(), o.status.as_str()],
+                    )
+                    .inc();
                 }
                 Event::Payment(p) => {
-                    let (method, status) = (p.method, p.status);
-                    self.payments_by[method.index()][status.index()]
-                        .get_or_insert_with(|| {
-                            self.payments
-                                .with_label_values(&[method.as_str(), status.as_str()])
-                        })
-                        .inc();
+                    let status = p.status;
+                    let series = &mut self.payments_by[p.method.index()][status.index()];
+                    labelled(series, &self.payments, [p.method.as_str(), status.as_str()]).inc();
                     let amount = p.amount.cents() as f64 / 100.0;
                     match status {
                         PaymentStatus::Captured => self.money(p.currency).0.inc_by(amount),

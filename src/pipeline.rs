@@ -189,7 +189,7 @@ impl Inbox {
                 Err(mpsc::error::TryRecvError::Empty) => std::hint::spin_loop(),
             }
         }
-        let asleep = std::time::Instant::now();
+        let asleep = Instant::now();
         let message = self.receiver.blocking_recv();
         self.steady = asleep.elapsed() < SPARSE_AFTER;
         message
