@@ -231,6 +231,12 @@ mod tests {
         // rather than 384.
         let size = std::mem::size_of_val(&actor);
         assert!(size <= 144, "an idle shopper's future grew to {size} bytes");
+        // Its state, in the population beside it.
+        let state = std::mem::size_of::<Shopper>();
+        assert!(
+            state <= 160,
+            "an idle shopper's state grew to {state} bytes"
+        );
         drop(actor);
         assert_eq!(gauge.get(), 0, "a finished shopper leaves the gauge");
     }

@@ -243,7 +243,7 @@ enum Action {
     Cancel(Option<Paid>),
 }
 
-/// One simulated shopper: about a hundred bytes while idle. Its whole state serialises, so a
+/// One simulated shopper: 160 bytes while idle. Its whole state serialises, so a
 /// run can be saved and resumed exactly.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Shopper {
