@@ -98,6 +98,16 @@ pub fn quoted(text: &str) -> String {
     format!("{text:?}")
 }
 
+/// Whether `name` can stand in a Kafka topic's name: 1 to `max` letters, digits, `.`, `_` or
+/// `-`.
+pub fn is_topic_name(name: &str, max: usize) -> bool {
+    !name.is_empty()
+        && name.len() <= max
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
 type ParseFn<T> = Box<dyn Fn(&str) -> Result<T, String>>;
 type PrintFn<T> = Box<dyn Fn(&T) -> String>;
 

@@ -31,7 +31,7 @@ pub use rows::Position;
 pub use rows::{ChangeRecord, ChangeStream, Stream};
 pub use schemas::{Schemas, TableSchemas, files as schema_files, schemas};
 
-use crate::settings::{Text, boolean, quoted};
+use crate::settings::{Text, boolean, is_topic_name, quoted};
 
 crate::named! {
     /// The tables of the shop's OLTP schema, in the order reference data must appear.
@@ -62,17 +62,12 @@ fn topic_part() -> Text<String> {
         "letters, digits, `.`, `_` or `-`, at most 100",
         |s| {
             let s = s.trim();
-            if s.is_empty()
-                || s.len() > 100
-                || !s
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-            {
+            if is_topic_name(s, 100) {
+                Ok(s.to_owned())
+            } else {
                 Err(format!(
                     "`{s}` is not a name of letters, digits, `.`, `_` or `-` (at most 100)"
                 ))
-            } else {
-                Ok(s.to_owned())
             }
         },
         |s| quoted(s),

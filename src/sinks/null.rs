@@ -53,17 +53,21 @@ impl Sink for NullSink {
     }
 
     fn write(&mut self, events: &[Event], _created: Instant) -> Result<(), SinkError> {
-        if let Some(changes) = &mut self.changes {
-            for record in changes.changes(events) {
-                self.bytes += (record.key.len() + record.value.map_or(0, |v| v.len())) as u64;
+        match &mut self.changes {
+            Some(changes) => {
+                for record in changes.changes(events) {
+                    self.bytes += (record.key.len() + record.value.map_or(0, |v| v.len())) as u64;
+                }
+            }
+            None => {
+                for event in events {
+                    self.buffer.clear();
+                    self.encoder.encode_into(event, &mut self.buffer);
+                    self.bytes += self.buffer.len() as u64;
+                }
             }
         }
         for event in events {
-            if self.changes.is_none() {
-                self.buffer.clear();
-                self.encoder.encode_into(event, &mut self.buffer);
-                self.bytes += self.buffer.len() as u64;
-            }
             self.metrics.delivered(event.event_type(), 1);
         }
         count_events(&mut self.delivered, events);

@@ -77,28 +77,29 @@ impl<W: Write + Send> Sink for StdoutSink<W> {
     }
 
     fn write(&mut self, events: &[Event], _created: Instant) -> Result<(), SinkError> {
-        if let Some((changes, topics)) = &mut self.changes {
-            for record in changes.changes(events) {
-                let value = record.value.as_deref().unwrap_or(b"null");
-                (|| {
-                    self.out.write_all(b"{\"topic\":")?;
-                    serde_json::to_writer(&mut self.out, &topics[record.stream.index()])?;
-                    self.out.write_all(b",\"key\":")?;
-                    self.out.write_all(&record.key)?;
-                    self.out.write_all(b",\"value\":")?;
-                    self.out.write_all(value)?;
-                    self.out.write_all(b"}\n")
-                })()
-                .map_err(SinkError::Stdout)?;
+        match &mut self.changes {
+            Some((changes, topics)) => {
+                for record in changes.changes(events) {
+                    let value = record.value.as_deref().unwrap_or(b"null");
+                    (|| {
+                        self.out.write_all(b"{\"topic\":")?;
+                        serde_json::to_writer(&mut self.out, &topics[record.stream.index()])?;
+                        self.out.write_all(b",\"key\":")?;
+                        self.out.write_all(&record.key)?;
+                        self.out.write_all(b",\"value\":")?;
+                        self.out.write_all(value)?;
+                        self.out.write_all(b"}\n")
+                    })()
+                    .map_err(SinkError::Stdout)?;
+                }
             }
-            for event in events {
-                self.metrics.delivered(event.event_type(), 1);
+            None => {
+                for event in events {
+                    write_line(&mut self.out, event).map_err(SinkError::Stdout)?;
+                }
             }
-            count_events(&mut self.delivered, events);
-            return Ok(());
         }
         for event in events {
-            write_line(&mut self.out, event).map_err(SinkError::Stdout)?;
             self.metrics.delivered(event.event_type(), 1);
         }
         count_events(&mut self.delivered, events);

@@ -122,11 +122,7 @@ fn secret_file() -> Text<SecretFile> {
 
 /// A topic name: 1 to 249 letters, digits, `.`, `_` or `-`.
 fn topic_name(s: &str) -> Result<String, String> {
-    let valid = !s.is_empty()
-        && s.len() <= 249
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-    if valid {
+    if crate::settings::is_topic_name(s, 249) {
         Ok(s.to_owned())
     } else {
         Err(format!(

@@ -498,6 +498,24 @@ struct TopicSpec {
     key_prefix: Option<[u8; 5]>,
 }
 
+impl TopicSpec {
+    /// The constants of topic `name`, whose values are of `schema`.
+    fn new(
+        name: String,
+        schema: &apache_avro::Schema,
+        prefix: Option<[u8; 5]>,
+        key_prefix: Option<[u8; 5]>,
+    ) -> Self {
+        Self {
+            name,
+            schema_name: schema.name().map(|n| n.fullname(None)).unwrap_or_default(),
+            fingerprint: format!("{}", schema.fingerprint::<apache_avro::rabin::Rabin>()),
+            prefix,
+            key_prefix,
+        }
+    }
+}
+
 /// The `kafka` sink.
 pub struct KafkaSink {
     producer: ThreadedProducer<Context>,
@@ -642,16 +660,8 @@ impl KafkaSink {
                     let schema = schemas.get(topic);
                     let name = settings.config.topics[topic.index()].clone();
                     let text = crate::encoding::SCHEMA_TEXTS[topic.index()].1;
-                    topics.push(TopicSpec {
-                        prefix: registered(format!("{name}-value"), text)?,
-                        key_prefix: None,
-                        name,
-                        schema_name: schema.name().map(|n| n.fullname(None)).unwrap_or_default(),
-                        fingerprint: format!(
-                            "{}",
-                            schema.fingerprint::<apache_avro::rabin::Rabin>()
-                        ),
-                    });
+                    let prefix = registered(format!("{name}-value"), text)?;
+                    topics.push(TopicSpec::new(name, schema, prefix, None));
                 }
             }
             Some(changes) => {
@@ -660,20 +670,9 @@ impl KafkaSink {
                     // Whole, logical types included (the canonical form drops them).
                     let text = |schema| serde_json::to_string(schema).expect("a parsed schema");
                     let (key, value) = (text(&stream.key), text(&stream.value));
-                    topics.push(TopicSpec {
-                        prefix: registered(format!("{name}-value"), &value)?,
-                        key_prefix: registered(format!("{name}-key"), &key)?,
-                        schema_name: stream
-                            .value
-                            .name()
-                            .map(|n| n.fullname(None))
-                            .unwrap_or_default(),
-                        fingerprint: format!(
-                            "{}",
-                            stream.value.fingerprint::<apache_avro::rabin::Rabin>()
-                        ),
-                        name,
-                    });
+                    let prefix = registered(format!("{name}-value"), &value)?;
+                    let key_prefix = registered(format!("{name}-key"), &key)?;
+                    topics.push(TopicSpec::new(name, &stream.value, prefix, key_prefix));
                 }
             }
         }
