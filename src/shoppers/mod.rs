@@ -145,10 +145,12 @@ pub fn run_shopper(
     let end = end.map_or(i64::MAX, Timestamp::as_micros);
     async move {
         let _ = &active;
+        // The shopper's next wake-up: read again under the same lock as each step, so a step
+        // takes the shopper's lock once (nothing else changes a running shopper).
+        let mut at = population.shopper(index).next_wake();
         loop {
             // Between two steps, with no permit held.
             tokio::task::coop::consume_budget().await;
-            let at = population.shopper(index).next_wake();
             if at.as_micros() >= end {
                 return;
             }
@@ -163,7 +165,11 @@ pub fn run_shopper(
                 Err(_) => Box::pin(population.step_permit()).await,
             };
             let mut events = outbox.buffer();
-            population.shopper(index).step(at, &ctx, &mut events);
+            at = {
+                let mut shopper = population.shopper(index);
+                shopper.step(at, &ctx, &mut events);
+                shopper.next_wake()
+            };
             if events.is_empty() {
                 // A customer left; the slot's next one has not come yet.
                 outbox.recycle(events);
