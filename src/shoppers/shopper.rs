@@ -441,7 +441,7 @@ struct Packed {
 }
 
 /// The kind of a packed [`Action`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 enum Kind {
     Authorize,
     Capture,
@@ -545,12 +545,10 @@ impl FollowUp {
             ));
         }
         let t = &self.totals;
-        let total = [t.discount.cents(), t.tax.cents(), t.shipping.cents()]
-            .into_iter()
-            .zip([-1, 1, 1])
-            .try_fold(t.subtotal.cents(), |sum, (amount, sign)| {
-                sum.checked_add(amount.checked_mul(sign)?)
-            });
+        let total = (t.subtotal.cents())
+            .checked_sub(t.discount.cents())
+            .and_then(|sum| sum.checked_add(t.tax.cents()))
+            .and_then(|sum| sum.checked_add(t.shipping.cents()));
         (total != Some(t.total.cents())).then(|| {
             format!(
                 "order {}: total {} is not subtotal - discount + tax + shipping",
@@ -832,7 +830,7 @@ impl Shopper {
             let due = |at| at <= now && at < session && at <= change;
             if let Some(follow_up) = self.pending.pop_if(due) {
                 self.follow_up(follow_up, ctx, out);
-            } else if change <= now && change < self.next_session {
+            } else if change <= now && change < session {
                 self.change(change, ctx, out);
             } else if self.next_session <= now {
                 let at = self.next_session;
