@@ -28,7 +28,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, SystemTime};
 
@@ -192,6 +192,15 @@ impl Clock {
                 Duration::from_secs(1).min(Duration::from_secs_f64(ahead))
             }
             Clock::Virtual(_) => Duration::from_secs_f64(ahead),
+        }
+    }
+
+    /// Has a virtual clock call `hook` whenever every participant is asleep, just before it
+    /// wakes the next batch; the first hook stays. A scaled clock has no such moment, and
+    /// ignores it.
+    pub fn on_idle(&self, hook: impl Fn() + Send + Sync + 'static) {
+        if let Clock::Virtual(c) = self {
+            let _ = c.idle.set(Box::new(hook));
         }
     }
 
@@ -465,7 +474,11 @@ impl Drop for Timer {
                 let mut state = lock(&c.state);
                 state.active -= 1;
                 state.schedule.leave(self.slot);
-                VirtualState::wake_batch_if_idle(state);
+                if state.active == 0 {
+                    let woken = state.advance();
+                    drop(state);
+                    c.idle_then_wake(woken);
+                }
             }
         }
     }
@@ -518,9 +531,21 @@ impl Drop for Sleep<'_> {
 }
 
 /// The discrete-event clock behind `--speed max`.
-#[derive(Debug)]
 pub struct VirtualClock {
     state: Mutex<VirtualState>,
+    /// Called whenever every participant is asleep, before the next batch is woken.
+    idle: OnceLock<IdleHook>,
+}
+
+type IdleHook = Box<dyn Fn() + Send + Sync>;
+
+impl std::fmt::Debug for VirtualClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VirtualClock")
+            .field("state", &self.state)
+            .field("idle", &self.idle.get().map(|_| "hook"))
+            .finish()
+    }
 }
 
 #[derive(Debug)]
@@ -540,7 +565,17 @@ impl VirtualClock {
                 active: 0,
                 schedule: Schedule::default(),
             }),
+            idle: OnceLock::new(),
         }
+    }
+
+    /// Every participant is asleep (those of the next batch are counted active but not woken
+    /// yet): runs the idle hook, then wakes `woken`.
+    fn idle_then_wake(&self, woken: Vec<Waker>) {
+        if let Some(hook) = self.idle.get() {
+            hook();
+        }
+        woken.into_iter().for_each(Waker::wake);
     }
 
     fn now(&self) -> Timestamp {
@@ -568,7 +603,7 @@ impl VirtualClock {
             let ready = state.schedule.slots[sleep.slot as usize].waker.is_none();
             drop(state);
             // Our own waker may be among them; waking it is harmless.
-            woken.into_iter().for_each(Waker::wake);
+            self.idle_then_wake(woken);
             if ready {
                 sleep.registered = false;
                 return Poll::Ready(Ok(()));
@@ -596,14 +631,6 @@ impl VirtualState {
             self.active += 1;
         }
         woken
-    }
-
-    fn wake_batch_if_idle(mut guard: MutexGuard<'_, VirtualState>) {
-        if guard.active == 0 {
-            let woken = guard.advance();
-            drop(guard);
-            woken.into_iter().for_each(Waker::wake);
-        }
     }
 }
 
@@ -706,6 +733,43 @@ mod tests {
         drop(quitter);
         staying.await.unwrap();
         assert_eq!(clock.now(), at(50));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_virtual_clock_calls_its_idle_hook_before_it_wakes_the_next_batch() {
+        let clock = Clock::virtual_at(at(0));
+        let idle = Arc::new(AtomicUsize::new(0));
+        clock.on_idle({
+            let idle = Arc::clone(&idle);
+            move || {
+                idle.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        let hold = clock.timer();
+        let mut tasks = Vec::new();
+        for id in 0..3i64 {
+            let mut timer = clock.timer();
+            let idle = Arc::clone(&idle);
+            tasks.push(tokio::spawn(async move {
+                let mut seen = Vec::new();
+                for step in 1..=3i64 {
+                    // Steps far apart: each is a batch of its own.
+                    timer.sleep_until(at(step * 100 + id * 10)).await.unwrap();
+                    seen.push(idle.load(Ordering::SeqCst));
+                }
+                seen
+            }));
+        }
+        drop(hold);
+        let mut woken = Vec::new();
+        for task in tasks {
+            woken.push(task.await.unwrap());
+        }
+        // Nine batches of one, each woken after the hook ran once more.
+        for (id, seen) in woken.iter().enumerate() {
+            let expected: Vec<usize> = (0..3).map(|step| step * 3 + id + 1).collect();
+            assert_eq!(seen, &expected, "sleeper {id}");
+        }
     }
 
     #[tokio::test(flavor = "current_thread", start_paused = true)]

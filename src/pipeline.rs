@@ -9,14 +9,28 @@
 //! On the sink's thread, [`drain`] passes every batch through the run's [`Recorder`] (the
 //! ground-truth ledger and the injected faults) and on to the sink.
 //!
-//! Two things keep the hand-over cheap at a million events a second. The sink's thread, once
-//! it finds the channel empty, looks again for a short while before it sleeps: a steady stream
-//! of batches then never has to wake it (a wake-up costs the sender a system call); a sparse
-//! one, at a real-time pace, is not worth the look, and the thread sleeps at once. And the
-//! batches' vectors go back to the shoppers through a pool once written, so a step neither
-//! allocates nor grows a vector, and no memory crosses from one thread's heap to the other's.
+//! Three things keep the hand-over cheap at a million events a second.
+//! - **Lanes.** A step does not send its events itself: it stages them in its thread's lane,
+//!   one of a few vectors, each behind its own lock, and a lane goes down the channel as one
+//!   batch. At `--speed max` a lane is sent when it is full ([`LANE_EVENTS`]) and whenever the
+//!   virtual clock finds every participant asleep ([`Outbox::on_idle`]): a batch then holds the
+//!   events of a clock's whole batch of wake-ups made on one thread, some hundreds, rather than
+//!   a step's two or three, and events of different shoppers stay within the clock's skew of
+//!   each other. At a real-time pace a lane is sent at every step, as soon as it has events.
+//!   A watermark and a save send every lane first, so they still travel behind every event made
+//!   before them, and a participant that finds itself on another thread sends the lane it left
+//!   first if its events are still there, so each participant's events stay in order.
+//! - **A patient sink.** The sink's thread, once it finds the channel empty, looks again for a
+//!   short while before it sleeps: a steady stream of batches then never has to wake it (a
+//!   wake-up costs the sender a system call); a sparse one, at a real-time pace, is not worth the
+//!   look, and the thread sleeps at once.
+//! - **Recycled vectors.** The batches' vectors go back to the lanes through a pool once
+//!   written, so staging neither allocates nor grows a vector, and no memory crosses from one
+//!   thread's heap to the other's.
 
-use std::sync::Arc;
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crossbeam_queue::ArrayQueue;
 use serde::{Deserialize, Serialize};
@@ -31,13 +45,19 @@ use crate::sinks::{Sink, SinkCheckpoint, SinkError};
 use crate::state::StateError;
 
 /// Batches in flight between shoppers and the sink, at most.
-pub const CHANNEL_CAPACITY: usize = 1024;
+pub const CHANNEL_CAPACITY: usize = 64;
+/// At `--speed max`, a lane holding this many events is sent at once (some 70 KiB).
+pub const LANE_EVENTS: usize = 256;
+/// Lanes of an outbox: more than this machine's worker threads, so that each usually has its
+/// own; threads beyond share them.
+const LANES: usize = 16;
 
 /// Empty vectors kept for the next batches, at most (in flight, the channel holds as many).
 const POOL_CAPACITY: usize = 2 * CHANNEL_CAPACITY;
 /// A vector that grew beyond this many events is not kept (a catalogue's batch, say).
-const POOLED_EVENTS: usize = 64;
-/// A new vector has room for this many events: more than a shopper's step makes.
+const POOLED_EVENTS: usize = 2 * LANE_EVENTS;
+/// A new vector has room for this many events at least: more than a shopper's step makes (at
+/// `--speed max`, for a full lane).
 const BATCH_EVENTS: usize = 8;
 /// How many times the sink's thread looks at an empty channel before it sleeps: about 20 µs
 /// here, longer than a busy run's gap between two batches.
@@ -81,11 +101,110 @@ enum Message {
     Save(SaveRequest),
 }
 
-/// The sending end of the pipeline; clones share the channel.
+/// The sending end of the pipeline; clones share the channel and the lanes.
 #[derive(Clone)]
 pub struct Outbox {
     sender: mpsc::Sender<Message>,
+    lanes: Arc<Lanes>,
+}
+
+/// Events staged on their way to the channel, a lane per thread, and the pool their vectors
+/// come from.
+struct Lanes {
+    lanes: [Padded<LaneCell>; LANES],
     pool: Arc<ArrayQueue<Vec<Event>>>,
+    /// A lane holding this many events is sent at once.
+    full: usize,
+}
+
+/// A value alone on its cache lines, so that two threads' lanes do not share one.
+#[repr(align(128))]
+struct Padded<T>(T);
+
+#[derive(Default)]
+struct LaneCell {
+    lane: Mutex<Lane>,
+    /// Bumped each time the lane is sent, under its lock and before the lock is let go: a
+    /// participant that staged here at generation `g` has its events still here while the lane
+    /// is at `g`. Read without the lock, by participants that moved to another thread.
+    generation: AtomicU32,
+}
+
+#[derive(Default)]
+struct Lane {
+    events: Vec<Event>,
+    /// When the first of `events` was staged.
+    created: Option<Instant>,
+}
+
+impl Lanes {
+    fn lock(&self, lane: usize) -> MutexGuard<'_, Lane> {
+        // Staging leaves a lane whole: a panic inside a step loses at most that step's events.
+        self.lanes[lane]
+            .0
+            .lane
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn generation(&self, lane: usize) -> u32 {
+        self.lanes[lane].0.generation.load(Ordering::Acquire)
+    }
+
+    /// The staged events of `lane` (locked by the caller, as `guard`) as a batch; the lane is
+    /// emptied, with a vector from the pool, and its generation moves on.
+    fn take(&self, lane: usize, guard: &mut Lane) -> Option<Batch> {
+        let created = guard.created.take()?;
+        self.lanes[lane]
+            .0
+            .generation
+            .fetch_add(1, Ordering::Release);
+        let fresh = self
+            .pool
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(self.full.max(BATCH_EVENTS)));
+        Some(Batch {
+            events: std::mem::replace(&mut guard.events, fresh),
+            created,
+        })
+    }
+}
+
+/// Where a participant (a shopper, the price reviews) staged its last events, so that it sends
+/// them before staging on another thread's lane.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Staged {
+    /// The lane, plus one (0: none yet).
+    lane: u8,
+    generation: u32,
+}
+
+/// What staging left to do.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Staging {
+    /// Nothing: the events wait in their lane, or went down the channel.
+    Done,
+    /// The lane is due to be sent, and the pipeline is full: [`Outbox::send_lane`] waits.
+    Full(usize),
+    /// The pipeline is closed.
+    Closed,
+}
+
+static NEXT_LANE: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    /// This thread's lane, given out on first use.
+    static LANE: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+/// The lane of the calling thread.
+fn this_lane() -> usize {
+    LANE.with(|lane| {
+        if lane.get() == usize::MAX {
+            lane.set(NEXT_LANE.fetch_add(1, Ordering::Relaxed) % LANES);
+        }
+        lane.get()
+    })
 }
 
 /// The pipeline is closed: the sink's thread has stopped.
@@ -93,28 +212,117 @@ pub struct Outbox {
 #[error("the pipeline is closed")]
 pub struct Closed;
 
-/// A batch the pipeline could not take at once.
-#[derive(Debug)]
-pub enum TrySend {
-    /// The pipeline is full: the batch, to send with waiting.
-    Full(Batch),
-    Closed,
-}
-
 impl Outbox {
-    /// An empty vector for a batch: one the sink is done with, or a new one.
-    pub fn buffer(&self) -> Vec<Event> {
-        self.pool
-            .pop()
-            .unwrap_or_else(|| Vec::with_capacity(BATCH_EVENTS))
+    /// Lets `make` add events to the calling thread's lane, for the participant that last
+    /// staged as `staged` (and, now, here), and returns what `make` returned with what is left
+    /// to do. The lane is sent at once if it is due and the pipeline has room.
+    ///
+    /// Call [`Outbox::moved`] first: events staged on another thread's lane must go before.
+    pub fn stage<R>(
+        &self,
+        staged: &mut Staged,
+        make: impl FnOnce(&mut Vec<Event>) -> R,
+    ) -> (R, Staging) {
+        self.stage_on(this_lane(), staged, make)
     }
 
-    /// Gives back a vector that [`Outbox::buffer`] gave and that was not sent.
-    pub fn recycle(&self, events: Vec<Event>) {
-        recycle(&self.pool, events);
+    fn stage_on<R>(
+        &self,
+        index: usize,
+        staged: &mut Staged,
+        make: impl FnOnce(&mut Vec<Event>) -> R,
+    ) -> (R, Staging) {
+        let mut lane = self.lanes.lock(index);
+        let before = lane.events.len();
+        let made = make(&mut lane.events);
+        if lane.events.len() == before {
+            return (made, Staging::Done);
+        }
+        if before == 0 {
+            lane.created = Some(Instant::now());
+        }
+        *staged = Staged {
+            lane: index as u8 + 1,
+            generation: self.lanes.generation(index),
+        };
+        if lane.events.len() < self.lanes.full {
+            return (made, Staging::Done);
+        }
+        let staging = match self.sender.try_reserve() {
+            Ok(permit) => {
+                if let Some(batch) = self.lanes.take(index, &mut lane) {
+                    permit.send(Message::Events(batch));
+                }
+                Staging::Done
+            }
+            Err(mpsc::error::TrySendError::Full(())) => Staging::Full(index),
+            Err(mpsc::error::TrySendError::Closed(())) => Staging::Closed,
+        };
+        (made, staging)
     }
 
-    /// Sends a batch, waiting while the pipeline is full.
+    /// The lane to send before the participant that last staged as `staged` stages on this
+    /// thread's: the one it staged on last, if that was another thread's and its events are
+    /// still there.
+    pub fn moved(&self, staged: &Staged) -> Option<usize> {
+        self.moved_to(this_lane(), staged)
+    }
+
+    fn moved_to(&self, here: usize, staged: &Staged) -> Option<usize> {
+        let previous = usize::from(staged.lane.checked_sub(1)?);
+        (previous != here && self.lanes.generation(previous) == staged.generation)
+            .then_some(previous)
+    }
+
+    /// Sends what lane `index` holds, waiting while the pipeline is full.
+    pub async fn send_lane(&self, index: usize) -> Result<(), Closed> {
+        // Room first, then the events, under the lane's lock: nothing staged later on this
+        // lane can overtake them.
+        let permit = self.sender.reserve().await.map_err(|_| Closed)?;
+        let mut lane = self.lanes.lock(index);
+        if let Some(batch) = self.lanes.take(index, &mut lane) {
+            permit.send(Message::Events(batch));
+        }
+        Ok(())
+    }
+
+    /// Sends every lane's events, waiting while the pipeline is full.
+    pub async fn flush(&self) -> Result<(), Closed> {
+        for index in 0..LANES {
+            if !self.lanes.lock(index).events.is_empty() {
+                self.send_lane(index).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// What the virtual clock calls when every participant is asleep: sends every lane that
+    /// has events, as far as the pipeline has room now (what does not fit goes with the lane's
+    /// next send, or the next watermark). It holds no sender of its own, so the pipeline still
+    /// closes when the outboxes are gone.
+    pub fn on_idle(&self) -> impl Fn() + Send + Sync + 'static {
+        let (sender, lanes) = (self.sender.downgrade(), Arc::clone(&self.lanes));
+        move || {
+            let Some(sender) = sender.upgrade() else {
+                return;
+            };
+            for index in 0..LANES {
+                let mut lane = lanes.lock(index);
+                if lane.events.is_empty() {
+                    continue;
+                }
+                let Ok(permit) = sender.try_reserve() else {
+                    return;
+                };
+                if let Some(batch) = lanes.take(index, &mut lane) {
+                    permit.send(Message::Events(batch));
+                }
+            }
+        }
+    }
+
+    /// Sends a batch straight down the channel (behind what was sent, not what is staged),
+    /// waiting while the pipeline is full.
     pub async fn send(&self, batch: Batch) -> Result<(), Closed> {
         self.sender
             .send(Message::Events(batch))
@@ -122,26 +330,18 @@ impl Outbox {
             .map_err(|_| Closed)
     }
 
-    /// Sends a batch if there is room now.
-    pub fn try_send(&self, batch: Batch) -> Result<(), TrySend> {
-        self.sender
-            .try_send(Message::Events(batch))
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(Message::Events(batch)) => TrySend::Full(batch),
-                _ => TrySend::Closed,
-            })
-    }
-
-    /// Tells the sink that simulated time has reached `at`.
+    /// Tells the sink that simulated time has reached `at`, behind every event staged before.
     pub async fn watermark(&self, at: Timestamp) -> Result<(), Closed> {
+        self.flush().await?;
         self.sender
             .send(Message::Watermark(at))
             .await
             .map_err(|_| Closed)
     }
 
-    /// Asks for a save, behind everything sent before.
+    /// Asks for a save, behind every event staged before.
     pub async fn save(&self, request: SaveRequest) -> Result<(), Closed> {
+        self.flush().await?;
         self.sender
             .send(Message::Save(request))
             .await
@@ -196,14 +396,21 @@ impl Inbox {
     }
 }
 
-/// A pipeline of [`CHANNEL_CAPACITY`] batches.
-pub fn channel() -> (Outbox, Inbox) {
+/// A pipeline of [`CHANNEL_CAPACITY`] batches. `batched`: lanes are sent when full (and when
+/// the virtual clock is idle, see [`Outbox::on_idle`]), for `--speed max`; otherwise at every
+/// step that stages events.
+pub fn channel(batched: bool) -> (Outbox, Inbox) {
     let (sender, receiver) = mpsc::channel(CHANNEL_CAPACITY);
     let pool = Arc::new(ArrayQueue::new(POOL_CAPACITY));
+    let lanes = Lanes {
+        lanes: std::array::from_fn(|_| Padded(LaneCell::default())),
+        pool: Arc::clone(&pool),
+        full: if batched { LANE_EVENTS } else { 1 },
+    };
     (
         Outbox {
             sender,
-            pool: Arc::clone(&pool),
+            lanes: Arc::new(lanes),
         },
         Inbox {
             receiver,
@@ -358,5 +565,139 @@ pub fn drain(
         delivered: output.sink.delivered(),
         by_sink: output.sink.delivered_by_sink(),
         error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Catalogue, CurrencyCode};
+
+    fn events(n: usize) -> Vec<Event> {
+        if n == 0 {
+            return Vec::new();
+        }
+        let at = Timestamp::from_micros(0);
+        Catalogue::generate(1, n, 1.0, at)
+            .unwrap()
+            .publish(at, 1, CurrencyCode::USD)
+            .into_iter()
+            .map(Event::Product)
+            .collect()
+    }
+
+    /// What the channel holds now, in order: `events:N`, `watermark`, `save`.
+    fn waiting(inbox: &mut Inbox) -> Vec<String> {
+        std::iter::from_fn(|| inbox.receiver.try_recv().ok())
+            .map(|message| match message {
+                Message::Events(batch) => format!("events:{}", batch.events.len()),
+                Message::Watermark(_) => "watermark".into(),
+                Message::Save(_) => "save".into(),
+            })
+            .collect()
+    }
+
+    fn stage(outbox: &Outbox, lane: usize, staged: &mut Staged, n: usize) -> Staging {
+        let ((), staging) = outbox.stage_on(lane, staged, |out| out.extend(events(n)));
+        staging
+    }
+
+    #[test]
+    fn at_max_speed_a_lane_waits_until_it_is_full_or_the_clock_is_idle() {
+        let (outbox, mut inbox) = channel(true);
+        let idle = outbox.on_idle();
+        let mut staged = Staged::default();
+        assert_eq!(stage(&outbox, 0, &mut staged, 3), Staging::Done);
+        assert_eq!(stage(&outbox, 1, &mut Staged::default(), 2), Staging::Done);
+        assert!(
+            waiting(&mut inbox).is_empty(),
+            "sent before the lane was due"
+        );
+        idle();
+        assert_eq!(waiting(&mut inbox), ["events:3", "events:2"]);
+        // A lane that reaches its size goes at once, whole.
+        assert_eq!(
+            stage(&outbox, 0, &mut staged, LANE_EVENTS - 1),
+            Staging::Done
+        );
+        assert!(waiting(&mut inbox).is_empty());
+        assert_eq!(stage(&outbox, 0, &mut staged, 1), Staging::Done);
+        assert_eq!(waiting(&mut inbox), [format!("events:{LANE_EVENTS}")]);
+    }
+
+    #[test]
+    fn at_a_real_time_pace_each_step_is_sent_at_once() {
+        let (outbox, mut inbox) = channel(false);
+        let mut staged = Staged::default();
+        assert_eq!(stage(&outbox, 0, &mut staged, 2), Staging::Done);
+        assert_eq!(stage(&outbox, 0, &mut staged, 0), Staging::Done);
+        assert_eq!(stage(&outbox, 0, &mut staged, 1), Staging::Done);
+        assert_eq!(waiting(&mut inbox), ["events:2", "events:1"]);
+    }
+
+    #[tokio::test]
+    async fn a_watermark_and_a_save_travel_behind_every_staged_event() {
+        let (outbox, mut inbox) = channel(true);
+        stage(&outbox, 3, &mut Staged::default(), 2);
+        outbox.watermark(Timestamp::from_micros(1)).await.unwrap();
+        stage(&outbox, 5, &mut Staged::default(), 1);
+        stage(&outbox, 3, &mut Staged::default(), 4);
+        outbox
+            .save(Box::new(|_| Ok(Timestamp::from_micros(1))))
+            .await
+            .unwrap();
+        assert_eq!(
+            waiting(&mut inbox),
+            ["events:2", "watermark", "events:4", "events:1", "save"]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_participant_on_another_thread_sends_the_lane_it_left_first() {
+        let (outbox, mut inbox) = channel(true);
+        let mut staged = Staged::default();
+        assert_eq!(outbox.moved_to(2, &staged), None, "nothing staged yet");
+        stage(&outbox, 2, &mut staged, 3);
+        assert_eq!(outbox.moved_to(2, &staged), None, "still on its lane");
+        assert_eq!(outbox.moved_to(7, &staged), Some(2));
+        outbox.send_lane(2).await.unwrap();
+        assert_eq!(waiting(&mut inbox), ["events:3"]);
+        // Sent: nothing of it is left behind.
+        assert_eq!(outbox.moved_to(7, &staged), None);
+        // Sent with others' events by the idle clock, likewise.
+        stage(&outbox, 2, &mut staged, 1);
+        stage(&outbox, 2, &mut Staged::default(), 1);
+        outbox.on_idle()();
+        assert_eq!(waiting(&mut inbox), ["events:2"]);
+        assert_eq!(outbox.moved_to(7, &staged), None);
+    }
+
+    #[tokio::test]
+    async fn a_full_pipeline_keeps_staged_events_until_there_is_room() {
+        let (outbox, mut inbox) = channel(true);
+        for _ in 0..CHANNEL_CAPACITY {
+            outbox.send(Batch::now(events(1))).await.unwrap();
+        }
+        let mut staged = Staged::default();
+        stage(&outbox, 1, &mut staged, 2);
+        outbox.on_idle()();
+        assert_eq!(
+            stage(&outbox, 1, &mut staged, LANE_EVENTS),
+            Staging::Full(1),
+            "a full lane and no room"
+        );
+        assert_eq!(waiting(&mut inbox).len(), CHANNEL_CAPACITY);
+        outbox.send_lane(1).await.unwrap();
+        assert_eq!(waiting(&mut inbox), [format!("events:{}", LANE_EVENTS + 2)]);
+    }
+
+    #[test]
+    fn the_idle_hook_does_not_keep_the_pipeline_open() {
+        let (outbox, mut inbox) = channel(true);
+        let idle = outbox.on_idle();
+        stage(&outbox, 0, &mut Staged::default(), 1);
+        drop(outbox);
+        assert!(inbox.next().is_none(), "the pipeline stayed open");
+        idle();
     }
 }

@@ -32,7 +32,9 @@ use crate::metrics::{self, DeliveryMetrics, Health, PipelineMetrics, SimulationM
 use crate::model::{
     Catalogue, CatalogueError, Event, ShopRules, Timestamp, TopicCounts, describe, total,
 };
-use crate::pipeline::{self, Batch, Delivery, Outbox, Output, OutputError, OutputState};
+use crate::pipeline::{
+    self, Batch, Delivery, Outbox, Output, OutputError, OutputState, Staged, Staging,
+};
 use crate::shoppers::{
     Active, Currency, CustomerChanges, Population, ShopContext, Shopper, raw_activity, run_shopper,
 };
@@ -795,7 +797,9 @@ async fn run(
         let now = counted.generated();
         std::array::from_fn(|i| now[i] - before[i])
     };
-    let (outbox, inbox) = pipeline::channel();
+    let (outbox, inbox) = pipeline::channel(clock.is_virtual());
+    // At `--speed max`, the lanes go down the pipeline whenever every participant sleeps.
+    clock.on_idle(outbox.on_idle());
     // The sink runs on a thread of its own, named so it shows in profiles and `top -H`.
     let (done, sink_result) = tokio::sync::oneshot::channel();
     let spawned = {
@@ -1062,19 +1066,28 @@ async fn reprice(
     outbox: Outbox,
 ) {
     let mut at = population.repriced_through();
+    let mut staged = Staged::default();
     loop {
         at = ctx.catalogue.next_review(at);
         if end.is_some_and(|end| at >= end) || timer.sleep_until(at).await.is_err() {
             return;
         }
         let _permit = population.step_permit().await;
-        let events: Vec<Event> = ctx
-            .catalogue
-            .changes_at(at, ctx.rules.currency)
-            .into_iter()
-            .map(Event::Product)
-            .collect();
-        if !events.is_empty() && outbox.send(Batch::now(events)).await.is_err() {
+        if let Some(lane) = outbox.moved(&staged)
+            && outbox.send_lane(lane).await.is_err()
+        {
+            return;
+        }
+        let ((), staging) = outbox.stage(&mut staged, |events| {
+            let changes = ctx.catalogue.changes_at(at, ctx.rules.currency);
+            events.extend(changes.into_iter().map(Event::Product));
+        });
+        let sent = match staging {
+            Staging::Done => Ok(()),
+            Staging::Full(lane) => outbox.send_lane(lane).await,
+            Staging::Closed => Err(pipeline::Closed),
+        };
+        if sent.is_err() {
             return;
         }
         population.set_repriced_through(at);

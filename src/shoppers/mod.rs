@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::clock::Timer;
 use crate::model::Timestamp;
-use crate::pipeline::{Batch, Outbox, TrySend};
+use crate::pipeline::{Outbox, Staged, Staging};
 
 /// Every shopper of a run, each behind its own lock so that a save can read them all while
 /// they run, and a gate that a save closes to take them all between two steps.
@@ -117,10 +117,11 @@ impl Drop for Active {
 
 /// Runs shopper `index` of `population` until `end` (exclusive), the clock stopping (which is
 /// how a shutdown reaches it), or the pipeline closing: sleeps until the shopper's next
-/// wake-up, steps it, and sends what it produced. The send waits while the pipeline is full,
-/// which is how a slow sink slows the shoppers down. A step and its send happen under the
-/// population's step permit, so a save sees every shopper between two steps, with all it
-/// produced already sent.
+/// wake-up, steps it, and stages what it produced in the pipeline's lane for its thread (see
+/// [`crate::pipeline`]). Sending a full lane waits while the pipeline is full, which is how a
+/// slow sink slows the shoppers down. A step and its staging happen under the population's
+/// step permit, so a save sees every shopper between two steps, with all it produced staged
+/// (and the save sends the lanes before itself).
 ///
 /// A shopper that never has to wait (alone at `--speed max`, its own wake-up is always the
 /// next) still gives its worker back now and then: each step spends from tokio's cooperative
@@ -148,6 +149,7 @@ pub fn run_shopper(
         // The shopper's next wake-up: read again under the same lock as each step, so a step
         // takes the shopper's lock once (nothing else changes a running shopper).
         let mut at = population.shopper(index).next_wake();
+        let mut staged = Staged::default();
         loop {
             // Between two steps, with no permit held.
             tokio::task::coop::consume_budget().await;
@@ -164,25 +166,24 @@ pub fn run_shopper(
                 Ok(permit) => permit,
                 Err(_) => Box::pin(population.step_permit()).await,
             };
-            let mut events = outbox.buffer();
-            at = {
-                let mut shopper = population.shopper(index);
-                shopper.step(at, &ctx, &mut events);
-                shopper.next_wake()
-            };
-            if events.is_empty() {
-                // A customer left; the slot's next one has not come yet.
-                outbox.recycle(events);
-                continue;
+            // Moved to another thread with events still in the lane it left: those go first.
+            if let Some(lane) = outbox.moved(&staged)
+                && Box::pin(outbox.send_lane(lane)).await.is_err()
+            {
+                return;
             }
-            // The refused batch is taken out first: a match's value would stay in the future
-            // across the wait, making every idle shopper bigger.
-            let refused = match outbox.try_send(Batch::now(events)) {
-                Ok(()) => continue,
-                Err(TrySend::Full(batch)) => batch,
-                Err(TrySend::Closed) => return,
+            let staging;
+            (at, staging) = outbox.stage(&mut staged, |events| {
+                let mut shopper = population.shopper(index);
+                shopper.step(at, &ctx, events);
+                shopper.next_wake()
+            });
+            let lane = match staging {
+                Staging::Done => continue,
+                Staging::Full(lane) => lane,
+                Staging::Closed => return,
             };
-            if Box::pin(outbox.send(refused)).await.is_err() {
+            if Box::pin(outbox.send_lane(lane)).await.is_err() {
                 return;
             }
         }
@@ -219,7 +220,7 @@ mod tests {
         let clock = Clock::scaled(Timestamp::from_micros(0), 1.0);
         let shopper = Shopper::new(1, 1, Timestamp::from_micros(0), &ctx);
         let population = Arc::new(Population::new(vec![shopper], Timestamp::from_micros(0)));
-        let (outbox, _inbox) = crate::pipeline::channel();
+        let (outbox, _inbox) = crate::pipeline::channel(false);
         let gauge = prometheus::IntGauge::new("active", "shoppers").unwrap();
         let actor = run_shopper(
             population,
