@@ -28,7 +28,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, SystemTime};
 
@@ -196,11 +196,11 @@ impl Clock {
     }
 
     /// Has a virtual clock call `hook` whenever every participant is asleep, just before it
-    /// wakes the next batch; the first hook stays. A scaled clock has no such moment, and
-    /// ignores it.
+    /// wakes the next batch, in place of the hook it had (a clock can serve one run after
+    /// another). A scaled clock has no such moment, and ignores it.
     pub fn on_idle(&self, hook: impl Fn() + Send + Sync + 'static) {
         if let Clock::Virtual(c) = self {
-            let _ = c.idle.set(Box::new(hook));
+            *lock(&c.idle) = Some(Box::new(hook));
         }
     }
 
@@ -534,7 +534,7 @@ impl Drop for Sleep<'_> {
 pub struct VirtualClock {
     state: Mutex<VirtualState>,
     /// Called whenever every participant is asleep, before the next batch is woken.
-    idle: OnceLock<IdleHook>,
+    idle: Mutex<Option<IdleHook>>,
 }
 
 type IdleHook = Box<dyn Fn() + Send + Sync>;
@@ -543,7 +543,7 @@ impl std::fmt::Debug for VirtualClock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VirtualClock")
             .field("state", &self.state)
-            .field("idle", &self.idle.get().map(|_| "hook"))
+            .field("idle", &lock(&self.idle).as_ref().map(|_| "hook"))
             .finish()
     }
 }
@@ -565,14 +565,15 @@ impl VirtualClock {
                 active: 0,
                 schedule: Schedule::default(),
             }),
-            idle: OnceLock::new(),
+            idle: Mutex::new(None),
         }
     }
 
     /// Every participant is asleep (those of the next batch are counted active but not woken
     /// yet): runs the idle hook, then wakes `woken`.
     fn idle_then_wake(&self, woken: Vec<Waker>) {
-        if let Some(hook) = self.idle.get() {
+        // Held while the hook runs, so two idle moments never overlap in it.
+        if let Some(hook) = lock(&self.idle).as_ref() {
             hook();
         }
         woken.into_iter().for_each(Waker::wake);
@@ -770,6 +771,19 @@ mod tests {
             let expected: Vec<usize> = (0..3).map(|step| step * 3 + id + 1).collect();
             assert_eq!(seen, &expected, "sleeper {id}");
         }
+        // The clock serves a next run with that run's hook.
+        let next = Arc::new(AtomicUsize::new(0));
+        clock.on_idle({
+            let next = Arc::clone(&next);
+            move || {
+                next.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        let before = idle.load(Ordering::SeqCst);
+        let mut timer = clock.timer();
+        timer.sleep_until(at(1_000)).await.unwrap();
+        assert_eq!(next.load(Ordering::SeqCst), 1);
+        assert_eq!(idle.load(Ordering::SeqCst), before, "the replaced hook ran");
     }
 
     #[tokio::test(flavor = "current_thread", start_paused = true)]

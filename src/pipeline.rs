@@ -15,8 +15,8 @@
 //!   batch. At `--speed max` a lane is sent when it is full ([`LANE_EVENTS`]) and whenever the
 //!   virtual clock finds every participant asleep ([`Outbox::on_idle`]): a batch then holds the
 //!   events of a clock's whole batch of wake-ups made on one thread, some hundreds, rather than
-//!   a step's two or three, and events of different shoppers stay within the clock's skew of
-//!   each other. At a real-time pace a lane is sent at every step, as soon as it has events.
+//!   a step's two or three, and while the sink keeps up, events of different shoppers stay
+//!   within the clock's skew of each other. At a real-time pace a lane is sent at every step, as soon as it has events.
 //!   A watermark and a save send every lane first, so they still travel behind every event made
 //!   before them, and a participant that finds itself on another thread sends the lane it left
 //!   first if its events are still there, so each participant's events stay in order.
