@@ -58,7 +58,7 @@ const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
 /// The async runtime a simulation runs on: one worker thread per core. The sink's thread and
 /// the Kafka client's threads share the cores with them: when the sink is the slower side,
 /// the shoppers wait on the full pipeline and leave it the cores (with a worker fewer, the
-/// shoppers alone were the bound: 762,000 against 964,000 events/s on two cores).
+/// realistic hour took 2.05 s instead of 1.82 s into the null sink).
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     runtime_with(std::thread::available_parallelism().map_or(1, usize::from))
 }
