@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
 # CPU and resident memory of the simulator at its defaults (500 orders/h, 10,000 shoppers, file
-# sink) over ten minutes of real time. Usage: benches/footprint.sh [SECONDS]
+# sink) over ten minutes of real time, of the release build or of another binary given (to set two
+# builds side by side). Usage: benches/footprint.sh [SECONDS [BINARY]]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-600}
-cargo build --release --quiet
+binary=${2:-}
+if [[ -z $binary ]]; then
+  cargo build --release --quiet
+  binary=target/release/simulator
+fi
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 # As in the container image (deploy/container/Dockerfile).
 export MIMALLOC_ARENA_EAGER_COMMIT=0
-RUST_LOG=warn target/release/simulator --rate 500/h --output-dir "$out/data" --metrics-addr 127.0.0.1:0 &
+RUST_LOG=warn "$binary" --rate 500/h --output-dir "$out/data" --metrics-addr 127.0.0.1:0 &
 pid=$!
 ticks=$(getconf CLK_TCK)
 sleep 5 # start-up: spawning the shoppers and publishing the catalogue
