@@ -73,9 +73,12 @@ fn the_functions_the_usual_runs_execute_are_laid_out_together() {
         "/.cargo/symbol-order.txt"
     ))
     .expect(".cargo/symbol-order.txt exists");
+    // A local function that thin LTO made visible across modules is named NAME.llvm.HASH, and
+    // its hash depends on where the checkout lies: such names are in the order for builds in the
+    // checkout that wrote it, and not counted here.
     let names: Vec<&str> = order
         .lines()
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.contains(".llvm."))
         .collect();
     assert!(
         names.len() > 1000,
