@@ -1,7 +1,7 @@
 //! Lays out the simulator's binary with the code its usual runs execute together at the start
 //! (`.cargo/symbol-order.txt`, written by `benches/symbol_order.sh`): the kernel maps a binary's
 //! pages 64 KiB at a time around each page touched, so code scattered among functions that never
-//! run costs resident memory. At the defaults the binary's mapped code falls from 5.3 MB to
+//! run costs resident memory. At the defaults the binary's mapped code falls from 5.4 MB to
 //! 2.5 MB.
 //!
 //! Only where rustc links with its own LLD, which reads such a file: x86_64 Linux with glibc
