@@ -6,7 +6,9 @@
 //!
 //! Only where rustc links with its own LLD, which reads such a file: x86_64 Linux with glibc
 //! from Rust 1.90 on, unless the build names another linker. A name that is no longer in the
-//! binary is passed over; `tests/link_order.rs` says when too many are.
+//! binary is passed over; `tests/link_order.rs` says when too many are. The names thin LTO gives
+//! the functions it shares between code units are made the same for any checkout of the same
+//! code by `.cargo/config.toml`.
 
 use std::env;
 use std::path::Path;

@@ -13,7 +13,8 @@
 #     (a tansu broker: its command line, `tansu`, creates the run's topics).
 #
 # Run it again when tests/link_order.rs says the file has gone stale (a new toolchain, changed
-# dependencies or types). Usage: benches/symbol_order.sh
+# dependencies, types or code), and after a change to the code the usual runs execute: a
+# function it does not list is laid out among those that never run. Usage: benches/symbol_order.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || {
@@ -101,12 +102,30 @@ for profile in ["defaults", "hours", "kafka"]:
                 seen.add(name)
                 order.append(name)
 
+# A function that thin LTO shares between the code units of its crate is named
+# NAME.llvm.CRATE_HASH_cgu_N (.cargo/config.toml); an edit elsewhere in the crate can move it to
+# another unit, or leave it unshared (plain NAME). Its other possible names follow it, so that
+# the order outlives such edits; the linker passes over the names it does not find.
+units = sorted({int(m.group(1)) for f in functions if (m := re.search(r"_cgu_(\d+)$", f))})
+lines, listed = [], set()
+for name in order:
+    m = re.fullmatch(r"(.+)\.llvm\.(.+_cgu_)\d+", name)
+    names = [name]
+    if m:
+        base, unit = m.groups()
+        names += [f"{base}.llvm.{unit}{n}" for n in units] + [base]
+    for each in names:
+        if each not in listed:
+            listed.add(each)
+            lines.append(each)
+
 header = """\
 # The functions of the simulator's binary that its usual runs execute, in the order they first
 # run: build.rs passes this file to the linker (--symbol-ordering-file), which lays them out
 # together at the start of the code. Written by benches/symbol_order.sh from callgrind profiles;
-# tests/link_order.rs fails when too many of these names are no longer in the binary.
+# a function shared between code units by thin LTO is followed by its other possible names.
+# tests/link_order.rs fails when too many of these functions are no longer in the binary.
 """
-out.write_text(header + "\n".join(order) + "\n")
-print(f"{out}: {len(order)} functions")
+out.write_text(header + "\n".join(lines) + "\n")
+print(f"{out}: {len(order)} functions, {len(lines)} names")
 PY

@@ -157,6 +157,19 @@ impl Clock {
         }
     }
 
+    /// Makes room for `timers` more timers and their sleeps at once, rather than growing
+    /// the schedule step by step as they join (which leaves up to half of it unused).
+    pub fn reserve(&self, timers: usize) {
+        let reserve = |schedule: &mut Schedule| {
+            schedule.slots.reserve_exact(timers);
+            schedule.sleepers.reserve_exact(timers);
+        };
+        match self {
+            Clock::Scaled(c) => reserve(&mut lock(&c.state).schedule),
+            Clock::Virtual(c) => reserve(&mut lock(&c.state).schedule),
+        }
+    }
+
     /// Stops the clock: every sleeper wakes with [`Stopped`] now, and every later sleep at
     /// once. Simulated time stands still for a virtual clock; a scaled one goes on telling
     /// the time.
@@ -644,6 +657,28 @@ mod tests {
         Timestamp::from_micros(secs * 1_000_000)
     }
 
+    #[test]
+    fn a_reserved_schedule_takes_its_timers_without_growing() {
+        for clock in [Clock::virtual_at(at(0)), Clock::scaled(at(0), 1.0)] {
+            clock.reserve(1_000);
+            let capacities = || {
+                let read =
+                    |schedule: &Schedule| (schedule.slots.capacity(), schedule.sleepers.capacity());
+                match &clock {
+                    Clock::Virtual(c) => read(&lock(&c.state).schedule),
+                    Clock::Scaled(c) => read(&lock(&c.state).schedule),
+                }
+            };
+            let reserved = capacities();
+            assert!(reserved.0 >= 1_000 && reserved.1 >= 1_000, "{reserved:?}");
+            // Grown by doubling, 1,000 timers would leave room for 1,024.
+            assert!(reserved.0 < 1_024, "{reserved:?}");
+            let timers: Vec<Timer> = (0..1_000).map(|_| clock.timer()).collect();
+            assert_eq!(capacities(), reserved);
+            drop(timers);
+        }
+    }
+
     #[tokio::test(flavor = "current_thread", start_paused = true)]
     async fn scaled_clock_runs_faster_than_real_time() {
         let clock = Clock::scaled(at(1_000), 60.0);
@@ -723,15 +758,18 @@ mod tests {
         let clock = Clock::virtual_at(at(0));
         let mut quitter = clock.timer();
         let mut stayer = clock.timer();
-        let staying = tokio::spawn(async move {
-            stayer.sleep_until(at(50)).await.unwrap();
-        });
         // The quitter gives up on a long sleep: it must count as running again, then leave.
+        // (The stayer, a participant that has not slept yet, keeps the clock still meanwhile;
+        // it starts only then, else it could finish and leave the quitter's sleep due.)
         tokio::select! {
+            biased;
             _ = quitter.sleep_until(at(1_000_000)) => panic!("woke too early"),
             _ = tokio::task::yield_now() => {}
         }
         drop(quitter);
+        let staying = tokio::spawn(async move {
+            stayer.sleep_until(at(50)).await.unwrap();
+        });
         staying.await.unwrap();
         assert_eq!(clock.now(), at(50));
     }

@@ -850,15 +850,15 @@ async fn run(
             Timestamp::from_micros(snapshot.repriced_through),
         ),
         None => Population::new(
-            shopper_ids(settings)
-                .map(|id| Shopper::new(plan.seed, id, start, &ctx))
-                .collect(),
+            shopper_ids(settings).map(|id| Shopper::new(plan.seed, id, start, &ctx)),
             start,
         ),
     });
     let services = shutdown.child_token();
     let shoppers = TaskTracker::new();
     let background = TaskTracker::new();
+    // The shoppers' timers, the hold's and a few for the background tasks, at once.
+    clock.reserve(population.len() + 16);
     // Holding a timer keeps a virtual clock still until every shopper has joined.
     let hold = clock.timer();
     for index in 0..population.len() {

@@ -73,35 +73,45 @@ fn the_functions_the_usual_runs_execute_are_laid_out_together() {
         "/.cargo/symbol-order.txt"
     ))
     .expect(".cargo/symbol-order.txt exists");
-    // A local function that thin LTO made visible across modules is named NAME.llvm.HASH, and
-    // its hash depends on where the checkout lies: such names are in the order for builds in the
-    // checkout that wrote it, and not counted here.
-    let names: Vec<&str> = order
+    // A function thin LTO shares between code units is listed under each name it may have
+    // (NAME.llvm.UNIT for each unit of its crate, and NAME): it is there if one of them is.
+    let mut listed: Vec<Vec<&str>> = Vec::new();
+    for name in order
         .lines()
-        .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.contains(".llvm."))
-        .collect();
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let base = |name: &str| name.split(".llvm.").next().unwrap_or(name).to_owned();
+        match listed.last_mut() {
+            Some(names) if base(names[0]) == base(name) => names.push(name),
+            _ => listed.push(vec![name]),
+        }
+    }
     assert!(
-        names.len() > 1000,
-        "only {} names; {REGENERATE}",
-        names.len()
+        listed.len() > 1000,
+        "only {} functions; {REGENERATE}",
+        listed.len()
     );
 
     let functions = functions(&release_binary());
-    let missing = names
-        .iter()
-        .filter(|n| !functions.contains_key(**n))
-        .count();
     // Aliases of one function (at one address) counted once.
-    let found: BTreeSet<(u64, u64)> = names
+    let found: BTreeSet<(u64, u64)> = listed
         .iter()
+        .flatten()
         .filter_map(|n| functions.get(*n))
         .copied()
         .collect();
+    let missing = listed
+        .iter()
+        .filter(|names| !names.iter().any(|n| functions.contains_key(*n)))
+        .count();
+    // Each function missing is laid out among those that never run, and can cost the process
+    // a 64 KiB window of code more: 26 in 2,880 (an edit to the shoppers' start-up since the
+    // file was written) cost 0.6 MB at the defaults.
     assert!(
-        missing * 20 <= names.len(),
-        "{missing} of the {} functions named are no longer in the binary (a new toolchain, \
+        missing * 100 <= listed.len(),
+        "{missing} of the {} functions listed are no longer in the binary (a new toolchain, \
          changed dependencies or code); {REGENERATE}",
-        names.len()
+        listed.len()
     );
 
     // Laid out together: a process maps a binary's code 64 KiB at a time around each page it
