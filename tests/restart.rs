@@ -128,11 +128,13 @@ fn a_run_killed_and_resumed_equals_the_run_uninterrupted() {
         root.path().join("resumed"),
         root.path().join("state"),
     );
-    let day = ["--duration", "24h"];
+    // Two days (about 2.2 million events): at --speed max a day takes 1.3-2.2 s here, too
+    // short to be sure of a save (one a second at most) and a kill before the end.
+    let day = ["--duration", "48h"];
     let reference = run(&whole, None, &day);
     common::assert_success(&reference);
 
-    // The same run with saves every second, killed once a few saves are behind it.
+    // The same run with saves every second, killed once a save is behind it.
     let mut child = simulator()
         .args(ARGS)
         .envs(CHANGES.iter().copied())
@@ -147,14 +149,14 @@ fn a_run_killed_and_resumed_equals_the_run_uninterrupted() {
     let mut polls = 0;
     let saved = loop {
         polls += 1;
-        assert!(polls < 3_000, "no third save within a minute");
+        assert!(polls < 3_000, "no save within a minute");
         assert!(
             child.try_wait().unwrap().is_none(),
             "the run ended before it was killed"
         );
         if let Ok(bytes) = std::fs::read(state.join("state.bin"))
             && let Ok(snapshot) = decode::<Snapshot>(&bytes)
-            && snapshot.saves >= 3
+            && snapshot.saves >= 1
         {
             break snapshot;
         }
