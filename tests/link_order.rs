@@ -76,11 +76,11 @@ fn the_functions_the_usual_runs_execute_are_laid_out_together() {
     // A function thin LTO shares between code units is listed under each name it may have
     // (NAME.llvm.UNIT for each unit of its crate, and NAME): it is there if one of them is.
     let mut listed: Vec<Vec<&str>> = Vec::new();
+    let base = |name: &str| name.split(".llvm.").next().unwrap_or(name).to_owned();
     for name in order
         .lines()
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
     {
-        let base = |name: &str| name.split(".llvm.").next().unwrap_or(name).to_owned();
         match listed.last_mut() {
             Some(names) if base(names[0]) == base(name) => names.push(name),
             _ => listed.push(vec![name]),
@@ -127,7 +127,7 @@ fn the_functions_the_usual_runs_execute_are_laid_out_together() {
         .collect();
     let least = size.div_ceil(WINDOW);
     assert!(
-        windows.len() as u64 <= least * 2,
+        windows.len() as u64 * 2 <= least * 3,
         "the {} functions ({size} bytes, {least} windows of 64 KiB at the least) lie in {} \
          windows: the linker did not lay them out together (build.rs)",
         found.len(),

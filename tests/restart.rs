@@ -130,15 +130,15 @@ fn a_run_killed_and_resumed_equals_the_run_uninterrupted() {
     );
     // Two days (about 2.2 million events): at --speed max a day takes 1.3-2.2 s here, too
     // short to be sure of a save (one a second at most) and a kill before the end.
-    let day = ["--duration", "48h"];
-    let reference = run(&whole, None, &day);
+    let days = ["--duration", "48h"];
+    let reference = run(&whole, None, &days);
     common::assert_success(&reference);
 
     // The same run with saves every second, killed once a save is behind it.
     let mut child = simulator()
         .args(ARGS)
         .envs(CHANGES.iter().copied())
-        .args(day)
+        .args(days)
         .args(["--output-dir", resumed.to_str().unwrap()])
         .args(["--state-dir", state.to_str().unwrap()])
         .env("SIMULATOR__STATE__INTERVAL", "1s")
@@ -172,7 +172,7 @@ fn a_run_killed_and_resumed_equals_the_run_uninterrupted() {
     );
 
     // Started again, it resumes where the last save left off.
-    let output = run(&resumed, Some(&state), &day);
+    let output = run(&resumed, Some(&state), &days);
     let log = stderr(&output);
     assert!(output.status.success(), "{log}");
     let last_save: Snapshot = decode(&std::fs::read(state.join("state.bin")).unwrap()).unwrap();
@@ -214,7 +214,7 @@ fn a_run_killed_and_resumed_equals_the_run_uninterrupted() {
     assert_eq!(ledger(&whole), ledger(&resumed));
 
     // Once finished, starting it again does nothing.
-    let again = run(&resumed, Some(&state), &day);
+    let again = run(&resumed, Some(&state), &days);
     common::assert_success(&again);
     assert!(stderr(&again).contains("already reached its end"));
     assert!(expected == records(&resumed));
