@@ -31,8 +31,8 @@ use crate::faults::FaultSettings;
 use crate::ledger::LedgerSettings;
 use crate::model::Timestamp;
 use crate::settings::{
-    self, Declaration, Origin, Origins, Printer, Problem, Reader, Section, Text, boolean, duration,
-    one_of, optional, parsed, quoted,
+    self, Declaration, Origin, Origins, Printer, Problem, Reader, Section, Text, boolean, count,
+    duration, one_of, optional, or_word, parsed, quoted,
 };
 use crate::shoppers::{CatalogueSettings, CustomerSettings, ShopSettings, TrafficSettings};
 use crate::sinks::kafka::{KafkaConfig, SchemaRegistryConfig};
@@ -230,6 +230,9 @@ crate::section! {
         /// With --speed max and a --start in the past: stop on reaching the present instead
         /// of continuing in real time.
         pub stop_at_present: bool = boolean(), flag = "--stop-at-present";
+        /// The shoppers' worker threads, or `auto`: one for a run paced below 10,000 orders a
+        /// real second, half the cores (one or two) for a faster one into Kafka, else a core each.
+        pub workers: Option<u64> = or_word("auto", count(1, 256)), flag = "--workers";
     }
 }
 

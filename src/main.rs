@@ -53,7 +53,7 @@ fn main() -> ExitCode {
     let shutdown = CancellationToken::new();
     control.listen_for_signals(shutdown.clone());
     let runtime = match if cli.serve {
-        simulation::runtime()
+        simulation::serving_runtime(&settings)
     } else {
         simulation::runtime_for(&settings)
     } {

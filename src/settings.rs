@@ -376,7 +376,9 @@ pub fn or_word<T: 'static>(word: &'static str, inner: Text<T>) -> Text<Option<T>
             if s.trim() == word {
                 Ok(None)
             } else {
-                parse(s.trim()).map(Some)
+                parse(s.trim())
+                    .map(Some)
+                    .map_err(|e| format!("{e}, nor `{word}`"))
             }
         }),
         print: Box::new(move |v| v.as_ref().map_or_else(|| quoted(word), &print)),
