@@ -90,10 +90,10 @@ pub fn runtime_for(settings: &Settings) -> std::io::Result<tokio::runtime::Runti
 /// The shoppers' worker threads for a run of `settings` on `cores` cores: those set
 /// (`--workers`); else one for a run paced below [`ONE_WORKER_BELOW`] orders per real second;
 /// else, with a Kafka sink, half the cores, one or two: librdkafka's threads and the sink's
-/// spend three quarters of a message's CPU time (the Kafka benchmark: 1.1 µs in the
-/// shoppers, 2.8 µs in the sink's, librdkafka's broker and delivery threads), a shopper worker
-/// more only contends with them for the cores, and two keep up with the sink's one thread;
-/// else a worker per core.
+/// spend two thirds of a message's CPU time (`perf record` of a run into tansu: about 0.9 µs
+/// in the shoppers, 1.7 µs in the sink's, librdkafka's broker and delivery threads), a
+/// shoppers' worker more only contends with them for the cores, and two keep up with the
+/// sink's one thread; else a worker per core.
 pub fn workers(settings: &Settings, cores: usize) -> usize {
     if let Some(workers) = settings.simulation.workers {
         return usize::try_from(workers).unwrap_or(1);
