@@ -656,6 +656,7 @@ pub async fn start(
         resumed_at = %plan.saving.as_ref().and_then(|s| s.restored.as_ref()).map_or_else(|| "-".to_owned(), |r| r.position().to_string()),
         end = %plan.end.map_or_else(|| "never".to_owned(), |e| e.to_string()),
         speed = %settings.simulation.speed,
+        workers = tokio::runtime::Handle::current().metrics().num_workers(),
         endpoints = %format!("http://{endpoints_addr}/metrics"),
         "simulator starting"
     );

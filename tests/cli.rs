@@ -545,6 +545,37 @@ fn logs_to_a_pipe_have_no_colour_codes() {
     assert!(!text.contains('\u{1b}'), "colour codes in: {text:?}");
 }
 
+/// The start line says how many worker threads the shoppers run on: those set, or what
+/// `--workers auto` chose.
+#[test]
+fn the_start_line_names_the_shoppers_workers() {
+    let starting = |args: &[&str]| {
+        let output = simulator()
+            .args([
+                "--sink",
+                "null",
+                "--duration",
+                "1s",
+                "--metrics-addr",
+                "127.0.0.1:0",
+            ])
+            .args(["--start", common::START, "--seed", "1"])
+            .args(args)
+            .output()
+            .unwrap();
+        common::assert_success(&output);
+        let text = stderr(&output);
+        let line = text.lines().find(|l| l.contains("simulator starting"));
+        line.unwrap_or_else(|| panic!("no start line in: {text}"))
+            .to_owned()
+    };
+    let set = starting(&["--speed", "max", "--workers", "3"]);
+    assert!(set.contains(" workers=3 "), "{set}");
+    // 500 orders an hour in real time: one worker whatever the cores.
+    let paced = starting(&["--speed", "1"]);
+    assert!(paced.contains(" workers=1 "), "{paced}");
+}
+
 #[test]
 fn the_connection_string_never_appears_in_output() {
     const KEY: &str = "c2VjcmV0LWtleS1zaG91bGQtbmV2ZXItbGVhaw==";
