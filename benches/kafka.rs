@@ -146,17 +146,21 @@ fn events() -> Vec<Event> {
     memory.events()
 }
 
-/// librdkafka alone on a fresh broker: events/s and how busy the cores were.
-fn bound_phase(round: usize) -> (f64, f64) {
+/// What a phase measured: messages sent, events/s, and how busy the cores were.
+type Phase = (usize, f64, f64);
+
+/// librdkafka alone on a fresh broker.
+fn bound_phase(round: usize) -> Phase {
     let broker = common::broker();
     let prefix = format!("bound{}-{round}-", std::process::id());
     create_topics(&broker.bootstrap, &prefix);
     let events = events();
-    busy_while(|| bound(&settings(&broker.bootstrap, &prefix), &events))
+    let (rate, busy) = busy_while(|| bound(&settings(&broker.bootstrap, &prefix), &events));
+    (events.len(), rate, busy)
 }
 
-/// The simulator on a fresh broker: events/s and how busy the cores were.
-fn simulator_phase(round: usize, count: usize) -> (f64, f64) {
+/// The simulator on a fresh broker.
+fn simulator_phase(round: usize) -> Phase {
     let broker = common::broker();
     let prefix = format!("sim{}-{round}-", std::process::id());
     create_topics(&broker.bootstrap, &prefix);
@@ -169,39 +173,43 @@ fn simulator_phase(round: usize, count: usize) -> (f64, f64) {
     )
     .expect("a Kafka sink");
     let (delivered, busy) = busy_while(|| run(&settings, Box::new(sink)));
-    assert_eq!(delivered as usize, count);
-    (delivered as f64 / clock.elapsed().as_secs_f64(), busy)
+    let rate = delivered as f64 / clock.elapsed().as_secs_f64();
+    (delivered as usize, rate, busy)
 }
 
 fn main() {
     // `cargo bench` passes `--bench`; nothing else to parse.
     // Each phase gets a broker of its own, started afresh: tansu's in-memory storage keeps
-    // every message, and a broker holding the earlier phases' millions is slower (by up to a
-    // third here) than a new one. With SIMULATOR_TEST_KAFKA_BOOTSTRAP every phase shares the
-    // broker given, and the later ones are measured against a fuller broker.
+    // every message, and a broker holding the earlier phases' millions is a slower one. With
+    // SIMULATOR_TEST_KAFKA_BOOTSTRAP every phase shares the broker given, and the later ones
+    // are measured against a fuller broker.
     //
     // Three rounds, the order of the two phases alternated, and the medians kept: the
     // machine is shared with the broker, and single runs vary.
     const ROUNDS: usize = 3;
-    let count = events().len();
-    let (mut bounds, mut simulators) = (Vec::new(), Vec::new());
+    let (mut bounds, mut simulators, mut count) = (Vec::new(), Vec::new(), 0);
     for round in 0..ROUNDS {
         let (bound, simulator) = if round % 2 == 0 {
             let bound = bound_phase(round);
-            (bound, simulator_phase(round, count))
+            (bound, simulator_phase(round))
         } else {
-            let simulator = simulator_phase(round, count);
+            let simulator = simulator_phase(round);
             (bound_phase(round), simulator)
         };
+        assert_eq!(
+            simulator.0, bound.0,
+            "the simulator delivered every message"
+        );
+        count = bound.0;
         println!(
             "round {round}: librdkafka alone {:.0}/s ({:.0}% of the cores busy), simulator {:.0}/s ({:.0}% busy)",
-            bound.0,
-            bound.1 * 100.0,
-            simulator.0,
-            simulator.1 * 100.0
+            bound.1,
+            bound.2 * 100.0,
+            simulator.1,
+            simulator.2 * 100.0
         );
-        bounds.push(bound.0);
-        simulators.push(simulator.0);
+        bounds.push(bound.1);
+        simulators.push(simulator.1);
     }
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);

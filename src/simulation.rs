@@ -55,21 +55,9 @@ const WATERMARK_STEP: Duration = Duration::from_secs(10);
 /// How often progress is logged (real time).
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
 
-/// The async runtime a simulation runs on: one worker thread per core. The sink's thread and
-/// the Kafka client's threads share the cores with them: when the sink is the slower side,
-/// the shoppers wait on the full pipeline and leave it the cores (with a worker fewer, the
-/// realistic hour took 2.05 s instead of 1.82 s into the null sink).
-pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    runtime_with(cores())
-}
-
 /// The runtime the pull API serves on: the workers set (`--workers`), else one per core.
 pub fn serving_runtime(settings: &Settings) -> std::io::Result<tokio::runtime::Runtime> {
-    let set = settings
-        .simulation
-        .workers
-        .map(|n| usize::try_from(n).unwrap_or(1));
-    runtime_with(set.unwrap_or_else(cores))
+    runtime_with(settings.simulation.workers.unwrap_or_else(cores))
 }
 
 /// The cores this process may use.
@@ -93,10 +81,12 @@ pub fn runtime_for(settings: &Settings) -> std::io::Result<tokio::runtime::Runti
 /// spend two thirds of a message's CPU time (`perf record` of a run into tansu: about 0.9 µs
 /// in the shoppers, 1.7 µs in the sink's, librdkafka's broker and delivery threads), a
 /// shoppers' worker more only contends with them for the cores, and two keep up with the
-/// sink's one thread; else a worker per core.
+/// sink's one thread; else a worker per core (the sink's thread shares them: when it is the
+/// slower side, the shoppers wait on the full pipeline and leave it the cores; with a worker
+/// fewer, the realistic hour took 2.05 s instead of 1.82 s into the null sink).
 pub fn workers(settings: &Settings, cores: usize) -> usize {
     if let Some(workers) = settings.simulation.workers {
-        return usize::try_from(workers).unwrap_or(1);
+        return workers;
     }
     match settings.simulation.speed {
         Speed::Factor(factor)

@@ -863,11 +863,11 @@ impl KafkaSettings {
             plain("partitioner", "murmur2_random"),
             // Queue depth, round-trip and throttle times for the metrics.
             plain("statistics.interval.ms", "5000"),
-            // Messages waiting or in flight, at most (librdkafka's default: 100,000). Some
-            // 600 bytes each with their headers: librdkafka's default is 60 MB, more than the
-            // CPU's caches, and its threads spent up to half as much CPU again per message
-            // writing requests from a queue that deep (the Kafka benchmark); 20,000 still keep
-            // 400,000 messages a second in flight over a 50 ms round trip.
+            // Messages waiting or in flight, at most (librdkafka's default: 100,000, each a
+            // copy of the value with its key and four headers). From a queue that deep, which
+            // outgrows the CPU's caches, librdkafka's threads spent up to half as much CPU again
+            // per message (`perf record` of runs into tansu, README's Performance); 20,000
+            // still keep 400,000 messages a second in flight over a 50 ms round trip.
             plain("queue.buffering.max.messages", QUEUED_MESSAGES),
         ]);
         properties.extend(self.config.properties.iter().map(|(k, v)| plain(k, v)));
