@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::time::Duration;
 
 use apache_avro::types::Value;
@@ -45,8 +45,8 @@ async fn run(settings: &Settings, hours: u64, clock: Clock) -> Summary {
         .unwrap()
 }
 
-/// Reads every message of every topic and returns the distinct event ids and the message count.
-fn consume_all(bootstrap: &str) -> (HashSet<String>, usize) {
+/// Reads every message of every topic and returns how many times each event id is there.
+fn consume_all(bootstrap: &str) -> HashMap<String, usize> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "check")
@@ -62,12 +62,11 @@ fn consume_all(bootstrap: &str) -> (HashSet<String>, usize) {
         }
     }
     consumer.assign(&assignment).unwrap();
-    let (mut ids, mut count, mut idle) = (HashSet::new(), 0, 0);
+    let (mut ids, mut idle) = (HashMap::new(), 0);
     while idle < 3 {
         match consumer.poll(Duration::from_secs(1)) {
             Some(Ok(message)) => {
                 idle = 0;
-                count += 1;
                 let topic = Topic::ALL
                     .into_iter()
                     .find(|t| t.as_str() == message.topic())
@@ -82,13 +81,19 @@ fn consume_all(bootstrap: &str) -> (HashSet<String>, usize) {
                 let Value::Uuid(id) = &fields[0].1 else {
                     panic!("event_id is {:?}", fields[0].1)
                 };
-                ids.insert(id.to_string());
+                *ids.entry(id.to_string()).or_insert(0) += 1;
             }
             Some(Err(e)) => panic!("consumer error: {e}"),
             None => idle += 1,
         }
     }
-    (ids, count)
+    ids
+}
+
+/// How many messages `ids` counts, and how many events are there more than once.
+fn messages_and_repeated(ids: &HashMap<String, usize>) -> (usize, usize) {
+    let messages = ids.values().sum();
+    (messages, ids.values().filter(|&&n| n > 1).count())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -135,9 +140,20 @@ async fn a_broker_down_for_a_while_loses_nothing_and_readiness_follows() {
     assert!(summary.is_complete(), "{summary:?}");
     let generated = total(&summary.generated);
     assert!(generated > 9_000, "{summary:?}");
-    let (ids, count) = consume_all(&bootstrap);
-    assert_eq!(count as u64, generated, "messages in the cluster");
-    assert_eq!(ids.len(), count, "duplicates in the cluster");
+    let ids = consume_all(&bootstrap);
+    assert_eq!(ids.len() as u64, generated, "events in the cluster");
+    // The mock cluster checks an idempotent producer's sequence numbers only for a
+    // transactional one (`rd_kafka_mock_validate_records`), so a produce request it stored
+    // whose response was cut when the broker went down is stored again when librdkafka
+    // resends it (a real broker acknowledges the resend without storing it). Such a resend is
+    // at most the few requests in flight: every event is there at most twice, and the
+    // repeated ones are a small fraction.
+    let (messages, repeated) = messages_and_repeated(&ids);
+    assert!(ids.values().all(|&n| n <= 2), "an event stored three times");
+    assert!(
+        repeated * 100 <= messages,
+        "{repeated} of {messages} messages repeated"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,9 +173,14 @@ async fn retriable_produce_errors_are_retried_without_loss_or_duplicates() {
     let settings = kafka_settings("3000/h", 300, &bootstrap, &[]);
     let summary = run(&settings, 2, Clock::virtual_at(start())).await;
     assert!(summary.is_complete(), "{summary:?}");
-    let (ids, count) = consume_all(&bootstrap);
-    assert_eq!(count as u64, total(&summary.generated));
-    assert_eq!(ids.len(), count, "a retry duplicated messages");
+    let ids = consume_all(&bootstrap);
+    assert_eq!(ids.len() as u64, total(&summary.generated));
+    // An injected error is answered before anything is stored, so no retry can repeat one.
+    assert_eq!(
+        messages_and_repeated(&ids),
+        (ids.len(), 0),
+        "a retry repeated messages"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
