@@ -15,7 +15,7 @@ use std::time::Duration;
 use common::create_topics;
 use rdkafka::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer};
 use simulator::config::Settings;
 use simulator::encoding::Encoder;
 use simulator::model::{Event, total};
@@ -29,6 +29,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const SEED: u64 = 5;
 const SPAN: Duration = Duration::from_secs(10 * 60);
+/// Messages between two services of the bound's delivery reports: a full lane of the
+/// pipeline, the batch the sink serves its reports after at `--speed max`.
+const BATCH: usize = simulator::pipeline::LANE_EVENTS;
 
 fn settings(bootstrap: &str, prefix: &str) -> Settings {
     let flags = [
@@ -51,7 +54,9 @@ fn run(settings: &Settings, sink: Box<dyn Sink>) -> u64 {
     total(&support::run(&runtime, settings, SEED, SPAN, sink).delivered)
 }
 
-/// librdkafka alone: the same messages, pre-encoded, through a bare producer.
+/// librdkafka alone: the same messages, pre-encoded, through a bare producer served as the
+/// sink serves its own: delivery reports polled on the producing thread after every
+/// [`BATCH`] messages, and while the queue is full.
 fn bound(settings: &Settings, events: &[Event]) -> f64 {
     let kafka = kafka(settings);
     let encoder = Encoder::new().expect("schemas");
@@ -71,9 +76,9 @@ fn bound(settings: &Settings, events: &[Event]) -> f64 {
     for property in kafka.producer_properties() {
         config.set(property.key.as_str(), property.value.expose());
     }
-    let producer: ThreadedProducer<DefaultProducerContext> = config.create().expect("a producer");
+    let producer: BaseProducer<DefaultProducerContext> = config.create().expect("a producer");
     let clock = tokio::time::Instant::now();
-    for (topic, key, value, timestamp, event_type) in &messages {
+    for (n, (topic, key, value, timestamp, event_type)) in messages.iter().enumerate() {
         let headers = OwnedHeaders::new_with_capacity(4)
             .insert(Header {
                 key: "event_type",
@@ -101,7 +106,17 @@ fn bound(settings: &Settings, events: &[Event]) -> f64 {
                 Ok(()) => break,
                 Err((_, returned)) => {
                     record = returned;
-                    std::thread::sleep(Duration::from_millis(2));
+                    producer.poll(Duration::from_millis(2));
+                }
+            }
+        }
+        if n % BATCH == BATCH - 1 {
+            // Every report waiting: one poll serves one.
+            loop {
+                let before = producer.in_flight_count();
+                producer.poll(Duration::ZERO);
+                if before == 0 || producer.in_flight_count() >= before {
+                    break;
                 }
             }
         }

@@ -31,6 +31,8 @@
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Poll, Wake, Waker};
+use std::time::Duration;
 
 use crossbeam_queue::ArrayQueue;
 use serde::{Deserialize, Serialize};
@@ -64,7 +66,7 @@ const BATCH_EVENTS: usize = 8;
 const SPINS: u32 = 256;
 /// A wait for the next message this long means the stream is sparse, and not worth spinning
 /// for (a thousand batches a second or fewer).
-const SPARSE_AFTER: std::time::Duration = std::time::Duration::from_millis(1);
+const SPARSE_AFTER: Duration = Duration::from_millis(1);
 
 /// Events, in the order one producer made them, and when they were made.
 #[derive(Debug)]
@@ -364,25 +366,50 @@ pub struct Inbox {
     pool: Arc<ArrayQueue<Vec<Event>>>,
     /// Whether the stream is steady: the last message was already waiting, or came soon.
     steady: bool,
+    /// Wakes the thread waiting in [`Inbox::next`] with a time limit, and which thread it is.
+    waker: Option<(std::thread::ThreadId, Waker)>,
+}
+
+/// What [`Inbox::next`] found.
+enum Received {
+    Message(Message),
+    /// Nothing came within the time allowed.
+    Nothing,
+    /// Every sender is gone and all is read.
+    Closed,
+}
+
+/// Unparks the thread that waits for the channel.
+struct Unpark(std::thread::Thread);
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
+    }
 }
 
 impl Inbox {
-    /// The next message, waiting for one; `None` once every sender is gone and all is read.
+    /// The next message, waiting for one at most `limit` (given when the thread is about to
+    /// sleep; `None`: as long as it takes).
     ///
     /// While the stream is steady, an empty channel is looked at again [`SPINS`] times before
     /// the thread sleeps, so a busy run's next batch never has to wake it. After a sleep of
     /// [`SPARSE_AFTER`] or more, the stream is sparse (a run at its real-time pace): the thread
     /// sleeps again as soon as it finds the channel empty, until a shorter sleep or a message
     /// already waiting says the stream is steady again.
-    fn next(&mut self) -> Option<Message> {
+    fn next(&mut self, limit: impl FnOnce() -> Option<Duration>) -> Received {
         let spins = if self.steady { SPINS } else { 1 };
         for spin in 0..spins {
             match self.receiver.try_recv() {
                 Ok(message) => {
                     self.steady = true;
-                    return Some(message);
+                    return Received::Message(message);
                 }
-                Err(mpsc::error::TryRecvError::Disconnected) => return None,
+                Err(mpsc::error::TryRecvError::Disconnected) => return Received::Closed,
                 Err(mpsc::error::TryRecvError::Empty) if spin % 16 == 15 => {
                     std::thread::yield_now();
                 }
@@ -390,9 +417,44 @@ impl Inbox {
             }
         }
         let asleep = Instant::now();
-        let message = self.receiver.blocking_recv();
+        let received = match limit() {
+            None => self
+                .receiver
+                .blocking_recv()
+                .map_or(Received::Closed, Received::Message),
+            Some(limit) => self.receive_within(asleep + limit),
+        };
         self.steady = asleep.elapsed() < SPARSE_AFTER;
-        message
+        received
+    }
+
+    /// The next message, sleeping until one comes or `deadline` passes.
+    fn receive_within(&mut self, deadline: Instant) -> Received {
+        let thread = std::thread::current();
+        let waker = match &self.waker {
+            Some((id, waker)) if *id == thread.id() => waker.clone(),
+            _ => {
+                let waker = Waker::from(Arc::new(Unpark(thread.clone())));
+                self.waker = Some((thread.id(), waker.clone()));
+                waker
+            }
+        };
+        let mut context = std::task::Context::from_waker(&waker);
+        loop {
+            match self.receiver.poll_recv(&mut context) {
+                Poll::Ready(Some(message)) => return Received::Message(message),
+                Poll::Ready(None) => return Received::Closed,
+                Poll::Pending => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return Received::Nothing;
+                    }
+                    // Woken by a sender, or at the deadline (or early, for no reason: the
+                    // channel is looked at again either way).
+                    std::thread::park_timeout(deadline - now);
+                }
+            }
+        }
     }
 }
 
@@ -416,6 +478,7 @@ pub fn channel(batched: bool) -> (Outbox, Inbox) {
             receiver,
             pool,
             steady: false,
+            waker: None,
         },
     )
 }
@@ -534,7 +597,15 @@ pub fn drain(
     stop: CancellationToken,
 ) -> Delivery {
     let mut error: Option<OutputError> = None;
-    while let Some(message) = inbox.next() {
+    loop {
+        let message = match inbox.next(|| output.sink.idle_interval()) {
+            Received::Message(message) => message,
+            Received::Nothing => {
+                output.sink.idle();
+                continue;
+            }
+            Received::Closed => break,
+        };
         let result = match message {
             Message::Events(batch) => {
                 metrics.observe(&batch.events);
@@ -691,13 +762,108 @@ mod tests {
         assert_eq!(waiting(&mut inbox), [format!("events:{}", LANE_EVENTS + 2)]);
     }
 
+    /// A sink that counts the events it is given and the times it is left idle.
+    #[derive(Clone, Default)]
+    struct Watching {
+        written: Arc<AtomicUsize>,
+        idle: Arc<AtomicUsize>,
+        interval: Option<Duration>,
+    }
+
+    impl Sink for Watching {
+        fn name(&self) -> &'static str {
+            "watching"
+        }
+
+        fn write(&mut self, events: &[Event], _: Instant) -> Result<(), SinkError> {
+            self.written.fetch_add(events.len(), Ordering::SeqCst);
+            Ok(())
+        }
+
+        fn idle_interval(&self) -> Option<Duration> {
+            self.interval
+        }
+
+        fn idle(&mut self) {
+            self.idle.fetch_add(1, Ordering::SeqCst);
+        }
+
+        fn close(&mut self) -> Result<(), SinkError> {
+            Ok(())
+        }
+
+        fn delivered(&self) -> TopicCounts {
+            TopicCounts::default()
+        }
+    }
+
+    /// Drains `inbox` into `sink` on a thread of its own, as a run does.
+    fn drain_on_thread(sink: &Watching, inbox: Inbox) -> std::thread::JoinHandle<Delivery> {
+        let output = Output {
+            sink: Box::new(sink.clone()),
+            recorder: None,
+        };
+        let metrics = PipelineMetrics::register(&prometheus::Registry::new()).unwrap();
+        std::thread::spawn(move || {
+            drain(
+                output,
+                inbox,
+                metrics,
+                Health::new(),
+                CancellationToken::new(),
+            )
+        })
+    }
+
+    /// Waits until `done` holds, failing after a minute.
+    fn until(done: impl Fn() -> bool) {
+        let start = Instant::now();
+        while !done() {
+            assert!(start.elapsed() < Duration::from_secs(60), "never happened");
+            std::thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn a_sink_left_without_events_is_served_at_its_idle_interval() {
+        let (outbox, inbox) = channel(false);
+        let sink = Watching {
+            interval: Some(Duration::from_millis(1)),
+            ..Watching::default()
+        };
+        let drained = drain_on_thread(&sink, inbox);
+        until(|| sink.idle.load(Ordering::SeqCst) >= 3);
+        drop(outbox);
+        drained.join().unwrap();
+    }
+
+    #[tokio::test]
+    async fn events_wake_a_sink_waiting_out_its_idle_interval() {
+        let (outbox, inbox) = channel(false);
+        let sink = Watching {
+            interval: Some(Duration::from_secs(3600)),
+            ..Watching::default()
+        };
+        let drained = drain_on_thread(&sink, inbox);
+        // Long enough for the thread to find the channel empty and sleep.
+        std::thread::sleep(Duration::from_millis(50));
+        outbox.send(Batch::now(events(3))).await.unwrap();
+        until(|| sink.written.load(Ordering::SeqCst) == 3);
+        assert_eq!(sink.idle.load(Ordering::SeqCst), 0, "woken by the interval");
+        drop(outbox);
+        drained.join().unwrap();
+    }
+
     #[test]
     fn the_idle_hook_does_not_keep_the_pipeline_open() {
         let (outbox, mut inbox) = channel(true);
         let idle = outbox.on_idle();
         stage(&outbox, 0, &mut Staged::default(), 1);
         drop(outbox);
-        assert!(inbox.next().is_none(), "the pipeline stayed open");
+        assert!(
+            matches!(inbox.next(|| None), Received::Closed),
+            "the pipeline stayed open"
+        );
         idle();
     }
 }

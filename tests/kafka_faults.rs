@@ -16,9 +16,9 @@ use simulator::clock::Clock;
 use simulator::config::Settings;
 use simulator::encoding::schemas;
 use simulator::metrics::DeliveryMetrics;
-use simulator::model::Topic;
-use simulator::model::total;
+use simulator::model::{Catalogue, CurrencyCode, Event, Timestamp, Topic, total};
 use simulator::simulation::{self, Summary};
+use simulator::sinks::Sink;
 use simulator::sinks::kafka::KafkaSink;
 
 const PARTITIONS: i32 = 3;
@@ -207,4 +207,44 @@ async fn a_broker_that_never_returns_is_reported_after_the_delivery_timeout() {
         error.contains("were not delivered") && error.contains("MessageTimedOut"),
         "{error}"
     );
+}
+
+#[test]
+fn delivery_reports_wait_for_the_sink_and_are_served_while_it_is_idle() {
+    let cluster = cluster();
+    let settings = kafka_settings("3000/h", 100, &cluster.bootstrap_servers(), &[]);
+    let mut sink = KafkaSink::new(
+        &settings.kafka.resolve(&settings.schema_registry).unwrap(),
+        DeliveryMetrics::unregistered(),
+        None,
+    )
+    .unwrap();
+    let at = Timestamp::from_micros(0);
+    let events: Vec<Event> = Catalogue::generate(1, 50, 1.0, at)
+        .unwrap()
+        .publish(at, 1, CurrencyCode::USD)
+        .into_iter()
+        .map(Event::Product)
+        .collect();
+    sink.write(&events, tokio::time::Instant::now()).unwrap();
+    // No thread of librdkafka's serves the reports: they wait for the sink's thread.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(total(&sink.delivered()), 0, "served behind the sink's back");
+    let started = tokio::time::Instant::now();
+    while total(&sink.delivered()) < events.len() as u64 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "never delivered"
+        );
+        // What the pipeline does while no events come.
+        std::thread::sleep(sink.idle_interval().unwrap());
+        sink.idle();
+    }
+    assert_eq!(total(&sink.delivered()), events.len() as u64);
+    assert_eq!(
+        sink.idle_interval(),
+        Some(Duration::from_millis(100)),
+        "nothing in flight: the client's events can wait longer"
+    );
+    sink.close().unwrap();
 }

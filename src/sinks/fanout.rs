@@ -5,6 +5,8 @@
 //! fail fails the run, like a single sink would: the pipeline stops the simulation and counts
 //! the rest as not delivered.
 
+use std::time::Duration;
+
 use tokio::time::Instant;
 
 use super::{Sink, SinkCheckpoint, SinkError};
@@ -46,6 +48,19 @@ impl Sink for FanOut {
             sink.write(events, created)?;
         }
         Ok(())
+    }
+
+    fn idle_interval(&self) -> Option<Duration> {
+        self.sinks
+            .iter()
+            .filter_map(|sink| sink.idle_interval())
+            .min()
+    }
+
+    fn idle(&mut self) {
+        for sink in &mut self.sinks {
+            sink.idle();
+        }
     }
 
     fn advance(&mut self, watermark: Timestamp) -> Result<(), SinkError> {

@@ -20,6 +20,7 @@ pub use null::NullSink;
 pub use stdout::StdoutSink;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -179,6 +180,16 @@ pub trait Sink: Send {
     /// Takes a batch of events, in order, created at `created` (sinks that measure delivery
     /// latency use it).
     fn write(&mut self, events: &[Event], created: Instant) -> Result<(), SinkError>;
+
+    /// How long the sink may be left waiting for events before [`Sink::idle`] must run;
+    /// `None` (the default) when nothing happens in the sink between writes.
+    fn idle_interval(&self) -> Option<Duration> {
+        None
+    }
+
+    /// No events came for [`Sink::idle_interval`]: serve what arrived meanwhile (the Kafka
+    /// sink's delivery reports and client events).
+    fn idle(&mut self) {}
 
     /// Simulated time has reached `watermark`: finish whatever is complete (the file sink
     /// closes the files of hours that ended).

@@ -11,6 +11,12 @@
 //! shoppers: memory stays bounded and nothing is dropped. [`Sink::close`] flushes within the
 //! flush timeout; what is still undelivered then is reported.
 //!
+//! Delivery reports and the client's events (errors, statistics, token refreshes) are served
+//! on the sink's own thread, with no polling thread of librdkafka's: after each batch, while
+//! it waits for room in the queue, and when no events come ([`Sink::idle`], within
+//! [`IN_FLIGHT_POLL`] while messages are in flight, [`IDLE_POLL`] otherwise). A message is
+//! then freed by the thread that allocated it, which the allocator does cheaply.
+//!
 //! Recovery: a broker that loses the producer's state (restarted on volatile storage, a
 //! failover) makes an idempotent producer fail for good (`UnknownProducerId`,
 //! `OutOfOrderSequenceNumber`). The messages it then gives back unacknowledged are kept, a new
@@ -51,7 +57,7 @@ use rdkafka::ClientConfig;
 use rdkafka::client::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message as _, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 
 use super::{Sink, SinkCheckpoint, SinkError};
 use crate::cdc::{ChangeStream, Stream};
@@ -61,6 +67,12 @@ use crate::model::{Event, EventType, Topic, TopicCounts};
 
 /// How long to wait before offering a message again when librdkafka's queue is full.
 const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(2);
+/// How late a delivery report may be served while messages are in flight and no events come:
+/// the delivery latency histogram's finest bucket.
+const IN_FLIGHT_POLL: Duration = Duration::from_millis(1);
+/// How late the client's events may be served with nothing in flight (librdkafka's own
+/// polling thread would wait as long).
+const IDLE_POLL: Duration = Duration::from_millis(100);
 /// How long start-up waits for the cluster's metadata before going on regardless.
 const CONNECT_CHECK: Duration = Duration::from_secs(10);
 /// Each attempt to read the metadata, between which a signal is noticed.
@@ -518,7 +530,7 @@ impl TopicSpec {
 
 /// The `kafka` sink.
 pub struct KafkaSink {
-    producer: ThreadedProducer<Context>,
+    producer: BaseProducer<Context>,
     /// The producer's configuration, to build another after a fatal error.
     config: ClientConfig,
     shared: Arc<Shared>,
@@ -721,6 +733,9 @@ impl KafkaSink {
         let bootstrap = &self.bootstrap;
         let started = tokio::time::Instant::now();
         loop {
+            // Serves the client's events meanwhile: a token to fetch before connecting, the
+            // errors that readiness reports.
+            self.producer.poll(Duration::ZERO);
             match self.producer.client().fetch_metadata(None, CONNECT_ATTEMPT) {
                 Ok(metadata) => {
                     self.stats.connected.store(true, Ordering::Relaxed);
@@ -859,8 +874,8 @@ impl KafkaSink {
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                    // Backpressure: wait for deliveries to make room.
-                    std::thread::sleep(QUEUE_FULL_BACKOFF);
+                    // Backpressure: wait for deliveries to make room, serving them.
+                    self.producer.poll(QUEUE_FULL_BACKOFF);
                     self.check()?;
                 }
                 Err(_) if self.producer_failed() => self.restart()?,
@@ -897,6 +912,45 @@ impl KafkaSink {
 }
 
 impl KafkaSink {
+    /// Serves every delivery report waiting, and the client's events met on the way; one
+    /// poll serves one report, of a produce request's messages to one partition.
+    fn serve(&self) {
+        loop {
+            let before = self.producer.in_flight_count();
+            self.producer.poll(Duration::ZERO);
+            if before == 0 || self.producer.in_flight_count() >= before {
+                return;
+            }
+        }
+    }
+
+    /// Publishes `events`, one message each.
+    fn write_events(&mut self, events: &[Event], created_micros: u64) -> Result<(), SinkError> {
+        let mut key = itoa::Buffer::new();
+        let mut value = std::mem::take(&mut self.value);
+        let mut result = Ok(());
+        for event in events {
+            let topic = event.topic().index();
+            value.clear();
+            if let Some(prefix) = &self.topics[topic].prefix {
+                value.extend_from_slice(prefix);
+            }
+            self.encoder.encode_into(event, &mut value);
+            result = self.produce(Outgoing {
+                topic,
+                key: key.format(event.key()).as_bytes(),
+                payload: Some(&value),
+                timestamp: Some(event.event_time().as_millis()),
+                opaque: opaque(event.event_type().index(), created_micros),
+            });
+            if result.is_err() {
+                break;
+            }
+        }
+        self.value = value;
+        result
+    }
+
     /// Publishes the change stream's records of `events`: each event's own row change counts
     /// it delivered; the others are counted only if they fail.
     fn write_changes(&mut self, events: &[Event], created_micros: u64) -> Result<(), SinkError> {
@@ -945,7 +999,7 @@ impl KafkaSink {
 fn create_producer(
     config: &ClientConfig,
     shared: &Arc<Shared>,
-) -> Result<ThreadedProducer<Context>, SinkError> {
+) -> Result<BaseProducer<Context>, SinkError> {
     Ok(config
         .create_with_context(Context(Arc::clone(shared)))
         .map_err(KafkaSinkError::Producer)?)
@@ -959,32 +1013,26 @@ impl Sink for KafkaSink {
     fn write(&mut self, events: &[Event], created: tokio::time::Instant) -> Result<(), SinkError> {
         self.check()?;
         let created_micros = created.saturating_duration_since(self.origin).as_micros() as u64;
-        if self.changes.is_some() {
-            return self.write_changes(events, created_micros);
-        }
-        let mut key = itoa::Buffer::new();
-        let mut value = std::mem::take(&mut self.value);
-        let mut result = Ok(());
-        for event in events {
-            let topic = event.topic().index();
-            value.clear();
-            if let Some(prefix) = &self.topics[topic].prefix {
-                value.extend_from_slice(prefix);
-            }
-            self.encoder.encode_into(event, &mut value);
-            result = self.produce(Outgoing {
-                topic,
-                key: key.format(event.key()).as_bytes(),
-                payload: Some(&value),
-                timestamp: Some(event.event_time().as_millis()),
-                opaque: opaque(event.event_type().index(), created_micros),
-            });
-            if result.is_err() {
-                break;
-            }
-        }
-        self.value = value;
-        result
+        let written = if self.changes.is_some() {
+            self.write_changes(events, created_micros)
+        } else {
+            self.write_events(events, created_micros)
+        };
+        // The delivery reports that came meanwhile.
+        self.serve();
+        written
+    }
+
+    fn idle_interval(&self) -> Option<Duration> {
+        Some(if self.producer.in_flight_count() > 0 {
+            IN_FLIGHT_POLL
+        } else {
+            IDLE_POLL
+        })
+    }
+
+    fn idle(&mut self) {
+        self.serve();
     }
 
     fn checkpoint(&mut self) -> Result<SinkCheckpoint, SinkError> {
