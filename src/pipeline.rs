@@ -7,7 +7,10 @@
 //! them.
 //!
 //! On the sink's thread, [`drain`] passes every batch through the run's [`Recorder`] (the
-//! ground-truth ledger and the injected faults) and on to the sink.
+//! ground-truth ledger and the injected faults) and on to the sink. A sink with work of its own
+//! between batches (Kafka's delivery reports) gives a time limit ([`Sink::idle_interval`]):
+//! the thread waits for the next batch no longer than that, then lets the sink do it
+//! ([`Sink::idle`]).
 //!
 //! Three things keep the hand-over cheap at a million events a second.
 //! - **Lanes.** A step does not send its events itself: it stages them in its thread's lane,

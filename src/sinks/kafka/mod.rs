@@ -14,7 +14,7 @@
 //! Delivery reports and the client's events (errors, statistics, token refreshes) are served
 //! on the sink's own thread, with no polling thread of librdkafka's: after each batch, while
 //! it waits for room in the queue, and when no events come ([`Sink::idle`], within
-//! [`IN_FLIGHT_POLL`] while messages are in flight, [`IDLE_POLL`] otherwise). A message is
+//! `IN_FLIGHT_POLL` while messages are in flight, `IDLE_POLL` otherwise). A message is
 //! then freed by the thread that allocated it, which the allocator does cheaply.
 //!
 //! Recovery: a broker that loses the producer's state (restarted on volatile storage, a
