@@ -20,7 +20,7 @@ use simulator::config::Settings;
 use simulator::encoding::Encoder;
 use simulator::model::{Event, total};
 use simulator::simulation;
-use simulator::sinks::kafka::{KafkaSettings, KafkaSink};
+use simulator::sinks::kafka::{KafkaSettings, KafkaSink, serve_reports};
 use simulator::sinks::{MemorySink, Sink};
 
 /// The binary's allocator, so the figures are the binary's.
@@ -111,14 +111,7 @@ fn bound(settings: &Settings, events: &[Event]) -> f64 {
             }
         }
         if n % BATCH == BATCH - 1 {
-            // Every report waiting: one poll serves one.
-            loop {
-                let before = producer.in_flight_count();
-                producer.poll(Duration::ZERO);
-                if before == 0 || producer.in_flight_count() >= before {
-                    break;
-                }
-            }
+            serve_reports(&producer);
         }
     }
     producer.flush(Duration::from_secs(120)).expect("flushed");

@@ -912,16 +912,9 @@ impl KafkaSink {
 }
 
 impl KafkaSink {
-    /// Serves every delivery report waiting, and the client's events met on the way; one
-    /// poll serves one report, of a produce request's messages to one partition.
+    /// Serves every delivery report waiting, and the client's events met on the way.
     fn serve(&self) {
-        loop {
-            let before = self.producer.in_flight_count();
-            self.producer.poll(Duration::ZERO);
-            if before == 0 || self.producer.in_flight_count() >= before {
-                return;
-            }
-        }
+        serve_reports(&self.producer);
     }
 
     /// Publishes `events`, one message each.
@@ -992,6 +985,19 @@ impl KafkaSink {
         }
         self.value = value;
         result
+    }
+}
+
+/// Serves every delivery report `producer` has waiting, and the client's events met on the
+/// way, on the calling thread; one poll serves one report, of a produce request's messages to
+/// one partition.
+pub fn serve_reports<C: ProducerContext>(producer: &BaseProducer<C>) {
+    loop {
+        let before = producer.in_flight_count();
+        producer.poll(Duration::ZERO);
+        if before == 0 || producer.in_flight_count() >= before {
+            return;
+        }
     }
 }
 
