@@ -232,6 +232,7 @@ crate::section! {
         pub stop_at_present: bool = boolean(), flag = "--stop-at-present";
         /// The shoppers' worker threads, or `auto`: one for a run paced below 10,000 orders a
         /// real second, half the cores (one or two) for a faster one into Kafka, else a core each.
+        /// A single worker is the thread that drives the run (a `current_thread` runtime).
         pub workers: Option<usize> =
             or_word("auto", count(1, 256).map(|n| n as usize, |n| *n as u64)), flag = "--workers";
     }
