@@ -1241,6 +1241,17 @@ mod tests {
     }
 
     #[test]
+    fn a_single_worker_is_the_thread_that_drives_the_run() {
+        use tokio::runtime::RuntimeFlavor;
+        let one = runtime_with(1).unwrap();
+        assert_eq!(one.handle().runtime_flavor(), RuntimeFlavor::CurrentThread);
+        assert_eq!(one.metrics().num_workers(), 1);
+        let two = runtime_with(2).unwrap();
+        assert_eq!(two.handle().runtime_flavor(), RuntimeFlavor::MultiThread);
+        assert_eq!(two.metrics().num_workers(), 2);
+    }
+
+    #[test]
     fn a_run_paced_below_ten_thousand_orders_a_second_gets_one_worker() {
         assert_eq!(workers_for(&[], 8), 1, "the defaults: 500/h in real time");
         assert_eq!(workers_for(&["--rate", "9999/s"], 8), 1);
