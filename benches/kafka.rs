@@ -1,6 +1,6 @@
 //! Sustained events/s into a Kafka-compatible broker at `--speed max`, next to the bound that
 //! librdkafka alone reaches on the same broker with the same messages (pre-encoded: same keys,
-//! values, headers and producer settings).
+//! values, headers and producer settings, produced as the sink produces them).
 //!
 //! `cargo bench --bench kafka` starts a `tansu` from PATH for each phase, as the tests do;
 //! with `SIMULATOR_TEST_KAFKA_BOOTSTRAP=HOST:PORT` every phase uses that broker instead (see
@@ -10,17 +10,17 @@
 mod common;
 mod support;
 
+use std::ffi::CStr;
 use std::time::Duration;
 
 use common::create_topics;
 use rdkafka::ClientConfig;
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer};
+use rdkafka::producer::{BaseProducer, DefaultProducerContext, Producer};
 use simulator::config::Settings;
 use simulator::encoding::Encoder;
 use simulator::model::{Event, total};
 use simulator::simulation;
-use simulator::sinks::kafka::{KafkaSettings, KafkaSink, serve_reports};
+use simulator::sinks::kafka::{KafkaSettings, KafkaSink, Record, TopicProducer, serve_reports};
 use simulator::sinks::{MemorySink, Sink};
 
 /// The binary's allocator, so the figures are the binary's.
@@ -77,44 +77,33 @@ fn bound(settings: &Settings, events: &[Event]) -> f64 {
         config.set(property.key.as_str(), property.value.expose());
     }
     let producer: BaseProducer<DefaultProducerContext> = config.create().expect("a producer");
+    let producer = TopicProducer::new(producer, &kafka.config.topics).expect("topic handles");
     let clock = tokio::time::Instant::now();
     for (n, (topic, key, value, timestamp, event_type)) in messages.iter().enumerate() {
-        let headers = OwnedHeaders::new_with_capacity(4)
-            .insert(Header {
-                key: "event_type",
-                value: Some(*event_type),
-            })
-            .insert(Header {
-                key: "schema",
-                value: Some("retail.Order"),
-            })
-            .insert(Header {
-                key: "schema_fingerprint",
-                value: Some("0000000000000000000"),
-            })
-            .insert(Header {
-                key: "content-type",
-                value: Some("avro/binary"),
-            });
-        let mut record = BaseRecord::to(&kafka.config.topics[*topic])
-            .key(key)
-            .payload(value)
-            .timestamp(*timestamp)
-            .headers(headers);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, returned)) => {
-                    record = returned;
-                    producer.poll(Duration::from_millis(2));
-                }
-            }
+        let headers: [(&CStr, &[u8]); 4] = [
+            (c"event_type", event_type.as_bytes()),
+            (c"schema", b"retail.Order"),
+            (c"schema_fingerprint", b"0000000000000000000"),
+            (c"content-type", b"avro/binary"),
+        ];
+        let record = Record {
+            topic: *topic,
+            key: key.as_bytes(),
+            payload: Some(value),
+            timestamp: Some(*timestamp),
+            headers: &headers,
+        };
+        while producer.send(&record, ()).is_err() {
+            producer.base().poll(Duration::from_millis(2));
         }
         if n % BATCH == BATCH - 1 {
-            serve_reports(&producer);
+            serve_reports(producer.base());
         }
     }
-    producer.flush(Duration::from_secs(120)).expect("flushed");
+    producer
+        .base()
+        .flush(Duration::from_secs(120))
+        .expect("flushed");
     messages.len() as f64 / clock.elapsed().as_secs_f64()
 }
 

@@ -38,6 +38,7 @@
 
 mod config;
 mod entra;
+mod producer;
 mod registry;
 
 pub use config::{
@@ -46,9 +47,11 @@ pub use config::{
     PropertyValue, SchemaRegistryConfig, Secret, SecretFile,
 };
 pub use entra::{Token, TokenError, TokenSource};
+pub use producer::{MAX_HEADERS, Record, TopicError, TopicProducer};
 pub use registry::{RegistryError, register};
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::CStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -56,8 +59,8 @@ use std::time::Duration;
 use rdkafka::ClientConfig;
 use rdkafka::client::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, Message as _, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::message::Message as _;
+use rdkafka::producer::{BaseProducer, DeliveryResult, Producer, ProducerContext};
 
 use super::{Sink, SinkCheckpoint, SinkError};
 use crate::cdc::{ChangeStream, Stream};
@@ -530,7 +533,7 @@ impl TopicSpec {
 
 /// The `kafka` sink.
 pub struct KafkaSink {
-    producer: BaseProducer<Context>,
+    producer: TopicProducer<Context>,
     /// The producer's configuration, to build another after a fatal error.
     config: ClientConfig,
     shared: Arc<Shared>,
@@ -567,6 +570,8 @@ pub enum KafkaSinkError {
     Registry(RegistryError),
     #[error("cannot create the Kafka producer: {0}")]
     Producer(#[source] KafkaError),
+    #[error(transparent)]
+    Topic(TopicError),
     #[error("delivery cannot succeed: {0}")]
     Permanent(String),
     #[error(
@@ -611,24 +616,13 @@ pub enum KafkaSinkError {
 }
 
 /// The headers of every message of `spec`'s topic with events of `event_type`.
-fn headers(spec: &TopicSpec, event_type: EventType) -> OwnedHeaders {
-    OwnedHeaders::new_with_capacity(4)
-        .insert(Header {
-            key: "event_type",
-            value: Some(event_type.as_str()),
-        })
-        .insert(Header {
-            key: "schema",
-            value: Some(spec.schema_name.as_str()),
-        })
-        .insert(Header {
-            key: "schema_fingerprint",
-            value: Some(spec.fingerprint.as_str()),
-        })
-        .insert(Header {
-            key: "content-type",
-            value: Some("avro/binary"),
-        })
+fn headers(spec: &TopicSpec, event_type: EventType) -> [(&'static CStr, &[u8]); 4] {
+    [
+        (c"event_type", event_type.as_str().as_bytes()),
+        (c"schema", spec.schema_name.as_bytes()),
+        (c"schema_fingerprint", spec.fingerprint.as_bytes()),
+        (c"content-type", b"avro/binary"),
+    ]
 }
 
 /// One message to produce.
@@ -735,8 +729,13 @@ impl KafkaSink {
         loop {
             // Serves the client's events meanwhile: a token to fetch before connecting, the
             // errors that readiness reports.
-            self.producer.poll(Duration::ZERO);
-            match self.producer.client().fetch_metadata(None, CONNECT_ATTEMPT) {
+            self.producer.base().poll(Duration::ZERO);
+            match self
+                .producer
+                .base()
+                .client()
+                .fetch_metadata(None, CONNECT_ATTEMPT)
+            {
                 Ok(metadata) => {
                     self.stats.connected.store(true, Ordering::Relaxed);
                     tracing::info!(%bootstrap, brokers = metadata.brokers().len(), "connected to the Kafka cluster");
@@ -789,7 +788,7 @@ impl KafkaSink {
 
     /// Whether the producer has failed for good.
     fn producer_failed(&self) -> bool {
-        self.stats.fatal().is_some() || self.producer.client().fatal_error().is_some()
+        self.stats.fatal().is_some() || self.producer.base().client().fatal_error().is_some()
     }
 
     /// Stops on a permanent failure; replaces a producer that failed for good.
@@ -804,7 +803,7 @@ impl KafkaSink {
     /// Replaces a producer that failed for good: it gets a moment to hear back about what it
     /// has in flight, what it gives back unacknowledged is sent again by a new producer.
     fn restart(&mut self) -> Result<(), SinkError> {
-        let reason = match self.producer.client().fatal_error() {
+        let reason = match self.producer.base().client().fatal_error() {
             Some((code, reason)) => format!("{code:?}: {reason}"),
             None => self.stats.fatal().unwrap_or_default(),
         };
@@ -820,7 +819,7 @@ impl KafkaSink {
             self.stats.set_permanent(error.to_string());
             return Err(error.into());
         }
-        let _ = self.producer.flush(FATAL_DRAIN);
+        let _ = self.producer.base().flush(FATAL_DRAIN);
         let next = create_producer(&self.config, &self.shared)?;
         // Dropping the old producer purges what it still holds, into the salvage.
         drop(std::mem::replace(&mut self.producer, next));
@@ -859,30 +858,30 @@ impl KafkaSink {
         let event_type = EventType::ALL.get(message.opaque & ((1 << TYPE_BITS) - 1));
         loop {
             let spec = &self.topics[message.topic];
-            let mut record =
-                BaseRecord::with_opaque_to(&spec.name, message.opaque).key(message.key);
-            if let Some(payload) = message.payload {
-                record = record.payload(payload);
-            }
             // The change stream's records, like Debezium's, carry no headers.
-            if let (None, Some(event_type)) = (&self.changes, event_type) {
-                record = record.headers(headers(spec, *event_type));
-            }
-            if let Some(timestamp) = message.timestamp {
-                record = record.timestamp(timestamp);
-            }
-            match self.producer.send(record) {
+            let headers = match (&self.changes, event_type) {
+                (None, Some(event_type)) => Some(headers(spec, *event_type)),
+                _ => None,
+            };
+            let record = Record {
+                topic: message.topic,
+                key: message.key,
+                payload: message.payload,
+                timestamp: message.timestamp,
+                headers: headers.as_ref().map_or(&[], |h| &h[..]),
+            };
+            match self.producer.send(&record, message.opaque) {
                 Ok(()) => return Ok(()),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                Err((RDKafkaErrorCode::QueueFull, _)) => {
                     // Backpressure: wait for deliveries to make room, serving them.
-                    self.producer.poll(QUEUE_FULL_BACKOFF);
+                    self.producer.base().poll(QUEUE_FULL_BACKOFF);
                     self.check()?;
                 }
                 Err(_) if self.producer_failed() => self.restart()?,
-                Err((source, _)) => {
+                Err((code, _)) => {
                     return Err(KafkaSinkError::Produce {
                         topic: spec.name.clone(),
-                        source,
+                        source: KafkaError::MessageProduction(code),
                     }
                     .into());
                 }
@@ -894,7 +893,7 @@ impl KafkaSink {
     /// back flushed by the next.
     fn flush(&mut self) -> Result<(), KafkaError> {
         loop {
-            let flushed = self.producer.flush(self.flush_timeout);
+            let flushed = self.producer.base().flush(self.flush_timeout);
             let pending = !self
                 .shared
                 .salvaged
@@ -914,7 +913,7 @@ impl KafkaSink {
 impl KafkaSink {
     /// Serves every delivery report waiting, and the client's events met on the way.
     fn serve(&self) {
-        serve_reports(&self.producer);
+        serve_reports(self.producer.base());
     }
 
     /// Publishes `events`, one message each.
@@ -1001,14 +1000,16 @@ pub fn serve_reports<C: ProducerContext>(producer: &BaseProducer<C>) {
     }
 }
 
-/// A producer of `config` whose callbacks report to `shared`.
+/// A producer of `config`, with a handle of each of the sink's topics, whose callbacks report
+/// to `shared`.
 fn create_producer(
     config: &ClientConfig,
     shared: &Arc<Shared>,
-) -> Result<BaseProducer<Context>, SinkError> {
-    Ok(config
+) -> Result<TopicProducer<Context>, SinkError> {
+    let producer = config
         .create_with_context(Context(Arc::clone(shared)))
-        .map_err(KafkaSinkError::Producer)?)
+        .map_err(KafkaSinkError::Producer)?;
+    Ok(TopicProducer::new(producer, &shared.topics).map_err(KafkaSinkError::Topic)?)
 }
 
 impl Sink for KafkaSink {
@@ -1030,7 +1031,7 @@ impl Sink for KafkaSink {
     }
 
     fn idle_interval(&self) -> Option<Duration> {
-        Some(if self.producer.in_flight_count() > 0 {
+        Some(if self.producer.base().in_flight_count() > 0 {
             IN_FLIGHT_POLL
         } else {
             IDLE_POLL
@@ -1047,7 +1048,7 @@ impl Sink for KafkaSink {
         let changes = self.changes.as_ref().map(ChangeStream::position);
         self.flush()
             .map_err(|source| KafkaSinkError::Unacknowledged {
-                in_flight: self.producer.in_flight_count(),
+                in_flight: self.producer.base().in_flight_count(),
                 timeout: humantime::format_duration(self.flush_timeout).to_string(),
                 missing: self.stats.missing_note(),
                 source,
@@ -1064,7 +1065,7 @@ impl Sink for KafkaSink {
         let result = self.flush();
         // Restarts given up on leave messages neither acknowledged nor failed: say why.
         self.check_permanent()?;
-        let in_flight = self.producer.in_flight_count();
+        let in_flight = self.producer.base().in_flight_count();
         let failed = self.stats.failed_messages();
         let missing = self.stats.missing_note();
         match result {
