@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use common::create_topics;
 use rdkafka::ClientConfig;
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::{BaseProducer, DefaultProducerContext, Producer};
 use simulator::config::Settings;
 use simulator::encoding::Encoder;
@@ -93,8 +94,15 @@ fn bound(settings: &Settings, events: &[Event]) -> f64 {
             timestamp: Some(*timestamp),
             headers: &headers,
         };
-        while producer.send(&record, ()).is_err() {
-            producer.base().poll(Duration::from_millis(2));
+        loop {
+            match producer.send(&record, ()) {
+                Ok(()) => break,
+                // Wait for deliveries to make room, as the sink does.
+                Err((RDKafkaErrorCode::QueueFull, ())) => {
+                    producer.base().poll(Duration::from_millis(2));
+                }
+                Err((code, ())) => panic!("librdkafka refused a message: {code}"),
+            }
         }
         if n % BATCH == BATCH - 1 {
             serve_reports(producer.base());
